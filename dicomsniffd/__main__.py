@@ -1,0 +1,3 @@
+from dicomsniffd.cli import main
+
+raise SystemExit(main())

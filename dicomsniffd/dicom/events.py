@@ -1,0 +1,216 @@
+"""Events emitted by the sans-IO DICOM core (one per protocol fact, never per packet).
+
+Every timestamp is a capture timestamp in seconds (float, epoch); durations are seconds.
+``sender`` is always ``"requestor"`` (association requestor, the SCU that sent
+A-ASSOCIATE-RQ) or ``"acceptor"``. None of these events carries dataset content: the core
+never decodes datasets, so nothing here can hold patient data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+REQUESTOR = "requestor"
+ACCEPTOR = "acceptor"
+
+
+@dataclass(frozen=True, slots=True)
+class PresentationContext:
+    """One presentation context as proposed (RQ) or answered (AC).
+
+    In an AssociationAccepted event, ``transfer_syntaxes`` holds what the requestor proposed,
+    ``result`` the acceptor's answer (0 acceptance, 1 user-rejection, 2 no-reason,
+    3 abstract-syntax-not-supported, 4 transfer-syntaxes-not-supported) and
+    ``accepted_transfer_syntax`` the one chosen ("" unless result == 0).
+    """
+
+    context_id: int
+    abstract_syntax: str  # UID ("" when unknown, e.g. AC seen without its RQ)
+    transfer_syntaxes: tuple[str, ...]
+    result: int | None = None
+    accepted_transfer_syntax: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RoleSelection:
+    sop_class_uid: str
+    scu_role: int
+    scp_role: int
+
+
+@dataclass(frozen=True, slots=True)
+class UserInformation:
+    max_pdu_length: int | None = None
+    implementation_class_uid: str = ""
+    implementation_version_name: str = ""
+    async_ops_invoked: int | None = None
+    async_ops_performed: int | None = None
+    role_selections: tuple[RoleSelection, ...] = ()
+    extended_negotiation_sop_classes: tuple[str, ...] = ()
+    # User Identity (sub-item 0x58): only the type and whether a response was requested.
+    # The primary field (username) and the secondary field (passcode) are never kept.
+    user_identity_type: int | None = None
+    user_identity_positive_response_requested: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AssociationRequested:
+    ts: float
+    calling_ae: str  # trimmed
+    called_ae: str  # trimmed
+    application_context: str
+    presentation_contexts: tuple[PresentationContext, ...]
+    user_info: UserInformation
+
+
+@dataclass(frozen=True, slots=True)
+class AssociationAccepted:
+    ts: float
+    setup_seconds: float | None  # A-ASSOCIATE-RQ -> AC; None when the RQ was not seen
+    calling_ae: str
+    called_ae: str
+    presentation_contexts: tuple[PresentationContext, ...]  # merged RQ proposal + AC answer
+    user_info: UserInformation  # the acceptor's
+
+
+@dataclass(frozen=True, slots=True)
+class AssociationRejected:
+    ts: float
+    setup_seconds: float | None
+    result: str  # "permanent" | "transient"
+    source: str  # "service-user" | "service-provider-acse" | "service-provider-presentation"
+    reason: str  # e.g. "called-ae-not-recognized", "no-reason-given"
+    result_code: int
+    source_code: int
+    reason_code: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseRequested:
+    ts: float
+    sender: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseReplied:
+    ts: float
+    sender: str
+
+
+@dataclass(frozen=True, slots=True)
+class Aborted:
+    ts: float
+    sender: str
+    source: str  # "service-user" | "service-provider" | "reserved"
+    reason: str  # e.g. "not-specified", "unexpected-pdu", "unrecognized-pdu-parameter"
+    source_code: int
+    reason_code: int
+
+
+@dataclass(frozen=True, slots=True)
+class AssociationEnded:
+    """The association (or what was seen of it) is over.
+
+    how: "released" | "aborted" | "reset" | "closed" | "timeout".
+    """
+
+    ts: float
+    how: str
+    duration_seconds: float | None  # A-ASSOCIATE-RQ -> end; None when RQ not seen
+
+
+@dataclass(frozen=True, slots=True)
+class DimseRequestSeen:
+    """A complete DIMSE request command set was decoded (counted when seen)."""
+
+    ts: float  # first packet of the request command
+    sender: str
+    command: str  # "C-STORE", "C-FIND", ..., "N-DELETE", "C-CANCEL"
+    sop_class_uid: str  # Affected/Requested SOP Class UID ("" if absent)
+    context_id: int
+    message_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class DimseResponseSeen:
+    """A DIMSE response command set was decoded (every response, pending ones included)."""
+
+    ts: float
+    sender: str
+    command: str  # e.g. "C-STORE" (the service, not "C-STORE-RSP")
+    status: int
+    status_class: str  # "success" | "warning" | "failure" | "cancel" | "pending"
+    context_id: int
+    message_id_being_responded_to: int
+
+
+@dataclass(frozen=True, slots=True)
+class DimseTransaction:
+    """A request and its final response, with the timings of DESIGN §3.
+
+    Emitted when the final (non-pending) response completes, or when the request is given
+    up (association ended / transaction timeout) with ``status=None`` and ``outcome`` telling
+    why. Timings are None when a needed instant was not seen.
+    """
+
+    command: str
+    sop_class_uid: str
+    context_id: int
+    message_id: int
+    status: int | None
+    status_class: str  # as DimseResponseSeen, or "unanswered"
+    outcome: str  # "answered" | "unanswered-ended" | "unanswered-timeout"
+    request_ts: float  # first packet of the request command
+    request_complete_ts: float | None
+    response_ts: float | None  # first packet of the (first) response
+    response_complete_ts: float | None  # packet completing the final response
+    request_transfer_seconds: float | None
+    response_latency_seconds: float | None
+    duration_seconds: float | None
+    request_dataset_bytes: int  # bytes of dataset PDV data (never the data itself)
+    response_dataset_bytes: int
+    pending_responses: int
+    complete: bool  # False if a capture gap hit this transaction's messages
+    affected_sop_instance_uid: str = ""  # only filled when the core is told to keep UIDs
+    error_comment: str = ""
+    move_destination: str = ""  # AE title, C-MOVE only
+    suboperations_remaining: int | None = None
+    suboperations_completed: int | None = None
+    suboperations_failed: int | None = None
+    suboperations_warning: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolError:
+    """Something that is not valid DICOM UL/DIMSE; ``kind`` is a short dash-case label."""
+
+    ts: float
+    sender: str
+    kind: str  # e.g. "bad-pdu-type", "bad-pdu-length", "bad-pdv-length", "bad-command-set",
+    #            "command-too-large", "unexpected-pdu", "resync", "parser-exception"
+    detail: str = ""  # never contains dataset bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Resynchronised:
+    """The framer lost PDU alignment (gap or midstream start) and found it again."""
+
+    ts: float
+    sender: str
+    skipped_bytes: int
+
+
+Event = (
+    AssociationRequested
+    | AssociationAccepted
+    | AssociationRejected
+    | ReleaseRequested
+    | ReleaseReplied
+    | Aborted
+    | AssociationEnded
+    | DimseRequestSeen
+    | DimseResponseSeen
+    | DimseTransaction
+    | ProtocolError
+    | Resynchronised
+)
