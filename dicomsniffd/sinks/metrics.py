@@ -1,0 +1,563 @@
+"""Prometheus metrics: the DESIGN §4 catalogue as a custom prometheus-client Collector.
+
+The hot path only touches plain dicts: ``{metric name: {label tuple: number}}`` for
+counters and gauges, ``{metric name: {label tuple: [bucket counts..., +Inf, sum]}}`` for
+histograms. No prometheus-client child objects are ever created; MetricFamily objects
+are built at scrape time from a copy of those dicts. Because the state is plain data,
+``snapshot()`` is a copy and ``merge_snapshot()`` is an addition, which is how a parent
+process serves the merged state of its worker processes (DESIGN §6: prometheus-client's
+multiprocess mode cannot run custom collectors).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.metadata
+import logging
+import math
+import platform
+import re
+from bisect import bisect_left
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.utils import floatToGoString
+
+from dicomsniffd import __version__
+from dicomsniffd.config import MetricsConfig
+from dicomsniffd.dicom.events import (
+    Aborted,
+    AssociationAccepted,
+    AssociationEnded,
+    AssociationRejected,
+    AssociationRequested,
+    DimseRequestSeen,
+    DimseResponseSeen,
+    DimseTransaction,
+    ProtocolError,
+    Resynchronised,
+)
+from dicomsniffd.sinks._names import (
+    context_result,
+    sop_class_keyword,
+    status_hex,
+    transfer_syntax_keyword,
+)
+
+log = logging.getLogger(__name__)
+
+SelfStats = dict[str, Any]
+Key = tuple[str, ...]
+
+OTHER = "other"
+UNKNOWN = "unknown"
+SNAPSHOT_FORMAT = 1
+
+_AE = ("calling_ae", "called_ae")
+_CMD = ("*ae", "command")  # shorthand expanded below: "*ae" = the two AE labels
+
+# The catalogue, in exposition order: (name, type, labels, bucket set, help).
+# "*ae" stands for calling_ae, called_ae. The bucket set names a MetricsConfig field.
+_CATALOGUE: tuple[tuple[str, str, tuple[str, ...], str, str], ...] = (
+    ("dicom_association_requests_total", "counter", ("*ae",), "",
+     "A-ASSOCIATE-RQ seen."),
+    ("dicom_association_rejects_total", "counter", ("*ae", "result", "source", "reason"), "",
+     "A-ASSOCIATE-RJ seen, by result, source and reason."),
+    ("dicom_association_aborts_total", "counter", ("*ae", "source", "reason"), "",
+     "A-ABORT seen, by source and reason."),
+    ("dicom_association_ends_total", "counter", ("*ae", "how"), "",
+     "Associations that ended, by how (released, aborted, reset, closed, timeout)."),
+    ("dicom_associations_active", "gauge", ("*ae",), "",
+     "Associations requested and not yet ended."),
+    ("dicom_association_setup_seconds", "histogram", ("*ae",), "latency_buckets",
+     "A-ASSOCIATE-RQ to AC/RJ."),
+    ("dicom_association_duration_seconds", "histogram", ("*ae",), "duration_buckets",
+     "A-ASSOCIATE-RQ to the end of the association."),
+    ("dicom_presentation_contexts_total", "counter",
+     ("*ae", "abstract_syntax", "transfer_syntax", "result"), "",
+     "Presentation contexts answered by the acceptor, by abstract syntax and result."),
+    ("dicom_dimse_requests_total", "counter", ("*ae", "command", "sop_class"), "",
+     "DIMSE requests seen."),
+    ("dicom_dimse_responses_total", "counter", ("*ae", "command", "status", "status_class"), "",
+     "DIMSE responses seen (pending ones included), by status."),
+    ("dicom_dimse_duration_seconds", "histogram", _CMD, "latency_buckets",
+     "First packet of the request to the packet completing the final response."),
+    ("dicom_dimse_request_transfer_seconds", "histogram", _CMD, "latency_buckets",
+     "First to last packet of the request (network upload time of a C-STORE)."),
+    ("dicom_dimse_response_latency_seconds", "histogram", _CMD, "latency_buckets",
+     "Request complete to the first response (the SCP's service time)."),
+    ("dicom_dimse_dataset_bytes", "histogram", _CMD, "size_buckets",
+     "Size of the request data set (the response data set for N-GET)."),
+    ("dicom_dimse_unanswered_total", "counter", _CMD, "",
+     "Requests still open when the association ended or the transaction timed out."),
+    ("dicom_suboperations_total", "counter", ("*ae", "command", "outcome"), "",
+     "C-MOVE/C-GET sub-operations from the final response, by outcome."),
+    ("dicom_pdata_bytes_total", "counter", ("*ae", "sender"), "",
+     "P-DATA-TF bytes, by sender (requestor/acceptor)."),
+    ("dicom_tcp_retransmitted_segments_total", "counter", ("*ae", "sender"), "",
+     "TCP retransmissions on DICOM connections, by sender."),
+    ("dicom_tcp_zero_window_total", "counter", ("*ae", "sender"), "",
+     "TCP zero-window advertisements on DICOM connections, by sender."),
+    ("dicom_tcp_resets_total", "counter", ("*ae", "sender"), "",
+     "TCP resets on DICOM connections, by sender."),
+    ("dicom_tcp_handshake_rtt_seconds", "histogram", ("*ae",), "latency_buckets",
+     "SYN to SYN/ACK to ACK."),
+    ("dicom_capture_missed_bytes_total", "counter", ("*ae", "sender"), "",
+     "Bytes on DICOM connections the sniffer never saw."),
+    ("dicom_protocol_errors_total", "counter", ("*ae", "kind"), "",
+     "DICOM UL/DIMSE protocol errors and resynchronisations, by kind."),
+    ("dicom_tcp_connection_failures_total", "counter", ("server", "reason"), "",
+     "TCP connections to DICOM servers refused or unanswered."),
+    ("dicom_tls_connections_total", "counter", ("server", "outcome"), "",
+     "TLS connections on DICOM ports, by handshake outcome."),
+    ("dicomsniffd_label_overflow_total", "counter", ("label",), "",
+     "Label values folded into 'other' because a cardinality cap was reached."),
+)  # fmt: skip
+
+
+def _expand(labels: tuple[str, ...]) -> tuple[str, ...]:
+    out: list[str] = []
+    for label in labels:
+        out.extend(_AE if label == "*ae" else (label,))
+    return tuple(out)
+
+
+CATALOGUE: dict[str, tuple[str, tuple[str, ...], str, str]] = {
+    name: (kind, _expand(labels), buckets, help_text)
+    for name, kind, labels, buckets, help_text in _CATALOGUE
+}
+
+# Labels with a cardinality cap: the overflow counter is always exported for them (at 0)
+# so an alert on it has a series to look at.
+_CAPPED_LABELS = ("calling_ae", "called_ae", "server", "sop_class")
+
+# Sub-operation counts live in these fields of the final C-MOVE/C-GET response.
+_SUBOP_FIELDS = (
+    ("completed", "suboperations_completed"),
+    ("failed", "suboperations_failed"),
+    ("warning", "suboperations_warning"),
+)
+
+# N-GET carries its data set in the response; every other command in the request.
+_RESPONSE_DATASET_COMMANDS = frozenset({"N-GET"})
+
+
+def _clean_bounds(bounds: tuple[float, ...]) -> tuple[float, ...]:
+    """Sorted, unique, finite upper bounds (+Inf is implicit and always added)."""
+    return tuple(sorted({float(b) for b in bounds if math.isfinite(b)}))
+
+
+class MetricsStore:
+    """Every DESIGN §4 metric, fed by the pipeline, published by ``collect()``."""
+
+    def __init__(self, config: MetricsConfig) -> None:
+        self.config = config
+        self._bounds: dict[str, tuple[float, ...]] = {}
+        self._values: dict[str, dict[Key, float]] = {}
+        self._hists: dict[str, dict[Key, list[float]]] = {}
+        for name, (kind, _labels, buckets, _help) in CATALOGUE.items():
+            if kind == "histogram":
+                self._bounds[name] = _clean_bounds(getattr(config, buckets))
+                self._hists[name] = {}
+            else:
+                self._values[name] = {}
+        overflow = self._values["dicomsniffd_label_overflow_total"]
+        for label in _CAPPED_LABELS:
+            overflow[(label,)] = 0
+        # Distinct values admitted per capped label family; bounded by the caps.
+        self._ae_seen: set[str] = set()
+        self._servers_seen: set[str] = set()
+        self._sop_seen: set[str] = set()
+        # flow_id -> AE label key under which the association was counted active, so the
+        # gauge goes down under the same key even if the labels changed in between.
+        self._active: dict[int, Key] = {}
+        self._self_stats_source: Callable[[], SelfStats] | None = None
+        self._workers: dict[str, dict[str, Any]] = {}
+        self._build_info: tuple[str, str, str, str] | None = None
+        self._handlers: dict[type, Callable[[Any, Any], None]] = {
+            AssociationRequested: self._on_requested,
+            AssociationAccepted: self._on_accepted,
+            AssociationRejected: self._on_rejected,
+            Aborted: self._on_aborted,
+            AssociationEnded: self._on_ended,
+            DimseRequestSeen: self._on_request,
+            DimseResponseSeen: self._on_response,
+            DimseTransaction: self._on_transaction,
+            ProtocolError: self._on_protocol_error,
+            Resynchronised: self._on_resync,
+        }
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self)
+
+    # -- cardinality caps --------------------------------------------------------------------
+
+    def _capped(self, value: str, seen: set[str], cap: int, label: str) -> str:
+        if value in seen:
+            return value
+        if len(seen) < cap:
+            seen.add(value)
+            return value
+        self._values["dicomsniffd_label_overflow_total"][(label,)] = (
+            self._values["dicomsniffd_label_overflow_total"].get((label,), 0) + 1
+        )
+        return OTHER
+
+    def ae_label(self, title: str, label: str = "ae_title") -> str:
+        """The metric label value for an AE title: the title while fewer than
+        ``max_ae_titles`` distinct titles (calling and called together) have been seen,
+        then ``other``; each fold into ``other`` counts once under ``label``."""
+        if not title or title == UNKNOWN:
+            return UNKNOWN
+        if title == OTHER:
+            return OTHER
+        return self._capped(title, self._ae_seen, self.config.max_ae_titles, label)
+
+    def server_label(self, server: str) -> str:
+        """The ``server`` label value ("ip:port") under the ``max_servers`` cap.
+
+        Idempotent: an already capped value (``other``) passes through uncounted, so the
+        pipeline may hand either the raw endpoint or its label to the sinks."""
+        if not server or server in (OTHER, UNKNOWN):
+            return server or UNKNOWN
+        return self._capped(server, self._servers_seen, self.config.max_servers, "server")
+
+    def sop_class_label(self, uid: str, label: str = "sop_class") -> str:
+        """Keyword of a SOP class UID (``private``/``unknown`` outside the dictionary),
+        capped at ``max_sop_classes``; never the UID itself."""
+        keyword = sop_class_keyword(uid)
+        if keyword in (UNKNOWN, "private"):
+            return keyword
+        return self._capped(keyword, self._sop_seen, self.config.max_sop_classes, label)
+
+    # -- hot-path primitives -----------------------------------------------------------------
+
+    def _inc(self, name: str, key: Key, amount: float = 1) -> None:
+        values = self._values[name]
+        values[key] = values.get(key, 0) + amount
+
+    def _observe(self, name: str, key: Key, value: float) -> None:
+        rows = self._hists[name]
+        row = rows.get(key)
+        if row is None:
+            row = rows[key] = [0] * (len(self._bounds[name]) + 2)
+        # bisect_left: a value equal to a bound belongs to that bucket ("le").
+        row[bisect_left(self._bounds[name], value)] += 1
+        row[-1] += value
+
+    @staticmethod
+    def _ae(flow: Any) -> Key:
+        return (flow.calling_ae_label, flow.called_ae_label)
+
+    # -- sink interface ----------------------------------------------------------------------
+
+    def handle(self, event: Any, flow: Any) -> None:
+        handler = self._handlers.get(type(event))
+        if handler is not None:
+            handler(event, flow)
+
+    def tcp_event(
+        self, kind: str, sender: str, flow: Any, value: float = 0.0, ts: float | None = None
+    ) -> None:
+        if kind == "retransmission":
+            self._inc("dicom_tcp_retransmitted_segments_total", (*self._ae(flow), sender))
+        elif kind == "zero-window":
+            self._inc("dicom_tcp_zero_window_total", (*self._ae(flow), sender))
+        elif kind == "reset":
+            self._inc("dicom_tcp_resets_total", (*self._ae(flow), sender))
+        elif kind == "handshake-rtt":
+            self._observe("dicom_tcp_handshake_rtt_seconds", self._ae(flow), value)
+        # "duplicate" and "out-of-order" are capture facts, not DICOM health: not exported.
+
+    def add_bytes(self, kind: str, sender: str, nbytes: int, flow: Any) -> None:
+        if nbytes <= 0:
+            return
+        if kind == "pdata":
+            self._inc("dicom_pdata_bytes_total", (*self._ae(flow), sender), nbytes)
+        elif kind == "missed":
+            self._inc("dicom_capture_missed_bytes_total", (*self._ae(flow), sender), nbytes)
+
+    def connection_failure(self, server_label: str, reason: str, ts: float | None = None) -> None:
+        server = self.server_label(server_label)
+        self._inc("dicom_tcp_connection_failures_total", (server, reason))
+
+    def tls_connection(self, server_label: str, outcome: str, ts: float | None = None) -> None:
+        server = self.server_label(server_label)
+        self._inc("dicom_tls_connections_total", (server, outcome))
+
+    def set_self_stats_source(self, fn: Callable[[], SelfStats]) -> None:
+        """``fn`` is called at every scrape/snapshot; it returns one SelfStats dict."""
+        self._self_stats_source = fn
+
+    # -- events ------------------------------------------------------------------------------
+
+    def _on_requested(self, event: AssociationRequested, flow: Any) -> None:
+        key = self._ae(flow)
+        self._inc("dicom_association_requests_total", key)
+        if flow.flow_id not in self._active:
+            self._active[flow.flow_id] = key
+            self._inc("dicom_associations_active", key)
+
+    def _on_accepted(self, event: AssociationAccepted, flow: Any) -> None:
+        ae = self._ae(flow)
+        if event.setup_seconds is not None:
+            self._observe("dicom_association_setup_seconds", ae, event.setup_seconds)
+        for pc in event.presentation_contexts:
+            key = (
+                *ae,
+                self.sop_class_label(pc.abstract_syntax, "abstract_syntax"),
+                transfer_syntax_keyword(pc.accepted_transfer_syntax) if pc.result == 0 else "",
+                context_result(pc.result),
+            )
+            self._inc("dicom_presentation_contexts_total", key)
+
+    def _on_rejected(self, event: AssociationRejected, flow: Any) -> None:
+        ae = self._ae(flow)
+        self._inc(
+            "dicom_association_rejects_total", (*ae, event.result, event.source, event.reason)
+        )
+        if event.setup_seconds is not None:
+            self._observe("dicom_association_setup_seconds", ae, event.setup_seconds)
+
+    def _on_aborted(self, event: Aborted, flow: Any) -> None:
+        self._inc("dicom_association_aborts_total", (*self._ae(flow), event.source, event.reason))
+
+    def _on_ended(self, event: AssociationEnded, flow: Any) -> None:
+        ae = self._ae(flow)
+        self._inc("dicom_association_ends_total", (*ae, event.how))
+        active_key = self._active.pop(flow.flow_id, None)
+        if active_key is not None:
+            self._inc("dicom_associations_active", active_key, -1)
+        if event.duration_seconds is not None:
+            self._observe("dicom_association_duration_seconds", ae, event.duration_seconds)
+
+    def _on_request(self, event: DimseRequestSeen, flow: Any) -> None:
+        sop = self.sop_class_label(event.sop_class_uid)
+        self._inc("dicom_dimse_requests_total", (*self._ae(flow), event.command, sop))
+
+    def _on_response(self, event: DimseResponseSeen, flow: Any) -> None:
+        key = (*self._ae(flow), event.command, status_hex(event.status), event.status_class)
+        self._inc("dicom_dimse_responses_total", key)
+
+    def _on_transaction(self, event: DimseTransaction, flow: Any) -> None:
+        key = (*self._ae(flow), event.command)
+        if event.duration_seconds is not None:
+            self._observe("dicom_dimse_duration_seconds", key, event.duration_seconds)
+        if event.request_transfer_seconds is not None:
+            self._observe(
+                "dicom_dimse_request_transfer_seconds", key, event.request_transfer_seconds
+            )
+        if event.response_latency_seconds is not None:
+            self._observe(
+                "dicom_dimse_response_latency_seconds", key, event.response_latency_seconds
+            )
+        if event.command in _RESPONSE_DATASET_COMMANDS:
+            dataset = event.response_dataset_bytes
+        else:
+            dataset = event.request_dataset_bytes
+        # Commands without a data set (C-ECHO, N-DELETE...) would only pile up in the
+        # first bucket and hide the sizes that matter.
+        if dataset > 0:
+            self._observe("dicom_dimse_dataset_bytes", key, dataset)
+        if event.outcome.startswith("unanswered"):
+            self._inc("dicom_dimse_unanswered_total", key)
+        elif event.command in ("C-MOVE", "C-GET"):
+            for outcome, field in _SUBOP_FIELDS:
+                count = getattr(event, field)
+                if count:
+                    self._inc("dicom_suboperations_total", (*key, outcome), count)
+
+    def _on_protocol_error(self, event: ProtocolError, flow: Any) -> None:
+        self._inc("dicom_protocol_errors_total", (*self._ae(flow), event.kind))
+
+    def _on_resync(self, event: Resynchronised, flow: Any) -> None:
+        self._inc("dicom_protocol_errors_total", (*self._ae(flow), "resync"))
+
+    # -- snapshots (DESIGN §6) ---------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """The whole state as plain, picklable data (safe to send to a parent process).
+
+        Copies are taken with ``list(dict.items())`` and list slicing, which run in C
+        without releasing the GIL: the capture thread may keep counting meanwhile without
+        breaking the iteration ("dictionary changed size").
+        """
+        values = {name: dict(list(rows.items())) for name, rows in self._values.items()}
+        hists = {
+            name: {key: row[:] for key, row in list(rows.items())}
+            for name, rows in self._hists.items()
+        }
+        return {
+            "format": SNAPSHOT_FORMAT,
+            "bounds": dict(self._bounds),
+            "values": values,
+            "hists": hists,
+            "self_stats": self._read_self_stats(),
+        }
+
+    def merge_snapshot(self, worker: str, snap: dict[str, Any]) -> None:
+        """Remember the latest snapshot of ``worker``; collect() exports own state plus
+        the latest snapshot of every worker. A newer snapshot replaces the older one
+        (snapshots are cumulative). Raises ValueError when the histogram buckets differ
+        (workers must run with the parent's metrics config)."""
+        if snap.get("format") != SNAPSHOT_FORMAT:
+            raise ValueError(f"snapshot format {snap.get('format')!r} not supported")
+        for name, bounds in snap["bounds"].items():
+            if name in self._bounds and tuple(bounds) != self._bounds[name]:
+                raise ValueError(f"worker {worker}: buckets of {name} differ from the parent's")
+        self._workers[worker] = snap
+
+    def _merged(self) -> dict[str, Any]:
+        merged = self.snapshot()
+        for snap in list(self._workers.values()):
+            for name, rows in snap["values"].items():
+                target = merged["values"].setdefault(name, {})
+                for key, value in rows.items():
+                    target[key] = target.get(key, 0) + value
+            for name, rows in snap["hists"].items():
+                target = merged["hists"].setdefault(name, {})
+                for key, row in rows.items():
+                    mine = target.get(key)
+                    target[key] = (
+                        row[:] if mine is None else [a + b for a, b in zip(mine, row, strict=True)]
+                    )
+        return merged
+
+    def _read_self_stats(self) -> list[SelfStats]:
+        if self._self_stats_source is None:
+            return []
+        try:
+            return [self._self_stats_source()]
+        except Exception:  # a scrape must never fail because of a statistics source
+            log.exception("self statistics source failed")
+            return []
+
+    # -- collection --------------------------------------------------------------------------
+
+    def collect(self) -> Iterator[Metric]:
+        merged = self._merged()
+        self_stats = list(merged["self_stats"])
+        for worker, snap in list(self._workers.items()):
+            for stats in snap.get("self_stats", ()):
+                self_stats.append({**stats, "worker": worker})
+        for name, (kind, labels, _buckets, help_text) in CATALOGUE.items():
+            if kind == "histogram":
+                yield self._histogram_family(name, labels, help_text, merged["hists"][name])
+            else:
+                family_type = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
+                family = family_type(name, help_text, labels=labels)
+                for key, value in sorted(merged["values"].get(name, {}).items()):
+                    family.add_metric(key, value)
+                yield family
+        yield from self._self_families(self_stats)
+        yield self._build_info_family()
+
+    def _histogram_family(
+        self, name: str, labels: tuple[str, ...], help_text: str, rows: dict[Key, list[float]]
+    ) -> HistogramMetricFamily:
+        family = HistogramMetricFamily(name, help_text, labels=labels)
+        bounds = self._bounds[name]
+        for key, row in sorted(rows.items()):
+            buckets: list[tuple[str, float]] = []
+            cumulative = 0
+            for bound, count in zip(bounds, row, strict=False):
+                cumulative += count
+                buckets.append((floatToGoString(bound), cumulative))
+            cumulative += row[len(bounds)]
+            buckets.append(("+Inf", cumulative))
+            family.add_metric(list(key), buckets, row[-1])
+        return family
+
+    @staticmethod
+    def _self_families(stats_list: list[SelfStats]) -> Iterator[Metric]:
+        packets = CounterMetricFamily(
+            "dicomsniffd_packets_total", "Packets captured.", labels=("worker",)
+        )
+        nbytes = CounterMetricFamily(
+            "dicomsniffd_bytes_total", "Bytes captured.", labels=("worker",)
+        )
+        dropped = CounterMetricFamily(
+            "dicomsniffd_capture_dropped_packets_total",
+            "Packets dropped before the sniffer saw them (kernel buffer, interface).",
+            labels=("worker", "where"),
+        )
+        flows = GaugeMetricFamily(
+            "dicomsniffd_flows_active", "TCP flows in the flow table.", labels=("worker",)
+        )
+        evictions = CounterMetricFamily(
+            "dicomsniffd_flow_evictions_total",
+            "Flows evicted from the flow table, by reason.",
+            labels=("worker", "reason"),
+        )
+        buffered = GaugeMetricFamily(
+            "dicomsniffd_reassembly_buffered_bytes",
+            "Bytes held in out-of-order reassembly buffers.",
+            labels=("worker",),
+        )
+        for stats in stats_list:
+            worker = str(stats.get("worker", "0"))
+            packets.add_metric((worker,), stats.get("packets", 0))
+            nbytes.add_metric((worker,), stats.get("bytes", 0))
+            for where, count in sorted(stats.get("dropped", {}).items()):
+                dropped.add_metric((worker, where), count)
+            flows.add_metric((worker,), stats.get("flows_active", 0))
+            for reason, count in sorted(stats.get("evictions", {}).items()):
+                evictions.add_metric((worker, reason), count)
+            buffered.add_metric((worker,), stats.get("buffered_bytes", 0))
+        yield from (packets, nbytes, dropped, flows, evictions, buffered)
+
+    def _build_info_family(self) -> GaugeMetricFamily:
+        if self._build_info is None:
+            self._build_info = (
+                __version__,
+                _package_version("pcapy-ng"),
+                _libpcap_version(),
+                platform.python_version(),
+            )
+        family = GaugeMetricFamily(
+            "dicomsniffd_build_info",
+            "Versions of dicomsniffd and its capture stack.",
+            labels=("version", "pcapy_ng", "libpcap", "python"),
+        )
+        family.add_metric(self._build_info, 1)
+        return family
+
+    def exposition(self) -> bytes:
+        """The Prometheus text format of the current (merged) state."""
+        return generate_latest(self.registry)
+
+
+def _package_version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return UNKNOWN
+
+
+def _libpcap_version() -> str:
+    """Version of the libpcap pcapy-ng actually uses.
+
+    pcapy-ng has no version call, and its wheels bundle their own libpcap (which is
+    not the system one), so ask the library mapped into this process after importing
+    pcapy: dlopen of an already loaded path returns that same library.
+    """
+    try:
+        import pcapy  # noqa: F401  (loads the bundled libpcap into the process)
+
+        with open("/proc/self/maps", encoding="ascii", errors="replace") as maps:
+            paths = {line.split()[-1] for line in maps if "libpcap" in line and "/" in line}
+        for path in sorted(paths):
+            func = ctypes.CDLL(path).pcap_lib_version
+            func.restype = ctypes.c_char_p
+            match = re.search(rb"libpcap version ([0-9][\w.\-]*)", func() or b"")
+            if match:
+                return match.group(1).decode("ascii")
+    except Exception:  # build info is cosmetic: never let it break a scrape
+        log.debug("libpcap version not found", exc_info=True)
+    return UNKNOWN
