@@ -1,0 +1,199 @@
+"""Capture layer: pcap/pcapng file reading through pcapy-ng, in batches.
+
+The pipeline never sees a pcapy object: it gets ``(packet_bytes, records)`` pairs straight
+from pcapy-ng's ``next_batch``, where each record is ``(sec, usec, offset, caplen)`` and the
+frame is ``packet_bytes[offset:offset + caplen]``. One C call per batch instead of one per
+packet is what keeps the capture loop cheap.
+
+Records are a ``BatchRecords`` Sequence (re-iterable, ``len``, indexing) whose iterator
+is ``zip`` over an ``array('I')`` copy of the packed metadata. Measured per record on the
+dev box (512-record batches, Python 3.11): zip over array 51 ns, zip over
+memoryview.cast('I') 56 ns, Struct.iter_unpack 72 ns, memoryview.cast(shape).tolist()
+100 ns; materialising a list of tuples costs ~30 ns more per record, so we do not.
+"""
+
+from __future__ import annotations
+
+import array
+from collections.abc import Iterator, Sequence
+from types import TracebackType
+from typing import Any, overload
+
+import pcapy
+
+Record = tuple[int, int, int, int]  # (sec, usec, offset, caplen)
+
+_RECORD_SIZE = 16  # four native-endian uint32: sec, usec, offset, caplen
+# array('I') must be 32-bit for the zip-over-array trick to line up with the records.
+assert array.array("I").itemsize == 4, "array('I') is not 32-bit on this platform"
+
+
+class CaptureError(Exception):
+    """A capture source cannot be opened or read; the message is one user-facing line."""
+
+
+class BatchRecords(Sequence[Record]):
+    """The records of one batch: iterate as (sec, usec, offset, caplen) tuples.
+
+    A real Sequence (the pipeline may iterate twice or index), yet iteration builds the
+    tuples on the fly with ``zip`` over one ``array('I')``: no per-record object is kept.
+    """
+
+    __slots__ = ("_words",)
+
+    def __init__(self, meta: bytes) -> None:
+        self._words = array.array("I", meta)
+
+    def __iter__(self) -> Iterator[Record]:
+        it = iter(self._words)
+        return zip(it, it, it, it, strict=False)
+
+    def __len__(self) -> int:
+        return len(self._words) // 4
+
+    @overload
+    def __getitem__(self, index: int) -> Record: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Record]: ...
+
+    def __getitem__(self, index: int | slice) -> Record | list[Record]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        n = len(self)
+        if index < 0:
+            index += n
+        if not 0 <= index < n:
+            raise IndexError("record index out of range")
+        w = self._words
+        base = 4 * index
+        return (w[base], w[base + 1], w[base + 2], w[base + 3])
+
+    def __repr__(self) -> str:
+        return f"BatchRecords({len(self)} records)"
+
+
+def _is_truncation(message: str) -> bool:
+    # libpcap's wording for both pcap and pcapng: "truncated dump file; tried to read ..."
+    # and "truncated pcapng dump file; ...".
+    return message.startswith("truncated")
+
+
+def _describe(path: str, message: str) -> str:
+    """Turn a libpcap error into one line that names the file and says what is wrong."""
+    lowered = message.lower()
+    if "no such file" in lowered:
+        return f"capture file not found: {path}"
+    if "permission denied" in lowered:
+        return f"permission denied reading capture file: {path}"
+    if "is a directory" in lowered:
+        return f"capture file is a directory: {path}"
+    if "unknown file format" in lowered or "bad dump file format" in lowered:
+        return f"not a pcap or pcapng file: {path}"
+    if _is_truncation(message) and "only got 0" in lowered and "file header" in lowered:
+        return f"capture file is empty: {path}"
+    if _is_truncation(message) and "header" in lowered:
+        return f"not a pcap or pcapng file (truncated file header): {path}"
+    return f"cannot read capture file {path}: {message}"
+
+
+def _open(path: str) -> Any:  # pcapy's Reader type is not importable
+    try:
+        return pcapy.open_offline(path)
+    except pcapy.PcapError as exc:
+        raise CaptureError(_describe(path, str(exc))) from None
+    except (OSError, TypeError, ValueError) as exc:  # e.g. an embedded NUL in the path
+        raise CaptureError(f"cannot open capture file {path}: {exc}") from None
+
+
+class FileSource:
+    """A pcap or pcapng file read in batches.
+
+    A file cut short (a capture still being written, a copy interrupted) ends cleanly:
+    every complete packet is delivered, then ``truncated_file`` is set and iteration stops.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._reader = _open(path)
+        self.linktype: int = self._reader.datalink()
+        self.truncated_file = False  # the file ended in the middle of a packet
+        self.packets = 0  # packets delivered so far
+        self.bytes = 0  # captured bytes delivered so far
+
+    def batches(self, max_n: int = 512) -> Iterator[tuple[bytes, BatchRecords]]:
+        """Yield ``(packet_bytes, records)`` until the end of the file."""
+        if max_n < 1:
+            raise ValueError("max_n must be at least 1")
+        while True:
+            try:
+                data, meta = self._reader.next_batch(max_n)
+            except pcapy.PcapError as exc:
+                message = str(exc)
+                if not _is_truncation(message):
+                    raise CaptureError(_describe(self.path, message)) from None
+                # libpcap drops the whole batch when one packet in it is cut short:
+                # re-read the tail packet by packet so no complete packet is lost.
+                yield from self._salvage_tail(max_n)
+                self.truncated_file = True
+                return
+            if not meta:
+                return
+            yield self._account(data, meta)
+
+    def _account(self, data: bytes, meta: bytes) -> tuple[bytes, BatchRecords]:
+        self.packets += len(meta) // _RECORD_SIZE
+        self.bytes += len(data)
+        return data, BatchRecords(meta)
+
+    def _salvage_tail(self, max_n: int) -> Iterator[tuple[bytes, BatchRecords]]:
+        """After a truncation error, deliver the complete packets of the failed batch.
+
+        Only runs for truncated files, so re-reading the file from the start is an
+        acceptable price for not losing up to ``max_n - 1`` packets.
+        """
+        reader = _open(self.path)
+        to_skip = self.packets
+        while to_skip:
+            _, meta = reader.next_batch(min(max_n, to_skip))
+            if not meta:  # the file changed under us; nothing more to salvage
+                return
+            to_skip -= len(meta) // _RECORD_SIZE
+        while True:
+            try:
+                data, meta = reader.next_batch(1)
+            except pcapy.PcapError:
+                return
+            if not meta:
+                return
+            yield self._account(data, meta)
+
+    def close(self) -> None:
+        self._reader.close()
+
+    def __enter__(self) -> FileSource:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def raw_read_loop(path: str, max_n: int = 512) -> tuple[int, int]:
+    """Read every packet of a file and touch nothing: the benchmark's floor.
+
+    Walks the records the way the pipeline does (so the per-record iteration cost is in
+    the baseline) but never slices or decodes a frame. Returns (packets, captured bytes).
+    """
+    packets = 0
+    nbytes = 0
+    with FileSource(path) as source:
+        for _data, records in source.batches(max_n):
+            for _sec, _usec, _offset, caplen in records:
+                packets += 1
+                nbytes += caplen
+    return packets, nbytes
