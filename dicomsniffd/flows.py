@@ -1,0 +1,848 @@
+"""Bounded flow table and per-direction TCP reassembly (DESIGN.md §1, §2, §2b).
+
+The table turns decoded segments into in-order bytes and explicit gaps for one
+``StreamHandler`` per interesting flow. It knows nothing about DICOM.
+
+Design notes (the why):
+- Lookup: each flow is stored under *both* directional keys ``(src, sport, dst, dport)``,
+  and the value is the per-direction half-stream itself. One tuple slice and one dict probe
+  per packet, no canonicalisation (measured: 146 ns vs 183 ns canonical key vs 197 ns
+  two probes, 20k flows).
+- Ageing: no per-packet LRU bookkeeping. A packet only stores ``last_seen``. Every flow sits
+  in exactly one 1-second bucket of a timer wheel (dict of dicts + heap of bucket keys)
+  whose deadline is <= its real deadline; buckets are re-checked lazily when due, so a busy
+  flow is moved at most once per timeout period. ``expire`` is O(flows due), never O(flows).
+- Capacity eviction takes the flow with the earliest deadline from the same wheel, which is
+  approximately LRU within a state and naturally prefers closed, then SYN-only, flows.
+- Hot path: an in-order data segment of a classified flow is handed to the handler as the
+  very ``payload`` object from the segment (no copy). All other cases go to ``_slow``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from collections.abc import Callable
+from typing import Protocol
+
+from dicomsniffd.config import FlowsConfig
+
+log = logging.getLogger(__name__)
+
+# (src, sport, dst, dport, seq, ack, flags, window, payload, seg_len, ip_id), see
+# docs/architecture.md; a plain tuple so that decode allocates nothing per packet.
+Segment = tuple[bytes, int, bytes, int, int, int, int, int, bytes, int, int]
+
+FIN = 0x01
+SYN = 0x02
+RST = 0x04
+ACK = 0x10
+
+_MASK = 0xFFFFFFFF
+_HALF = 0x80000000
+_WRAP = 0x100000000
+
+# Flow states. Order matters: everything >= S_CLOSED is finished and only lingers so that
+# late packets do not resurrect the connection as a new midstream flow.
+S_OPEN = 0  # established, or midstream (no handshake seen)
+S_SYN = 1  # SYN seen, not answered yet
+S_SYNACK = 2  # SYN/ACK seen, waiting for the client's ACK (handshake RTT)
+S_CLOSED = 3  # FIN both ways, RST, or closed by us
+S_FAILED = 4  # SYN reported unanswered; absorbs the client's SYN retries
+S_GONE = 5  # removed from the table
+
+# After "unanswered" the flow stays to absorb SYN retransmits without a second report;
+# 64 s covers the Linux back-off gaps (1, 2, 4, 8, 16, 32 s) between retries.
+SYN_RETRY_LINGER_S = 64.0
+
+
+class StreamHandler(Protocol):
+    def data(self, direction: int, data: bytes, ts: float) -> None: ...
+    def gap(self, direction: int, nbytes: int, ts: float) -> None: ...
+    def tcp_event(self, kind: str, direction: int, ts: float, value: float = 0.0) -> None: ...
+    def close(self, how: str, ts: float) -> None: ...
+
+
+class FlowInfo:
+    """What the classifier and the handler may know about a flow (one per flow).
+
+    ``syn_seen`` is true when the roles come from the handshake (SYN or SYN/ACK seen);
+    otherwise the client is guessed as the endpoint with the higher port.
+    """
+
+    __slots__ = ("client_ip", "client_port", "server_ip", "server_port", "syn_seen")
+
+    def __init__(
+        self, client_ip: bytes, client_port: int, server_ip: bytes, server_port: int, syn: bool
+    ) -> None:
+        self.client_ip = client_ip
+        self.client_port = client_port
+        self.server_ip = server_ip
+        self.server_port = server_port
+        self.syn_seen = syn
+
+
+Classify = Callable[[FlowInfo, int, bytes], "StreamHandler | None"]
+ConnectionFailure = Callable[[bytes, int, str, float], None]
+
+
+class Flow(FlowInfo):
+    """Table entry. It *is* the FlowInfo given to the classifier: one object per flow."""
+
+    __slots__ = (
+        "h0",
+        "h1",
+        "handler",
+        "ignored",
+        "state",
+        "last_seen",
+        "fin_seen",
+        "syn_first",
+        "syn_ts",
+        "syn_isn",
+        "server_isn",
+        "rtt",
+        "rtt_ts",
+        "sched",
+    )
+
+    def __init__(
+        self, client_ip: bytes, client_port: int, server_ip: bytes, server_port: int, syn: bool
+    ) -> None:
+        super().__init__(client_ip, client_port, server_ip, server_port, syn)
+        self.h0 = _Half(self, 0)
+        self.h1 = _Half(self, 1)
+        self.handler: StreamHandler | None = None
+        self.ignored = False
+        self.state = S_OPEN
+        self.last_seen = 0.0
+        self.fin_seen = False
+        self.syn_first = 0.0
+        self.syn_ts: float | None = None
+        self.syn_isn: int | None = None
+        self.server_isn: int | None = None
+        self.rtt: float | None = None
+        self.rtt_ts = 0.0
+        self.sched: int | None = None  # timer-wheel bucket this flow currently sits in
+
+
+class _Half:
+    """Reassembly state of one direction (the bytes *sent* by one endpoint)."""
+
+    __slots__ = (
+        "flow",
+        "d",
+        "handler",
+        "fast",
+        "next",
+        "prov",
+        "ooo",
+        "ooo_bytes",
+        "fin",
+        "fin_done",
+        "zw",
+        "last",
+        "prev",
+        "pregap",
+    )
+
+    def __init__(self, flow: Flow, d: int) -> None:
+        self.flow = flow
+        self.d = d
+        self.handler: StreamHandler | None = None  # copy of flow.handler: one load less
+        self.fast = False  # the next in-order segment may take the hot path
+        self.next: int | None = None  # next expected sequence number
+        self.prov: int | None = None  # provisional midstream anchor (pure ACKs only so far)
+        self.ooo: dict[int, tuple] | None = None  # seq -> (payload, wire_len, ip_id, ack, ts)
+        self.ooo_bytes = 0
+        self.fin: int | None = None  # sequence number of our FIN
+        self.fin_done = False  # every byte before the FIN delivered
+        self.zw = False  # inside a zero-window episode
+        # The last two delivered segments (seq, wire_len, ip_id, ack, ts): enough to tell a
+        # SPAN duplicate (the same frame mirrored twice, possibly interleaved with the next
+        # frame) from a retransmission.
+        self.last: tuple | None = None
+        self.prev: tuple | None = None
+        self.pregap = 0  # bytes given up before the flow was classified
+
+
+def _off(seq: int, ref: int) -> int:
+    """Signed distance seq - ref in 32-bit sequence space (handles wrap-around)."""
+    d = (seq - ref) & _MASK
+    return d - _WRAP if d >= _HALF else d
+
+
+class FlowTable:
+    def __init__(
+        self,
+        config: FlowsConfig,
+        classify: Classify,
+        on_connection_failure: ConnectionFailure,
+    ) -> None:
+        self.config = config
+        self._classify_fn = classify
+        self._on_failure = on_connection_failure
+        self._halves: dict[tuple, _Half] = {}
+        self._wheel: dict[int, dict[Flow, None]] = {}
+        self._heap: list[int] = []
+        self._buffering: dict[Flow, None] = {}  # flows that may hold out-of-order data
+        self._nflows = 0
+        self._logged_error = False
+        # Plain-int counters, published by the pipeline at scrape time.
+        self.segments = 0
+        self.duplicates = 0
+        self.retransmissions = 0
+        self.out_of_order = 0
+        self.ignored_flows = 0
+        self.handler_errors = 0
+        self.gaps = 0
+        self.gap_bytes = 0
+        self.buffered_bytes = 0
+        self.evictions = {"capacity": 0, "idle": 0, "memcap": 0}
+
+    @property
+    def flows_active(self) -> int:
+        return self._nflows
+
+    # ------------------------------------------------------------------ hot path
+
+    def segment(self, ts: float, seg: Segment) -> None:
+        # Hot path. Measured with timeit (best of 7 x 100k segments, 2000 other flows in the
+        # table, fresh address objects per packet as decode makes them, no-op handler,
+        # CPython 3.11): 0.52 us per in-order data segment and 0.34 us per pure ACK, lookup
+        # included. The SPAN-duplicate history (two stores + one small tuple) is ~0.08 us
+        # of that; without it a mirrored copy could not be told from a retransmission.
+        self.segments += 1
+        h = self._halves.get(seg[:4])
+        if h is not None and h.fast and seg[4] == h.next and not seg[6] & 0x07 and seg[7]:
+            payload = seg[8]
+            n = len(payload)
+            if n == seg[9]:
+                h.flow.last_seen = ts
+                if n:
+                    h.next = (h.next + n) & _MASK
+                    h.prev = h.last
+                    h.last = (seg[4], n, seg[10], seg[5], ts)
+                    try:
+                        h.handler.data(h.d, payload, ts)  # type: ignore[union-attr]
+                    except Exception as exc:
+                        self._handler_failed(h.flow, exc)
+                return
+        self._slow(ts, seg, h)
+
+    # ------------------------------------------------------------------ slow path
+
+    def _slow(self, ts: float, seg: Segment, h: _Half | None) -> None:
+        flags = seg[6]
+        if h is None:
+            if flags & RST:
+                return  # nothing to track: a reset of a flow we never saw (or forgot)
+            h = self._new_flow(ts, seg)
+        flow = h.flow
+        flow.last_seen = ts
+        if flags & RST:
+            self._on_rst(flow, h, ts)
+            return
+        payload = seg[8]
+        seq = seg[4]
+        if flags & SYN:
+            h = self._on_syn(ts, seg, h)
+            if h is None or not (seg[9] or flags & FIN):
+                return
+            flow = h.flow
+            seq = (seq + 1) & _MASK  # TFO data follows the SYN's sequence number
+        elif flow.state == S_SYN or flow.state == S_SYNACK:
+            self._handshake_progress(flow, h, seg, ts)
+        if flow.state >= S_CLOSED:
+            return
+        if flow.ignored:
+            if flags & FIN:
+                self._ignored_fin(flow, h)
+            return
+        if flow.handler is not None and not flags & SYN:
+            self._zero_window(h, seg[7], ts)
+        self._data(h, seq, payload, seg[9], flags & FIN, seg[10], seg[5], ts)
+        if flow.state < S_CLOSED and h.fin_done and flow.h0.fin_done and flow.h1.fin_done:
+            self._finish(flow, "fin", ts)
+        self._refresh(h)
+
+    def _new_flow(self, ts: float, seg: Segment) -> _Half:
+        if self._nflows >= self.config.capacity:
+            self._evict_capacity(ts)
+        src, sport, dst, dport = seg[0], seg[1], seg[2], seg[3]
+        flags = seg[6]
+        # SYN: the sender is the client; SYN/ACK: the receiver. Midstream we guess the
+        # higher port is the client (ephemeral port); a tie makes the first sender the client.
+        client_is_src = not flags & ACK if flags & SYN else sport >= dport
+        if client_is_src:
+            flow = Flow(src, sport, dst, dport, bool(flags & SYN))
+        else:
+            flow = Flow(dst, dport, src, sport, bool(flags & SYN))
+        flow.last_seen = ts
+        # Reverse first: for a self-connection (same key both ways) direction 0 wins.
+        self._halves[(flow.server_ip, flow.server_port, flow.client_ip, flow.client_port)] = flow.h1
+        self._halves[(flow.client_ip, flow.client_port, flow.server_ip, flow.server_port)] = flow.h0
+        self._nflows += 1
+        self._schedule(flow)
+        return flow.h0 if client_is_src else flow.h1
+
+    def _on_syn(self, ts: float, seg: Segment, h: _Half) -> _Half | None:
+        """Handshake bookkeeping. Returns the half to continue with (SYN data), or None."""
+        flow = h.flow
+        seq = seg[4]
+        fresh = flow.syn_isn is None and flow.h0.next is None and flow.h1.next is None
+        if seg[6] & ACK:  # SYN/ACK
+            if h.d != 1 or flow.state >= S_CLOSED:
+                return None
+            if flow.server_isn != seq:
+                flow.server_isn = seq
+                if h.next is None or h.next == h.prov:  # no server data seen yet
+                    h.next = (seq + 1) & _MASK
+                    h.prov = None
+                if flow.state == S_SYN or fresh:
+                    flow.state = S_SYNACK
+                    self._schedule(flow)
+            return h
+        if fresh:
+            self._start_syn(flow, seq, ts)
+            return h
+        if flow.syn_isn == seq and h.d == 0:
+            if flow.state == S_SYN:
+                # A retried SYN: time the handshake from the SYN that got answered, so a
+                # 1-3 s SYN retry shows up as loss, not as network RTT.
+                flow.syn_ts = ts
+            return None
+        if flow.state == S_SYN and h.d == 0:
+            self._start_syn(flow, seq, ts)  # new ISN on the same port: a fresh attempt
+            return h
+        # A new connection on a 4-tuple we still hold: the old one ended unseen.
+        if flow.state < S_CLOSED:
+            self._finish(flow, "idle", ts)
+        self._remove(flow)
+        nh = self._new_flow(ts, seg)
+        self._start_syn(nh.flow, seq, ts)
+        return nh
+
+    def _start_syn(self, flow: Flow, seq: int, ts: float) -> None:
+        flow.syn_isn = seq
+        flow.syn_first = ts
+        flow.syn_ts = ts
+        flow.h0.next = (seq + 1) & _MASK
+        flow.h0.prov = None
+        flow.state = S_SYN
+        self._schedule(flow)
+
+    def _handshake_progress(self, flow: Flow, h: _Half, seg: Segment, ts: float) -> None:
+        if h.d == 1:
+            if flow.state == S_SYN:
+                flow.state = S_OPEN  # the server talks: the SYN was answered (SYN/ACK lost)
+            return
+        if not seg[6] & ACK:
+            return
+        if flow.state == S_SYNACK:
+            if flow.server_isn is not None and seg[5] == (flow.server_isn + 1) & _MASK:
+                if flow.syn_ts is not None:
+                    flow.rtt = ts - flow.syn_ts
+                    flow.rtt_ts = ts
+                    if flow.handler is not None:
+                        self._event(flow, "handshake-rtt", 0, ts, flow.rtt)
+                flow.state = S_OPEN
+        else:
+            # One-sided capture: a client only ACKs after it got the SYN/ACK we did not see.
+            flow.state = S_OPEN
+
+    def _on_rst(self, flow: Flow, h: _Half, ts: float) -> None:
+        if flow.state >= S_CLOSED:
+            return
+        if flow.state == S_SYN and h.d == 1:
+            self._connection_failure(flow, "refused", ts)
+        self._flush(flow, ts)  # data sent before the reset is still data
+        self._event(flow, "reset", h.d, ts)
+        self._finish(flow, "reset", ts)
+
+    def _ignored_fin(self, flow: Flow, h: _Half) -> None:
+        # Minimal state for ignored flows: no sequence checks, only "FIN both ways".
+        h.fin_done = True
+        flow.fin_seen = True
+        if flow.h0.fin_done and flow.h1.fin_done:
+            flow.state = S_CLOSED
+        self._schedule(flow)
+
+    def _zero_window(self, h: _Half, window: int, ts: float) -> None:
+        # One event per episode: a stalled receiver repeats window 0 in every ACK/probe.
+        if not window:
+            if not h.zw:
+                h.zw = True
+                self._event(h.flow, "zero-window", h.d, ts)
+        elif h.zw:
+            h.zw = False
+
+    # ------------------------------------------------------------------ reassembly
+
+    def _data(
+        self,
+        h: _Half,
+        seq: int,
+        payload: bytes,
+        wlen: int,
+        fin: int,
+        ip_id: int,
+        ack: int,
+        ts: float,
+    ) -> None:
+        if h.next is None or (h.prov is not None and h.next == h.prov and seq != h.next):
+            # Midstream: anchor on the first payload. Pure ACKs anchor only provisionally
+            # and a later payload re-anchors without a gap (ACK-only jumps are not gaps).
+            h.next = seq
+            h.prov = None if (wlen or fin) else seq
+        if fin:
+            self._note_fin(h, (seq + wlen) & _MASK)
+        if wlen:
+            self._place(h, seq, payload, wlen, fin, ip_id, ack, ts)
+        if h.next == h.fin and not h.fin_done:
+            # Checked on every path: the FIN may ride on a segment whose bytes were
+            # already delivered by an overlapping retransmission.
+            h.fin_done = True
+            h.next = (h.next + 1) & _MASK  # the FIN occupies one sequence number
+
+    def _place(
+        self,
+        h: _Half,
+        seq: int,
+        payload: bytes,
+        wlen: int,
+        fin: int,
+        ip_id: int,
+        ack: int,
+        ts: float,
+    ) -> None:
+        """Deliver, buffer or discard a segment's bytes according to where they fall."""
+        off = _off(seq, h.next)  # type: ignore[arg-type]
+        if off == 0:
+            self._deliver(h, payload, wlen, 0, ts)
+            h.prev = h.last
+            h.last = (seq, wlen, ip_id, ack, ts)
+            if h.ooo:
+                self._drain(h, ts)
+        elif off > 0:
+            self._buffer(h, seq, off, (payload, wlen, ip_id, ack, ts), fin, ts)
+        elif off + wlen <= 0:
+            if wlen <= 1 and off == -1:
+                return  # keep-alive probe (seq = next - 1), not a retransmission
+            self._old_segment(h, seq, wlen, ip_id, ack, ts)
+        else:
+            # Partial overlap (repacketised retransmission): deliver only the new bytes.
+            self.retransmissions += 1
+            self._event(h.flow, "retransmission", h.d, ts)
+            self._deliver(h, payload, wlen, -off, ts)
+            if h.ooo:
+                self._drain(h, ts)
+
+    def _note_fin(self, h: _Half, fin_seq: int) -> None:
+        if h.fin is None:
+            h.fin = fin_seq
+            h.flow.fin_seen = True
+            self._schedule(h.flow)  # a FIN shortens the flow's timeout
+
+    def _old_segment(self, h: _Half, seq: int, wlen: int, ip_id: int, ack: int, ts: float) -> None:
+        if self._same_frame(h.last, seq, wlen, ip_id, ack, ts) or self._same_frame(
+            h.prev, seq, wlen, ip_id, ack, ts
+        ):
+            self.duplicates += 1
+            self._event(h.flow, "duplicate", h.d, ts)
+        else:
+            self.retransmissions += 1
+            self._event(h.flow, "retransmission", h.d, ts)
+
+    def _same_frame(
+        self, rec: tuple | None, seq: int, wlen: int, ip_id: int, ack: int, ts: float
+    ) -> bool:
+        """A SPAN duplicate: the same frame again within the duplicate window.
+
+        IPv4: same IP ID, seq and length; IPv6 has no ID, so same seq, length and ack.
+        """
+        if rec is None or rec[0] != seq or rec[1] != wlen:
+            return False
+        if abs(ts - rec[4]) > self.config.duplicate_window_s:
+            return False
+        return rec[2] == ip_id if ip_id >= 0 else rec[3] == ack
+
+    def _deliver(self, h: _Half, payload: bytes, wlen: int, skip: int, ts: float) -> None:
+        """Deliver payload[skip:], then a gap for any bytes cut by the snaplen; advance."""
+        captured = len(payload)
+        if skip < captured:
+            self._h_data(h, payload[skip:] if skip else payload, ts)
+            missing = wlen - captured
+        else:
+            missing = wlen - skip
+        if missing > 0:
+            self._gap(h, missing, ts)
+        self._advance(h, wlen - skip)
+
+    def _advance(self, h: _Half, n: int) -> None:
+        h.next = nxt = (h.next + n) & _MASK  # type: ignore[operator]
+        if nxt == h.fin and not h.fin_done:
+            h.fin_done = True
+            h.next = (nxt + 1) & _MASK  # the FIN occupies one sequence number
+
+    def _drain(self, h: _Half, ts: float) -> None:
+        """Deliver buffered segments that became in order; drop ones already covered."""
+        ooo = h.ooo
+        while ooo:
+            seq = h.next
+            e = ooo.pop(seq, None)  # type: ignore[arg-type]
+            if e is not None:
+                self._unbuffer(h, e)
+                self._deliver(h, e[0], e[1], 0, ts)
+                h.prev = h.last
+                h.last = (seq, e[1], e[2], e[3], e[4])  # so a later SPAN copy is recognised
+                continue
+            # No exact successor: look for overlapping or stale entries (rare).
+            progressed = False
+            for s in list(ooo):
+                off = _off(s, h.next)  # type: ignore[arg-type]
+                if off > 0:
+                    continue
+                e = ooo.pop(s)
+                self._unbuffer(h, e)
+                if off + e[1] > 0:
+                    self._deliver(h, e[0], e[1], -off, ts)
+                    progressed = True
+                    break
+            if not progressed:
+                break
+
+    def _buffer(self, h: _Half, seq: int, off: int, entry: tuple, fin: int, ts: float) -> None:
+        cfg = self.config
+        ooo = h.ooo
+        if ooo is None:
+            ooo = h.ooo = {}
+        old = ooo.get(seq)
+        if old is not None and old[1] >= entry[1] and len(old[0]) >= len(entry[0]):
+            # Already buffered: a duplicate of the buffered frame or a retransmission of it.
+            if self._same_frame((seq, *old[1:]), seq, entry[1], entry[2], entry[3], ts):
+                self.duplicates += 1
+                self._event(h.flow, "duplicate", h.d, ts)
+            else:
+                self.retransmissions += 1
+                self._event(h.flow, "retransmission", h.d, ts)
+            return
+        n = len(entry[0])
+        # Per-direction bounds: give up the oldest hole (reported as a gap) and go on with
+        # the buffered data rather than wait forever for bytes the capture lost.
+        while ooo and (
+            len(ooo) >= cfg.max_out_of_order_segments
+            or h.ooo_bytes + n > cfg.max_out_of_order_bytes
+        ):
+            self._give_up_hole(h, ts)
+            if h.flow.handler is None and (h.flow.ignored or h.flow.state >= S_CLOSED):
+                return
+        off = _off(seq, h.next)  # type: ignore[arg-type]
+        if off <= 0 or n > cfg.max_out_of_order_bytes:
+            if off > 0:  # a single segment larger than the whole buffer: skip to it
+                self._gap(h, off, ts)
+                h.next = seq
+            self._data(h, seq, entry[0], entry[1], fin, entry[2], entry[3], ts)
+            return
+        if self.buffered_bytes + n > cfg.memcap_bytes:
+            self._memcap(h, n, ts)
+            if h.flow.handler is None and (h.flow.ignored or h.flow.state >= S_CLOSED):
+                return
+            off = _off(seq, h.next)  # type: ignore[arg-type]
+            if off <= 0:
+                self._data(h, seq, entry[0], entry[1], fin, entry[2], entry[3], ts)
+                return
+        ooo = h.ooo
+        if ooo is None:
+            ooo = h.ooo = {}
+        if old is not None and seq in ooo:
+            self._unbuffer(h, ooo.pop(seq))
+        ooo[seq] = entry
+        h.ooo_bytes += n
+        self.buffered_bytes += n
+        self._buffering[h.flow] = None
+        self.out_of_order += 1
+        self._event(h.flow, "out-of-order", h.d, ts)
+
+    def _unbuffer(self, h: _Half, entry: tuple) -> None:
+        n = len(entry[0])
+        h.ooo_bytes -= n
+        self.buffered_bytes -= n
+
+    def _give_up_hole(self, h: _Half, ts: float) -> None:
+        """Skip the bytes missing before the earliest buffered segment: a gap."""
+        nxt = h.next
+        first = min(h.ooo, key=lambda s: _off(s, nxt))  # type: ignore[arg-type]
+        off = _off(first, nxt)  # type: ignore[arg-type]
+        if off > 0:
+            self._gap(h, off, ts)
+            h.next = first
+        self._drain(h, ts)
+
+    def _memcap(self, h: _Half, need: int, ts: float) -> None:
+        """Global reassembly memory is full: evict the oldest other buffering flows."""
+        cap = self.config.memcap_bytes
+        for f in list(self._buffering):
+            if self.buffered_bytes + need <= cap:
+                return
+            if f is h.flow:
+                continue
+            del self._buffering[f]
+            if not (f.h0.ooo or f.h1.ooo) or f.state >= S_CLOSED:
+                continue
+            self.evictions["memcap"] += 1
+            self._finish(f, "evicted-memcap", ts)
+            self._remove(f)
+        # Only this flow holds buffers: give up its own holes instead.
+        for half in (h, h.flow.h1 if h.d == 0 else h.flow.h0):
+            while half.ooo and self.buffered_bytes + need > cap:
+                self._give_up_hole(half, ts)
+
+    def _flush(self, flow: Flow, ts: float) -> None:
+        """Before a flow ends: deliver what is buffered, with gaps for the holes."""
+        for h in (flow.h0, flow.h1):
+            while h.ooo and not flow.ignored:
+                self._give_up_hole(h, ts)
+
+    def _release(self, flow: Flow) -> None:
+        for h in (flow.h0, flow.h1):
+            if h.ooo is not None:
+                self.buffered_bytes -= h.ooo_bytes
+                h.ooo_bytes = 0
+                h.ooo.clear()  # also stops a _drain loop iterating this dict
+                h.ooo = None
+            h.handler = None
+            h.fast = False
+        self._buffering.pop(flow, None)
+
+    def _refresh(self, h: _Half) -> None:
+        h.fast = (
+            h.handler is not None
+            and h.next is not None
+            and not h.ooo
+            and not h.zw
+            and h.fin is None
+        )
+
+    # ------------------------------------------------------------------ handler calls
+
+    def _h_data(self, h: _Half, data: bytes, ts: float) -> None:
+        flow = h.flow
+        handler = flow.handler
+        if handler is None:
+            if flow.ignored or flow.state >= S_CLOSED:
+                return
+            handler = self._classify(flow, h.d, data, ts)
+            if handler is None:
+                return
+        try:
+            handler.data(h.d, data, ts)
+        except Exception as exc:
+            self._handler_failed(flow, exc)
+
+    def _classify(self, flow: Flow, d: int, data: bytes, ts: float) -> StreamHandler | None:
+        try:
+            handler = self._classify_fn(flow, d, data)
+        except Exception as exc:
+            self._handler_failed(flow, exc)
+            return None
+        if handler is None:
+            self.ignored_flows += 1
+            self._ignore(flow)
+            return None
+        flow.handler = flow.h0.handler = flow.h1.handler = handler
+        if flow.rtt is not None:
+            self._event(flow, "handshake-rtt", 0, flow.rtt_ts, flow.rtt)
+        for h in (flow.h0, flow.h1):
+            if h.pregap:
+                n, h.pregap = h.pregap, 0
+                self._gap(h, n, ts)
+        self._refresh(flow.h0)
+        self._refresh(flow.h1)
+        return flow.handler
+
+    def _ignore(self, flow: Flow) -> None:
+        flow.ignored = True
+        flow.handler = None
+        self._release(flow)
+        flow.h0.pregap = flow.h1.pregap = 0
+
+    def _gap(self, h: _Half, n: int, ts: float) -> None:
+        self.gaps += 1
+        self.gap_bytes += n
+        flow = h.flow
+        if flow.handler is None:
+            if not flow.ignored and flow.state < S_CLOSED:
+                h.pregap += n  # handed over once the flow is classified
+            return
+        try:
+            flow.handler.gap(h.d, n, ts)
+        except Exception as exc:
+            self._handler_failed(flow, exc)
+
+    def _event(self, flow: Flow, kind: str, d: int, ts: float, value: float = 0.0) -> None:
+        if flow.handler is None:
+            return
+        try:
+            flow.handler.tcp_event(kind, d, ts, value)
+        except Exception as exc:
+            self._handler_failed(flow, exc)
+
+    def _handler_failed(self, flow: Flow, exc: Exception) -> None:
+        # A bug in one conversation must not stop the capture: drop that flow's handler.
+        self.handler_errors += 1
+        if not self._logged_error:
+            self._logged_error = True
+            log.error("stream handler failed; flow ignored from now on", exc_info=exc)
+        else:
+            log.debug("stream handler failed: %r", exc)
+        self._ignore(flow)
+
+    def _connection_failure(self, flow: Flow, reason: str, ts: float) -> None:
+        try:
+            self._on_failure(flow.server_ip, flow.server_port, reason, ts)
+        except Exception as exc:
+            self.handler_errors += 1
+            log.debug("on_connection_failure failed: %r", exc)
+
+    # ------------------------------------------------------------------ ending flows
+
+    def _finish(self, flow: Flow, how: str, ts: float) -> None:
+        """Flush buffered data, close the handler, keep the flow as closed (lingering)."""
+        if flow.state >= S_CLOSED:
+            return
+        self._flush(flow, ts)
+        handler = flow.handler
+        flow.handler = None
+        flow.state = S_CLOSED
+        self._release(flow)
+        if handler is not None:
+            try:
+                handler.close(how, ts)
+            except Exception as exc:
+                self.handler_errors += 1
+                log.debug("stream handler close failed: %r", exc)
+        self._schedule(flow)
+
+    def _remove(self, flow: Flow) -> None:
+        if flow.state == S_GONE:
+            return
+        self._release(flow)
+        flow.handler = None
+        flow.state = S_GONE
+        key = (flow.client_ip, flow.client_port, flow.server_ip, flow.server_port)
+        rkey = (flow.server_ip, flow.server_port, flow.client_ip, flow.client_port)
+        if self._halves.get(key) in (flow.h0, flow.h1):
+            del self._halves[key]
+        if self._halves.get(rkey) in (flow.h0, flow.h1):
+            del self._halves[rkey]
+        if flow.sched is not None:
+            bucket = self._wheel.get(flow.sched)
+            if bucket is not None:
+                bucket.pop(flow, None)
+            flow.sched = None
+        self._nflows -= 1
+
+    # ------------------------------------------------------------------ timers
+
+    def _deadline(self, flow: Flow) -> float:
+        cfg = self.config
+        st = flow.state
+        if st == S_SYN:
+            return flow.syn_first + cfg.syn_timeout_s
+        if st == S_FAILED:
+            return flow.last_seen + SYN_RETRY_LINGER_S
+        if st == S_CLOSED or flow.fin_seen:
+            # One FIN is enough to use the short timeout: with one-sided capture or a lost
+            # FIN the other one may never be seen, and DICOM does not half-close for long.
+            return flow.last_seen + cfg.closed_timeout_s
+        return flow.last_seen + cfg.idle_timeout_s
+
+    def _add(self, flow: Flow, b: int) -> None:
+        if flow.sched is not None:  # invariant: a flow sits in exactly one bucket
+            old = self._wheel.get(flow.sched)
+            if old is not None:
+                old.pop(flow, None)
+        bucket = self._wheel.get(b)
+        if bucket is None:
+            bucket = self._wheel[b] = {}
+            heapq.heappush(self._heap, b)
+        bucket[flow] = None
+        flow.sched = b
+
+    def _schedule(self, flow: Flow) -> None:
+        """Make sure the flow's bucket is not later than its deadline (never per packet)."""
+        b = int(self._deadline(flow)) + 1
+        cur = flow.sched
+        if cur is None or b < cur:
+            self._add(flow, b)  # a later deadline is handled lazily when the bucket is due
+
+    def expire(self, now: float) -> None:
+        """Run the timeouts that are due at capture time ``now`` (about once a second)."""
+        heap = self._heap
+        wheel = self._wheel
+        while heap and heap[0] <= now:
+            bucket = wheel.pop(heapq.heappop(heap), None)
+            if not bucket:
+                continue
+            for f in bucket:
+                f.sched = None
+            for f in bucket:
+                if f.state != S_GONE:
+                    self._expire_flow(f, now)
+
+    def _expire_flow(self, flow: Flow, now: float) -> None:
+        dl = self._deadline(flow)
+        if dl > now:
+            self._add(flow, int(dl) + 1)  # touched since it was scheduled
+            return
+        st = flow.state
+        if st == S_SYN:
+            self._connection_failure(flow, "unanswered", now)
+            flow.state = S_FAILED
+            self._schedule(flow)
+        elif st >= S_CLOSED:
+            self._remove(flow)
+        elif flow.fin_seen:
+            self._finish(flow, "fin", now)  # half-closed and quiet: the other FIN was missed
+            self._remove(flow)
+        else:
+            self.evictions["idle"] += 1
+            self._finish(flow, "idle", now)
+            self._remove(flow)
+
+    def _evict_capacity(self, ts: float) -> None:
+        """Drop the flow with the earliest deadline to make room for a new one."""
+        heap = self._heap
+        wheel = self._wheel
+        while heap:
+            b = heap[0]
+            bucket = wheel.get(b)
+            if not bucket:
+                heapq.heappop(heap)
+                wheel.pop(b, None)
+                continue
+            flow, _ = bucket.popitem()
+            flow.sched = None
+            nb = int(self._deadline(flow)) + 1
+            if nb > b:
+                self._add(flow, nb)  # busy since scheduled: not a candidate yet
+                continue
+            if flow.state < S_CLOSED:
+                self.evictions["capacity"] += 1
+                self._finish(flow, "evicted-capacity", ts)
+            self._remove(flow)
+            return
+
+    def close_all(self, ts: float) -> None:
+        """End of capture: due timeouts first, then every open flow gets close("end")."""
+        self.expire(ts)
+        flows = [f for bucket in self._wheel.values() for f in bucket]
+        for f in flows:
+            if f.state < S_CLOSED:
+                self._finish(f, "end", ts)
+            self._remove(f)
+        self._wheel.clear()
+        self._heap.clear()
+        self._halves.clear()
+        self._buffering.clear()
