@@ -1,0 +1,1 @@
+"""DICOM protocol core: sans-IO framing, ACSE, DIMSE and conversation state."""

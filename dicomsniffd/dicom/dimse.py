@@ -1,0 +1,196 @@
+"""DIMSE command sets (PS3.7 §9-10, annex E): decoding, command names, status classes.
+
+A command set is always Implicit VR Little Endian and only holds group 0000 elements:
+tag group(2) element(2) length(4) value, little endian. Only the elements a monitor needs
+are kept; everything else in group 0000 (event/action type ids, attribute lists, move
+originator...) is skipped by length. Datasets are never decoded here.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+NO_DATASET = 0x0101  # CommandDataSetType value meaning "no dataset follows" (PS3.7 E.1)
+
+COMMAND_NAMES: dict[int, str] = {
+    0x0001: "C-STORE",
+    0x0010: "C-GET",
+    0x0020: "C-FIND",
+    0x0021: "C-MOVE",
+    0x0030: "C-ECHO",
+    0x0100: "N-EVENT-REPORT",
+    0x0110: "N-GET",
+    0x0120: "N-SET",
+    0x0130: "N-ACTION",
+    0x0140: "N-CREATE",
+    0x0150: "N-DELETE",
+    0x0FFF: "C-CANCEL",
+}
+RESPONSE_BIT = 0x8000
+C_CANCEL = 0x0FFF
+
+ERROR_COMMENT_MAX = 64  # ErrorComment is LO: 64 characters at most
+
+_ELEMENT_HEADER = struct.Struct("<HHI")
+_US = struct.Struct("<H")
+_UL = struct.Struct("<I")
+
+
+class CommandSetError(ValueError):
+    """The bytes are not a decodable command set; the message says why, never the bytes."""
+
+
+@dataclass(slots=True)
+class Command:
+    """The fields of one command set that the monitor uses (absent ones stay None/"")."""
+
+    command_field: int | None = None
+    sop_class_uid: str = ""  # Affected or Requested SOP Class UID
+    message_id: int | None = None
+    message_id_being_responded_to: int | None = None
+    move_destination: str = ""
+    priority: int | None = None
+    dataset_type: int | None = None
+    status: int | None = None
+    error_comment: str = ""
+    affected_sop_instance_uid: str = ""
+    requested_sop_instance_uid: str = ""
+    remaining: int | None = None
+    completed: int | None = None
+    failed: int | None = None
+    warning: int | None = None
+
+    @property
+    def is_response(self) -> bool:
+        return self.command_field is not None and bool(self.command_field & RESPONSE_BIT)
+
+    @property
+    def name(self) -> str:
+        """Service name ("C-STORE" for both -RQ and -RSP); "unknown" for undefined fields."""
+        if self.command_field is None:
+            return "unknown"
+        return COMMAND_NAMES.get(self.command_field & ~RESPONSE_BIT, "unknown")
+
+    @property
+    def has_dataset(self) -> bool:
+        # Absent CommandDataSetType is invalid; assume no dataset so that the message is
+        # not left waiting forever for a fragment that will not come.
+        return self.dataset_type is not None and self.dataset_type != NO_DATASET
+
+
+def _text(value: bytes) -> str:
+    # UI values are NUL padded, AE/LO/ST values space padded. latin-1 never fails, and
+    # the values only ever feed bounded labels or the event log.
+    return value.decode("latin-1").strip(" \x00")
+
+
+def _us(value: bytes, tag: int) -> int:
+    if len(value) != 2:
+        raise CommandSetError(f"element (0000,{tag:04X}) has length {len(value)}, expected 2")
+    return _US.unpack(value)[0]
+
+
+# element number -> Command attribute, for the US-valued elements
+_US_FIELDS = {
+    0x0100: "command_field",
+    0x0110: "message_id",
+    0x0120: "message_id_being_responded_to",
+    0x0700: "priority",
+    0x0800: "dataset_type",
+    0x0900: "status",
+    0x1020: "remaining",
+    0x1021: "completed",
+    0x1022: "failed",
+    0x1023: "warning",
+}
+
+
+def decode_command(data: bytes, *, keep_instance_uids: bool = False) -> Command:
+    """Decode an Implicit VR LE group 0000 command set; raise CommandSetError if malformed."""
+    cmd = Command()
+    pos = 0
+    end = len(data)
+    unpack_header = _ELEMENT_HEADER.unpack_from
+    while pos < end:
+        if end - pos < 8:
+            raise CommandSetError("truncated element header")
+        group, elem, length = unpack_header(data, pos)
+        pos += 8
+        if group != 0x0000:
+            raise CommandSetError(f"element ({group:04X},{elem:04X}) outside group 0000")
+        if length > end - pos:
+            raise CommandSetError(f"element (0000,{elem:04X}) length exceeds command set")
+        value = data[pos : pos + length]
+        pos += length
+        attr = _US_FIELDS.get(elem)
+        if attr is not None:
+            setattr(cmd, attr, _us(value, elem))
+        elif elem in (0x0002, 0x0003):  # Affected / Requested SOP Class UID
+            cmd.sop_class_uid = cmd.sop_class_uid or _text(value)
+        elif elem == 0x0600:
+            cmd.move_destination = _text(value)[:16]
+        elif elem == 0x0902:
+            cmd.error_comment = _text(value)[:ERROR_COMMENT_MAX]
+        elif elem == 0x1000:
+            if keep_instance_uids:
+                cmd.affected_sop_instance_uid = _text(value)[:64]
+        elif elem == 0x1001:
+            if keep_instance_uids:
+                cmd.requested_sop_instance_uid = _text(value)[:64]
+        elif elem == 0x0000 and length != 4:
+            raise CommandSetError("CommandGroupLength is not 4 bytes")
+        # anything else in group 0000 is not needed by the monitor: skipped by length
+    if cmd.command_field is None:
+        raise CommandSetError("no CommandField")
+    return cmd
+
+
+# ---------------------------------------------------------------------------------------
+# Status classification (PS3.7 annex C, service specific codes in PS3.4).
+#
+# code range          class     why
+# 0x0000              success
+# 0xFF00, 0xFF01      pending   only C-FIND, C-GET and C-MOVE have pending responses; for
+#                               any other service an FFxx status is not a defined value and
+#                               is classed failure (so the transaction still closes)
+# 0xFE00              cancel    matching/sub-operations terminated by C-CANCEL
+# 0x0001              warning   N-services: requested optional attributes not supported
+# 0x0107, 0x0116      warning   attribute list error / attribute value out of range
+# 0xB000-0xBFFF       warning   C-STORE: B000 coercion of data elements, B006 elements
+#                               discarded, B007 dataset does not match SOP class;
+#                               C-MOVE/C-GET: B000 sub-operations complete, one or more
+#                               failures or warnings (the move itself completed)
+# 0x0100-0x01FF       failure   general failures (0x0110 processing failure, 0x0122
+#                               SOP class not supported, ...) except the warnings above
+# 0x0200-0x02FF       failure   DIMSE-level: 0x0210 duplicate invocation, 0x0211
+#                               unrecognized operation, 0x0212 mistyped argument, 0x0213
+#                               resource limitation
+# 0xA000-0xAFFF       failure   "refused"/"error" codes of the service classes: A700-A7FF
+#                               out of resources, A801 move destination unknown,
+#                               A900-A9FF dataset does not match SOP class
+# 0xC000-0xCFFF       failure   "cannot understand" / unable to process
+# anything else       failure   PS3.7 C.1: an unrecognised status is treated as a failure
+# ---------------------------------------------------------------------------------------
+_PENDING_CAPABLE = frozenset({0x0010, 0x0020, 0x0021})  # C-GET, C-FIND, C-MOVE
+
+
+def status_class(command_field: int | None, status: int) -> str:
+    """Class of ``status`` for the service of ``command_field`` (request or response)."""
+    if status == 0x0000:
+        return "success"
+    service = (command_field or 0) & ~RESPONSE_BIT
+    if status in (0xFF00, 0xFF01):
+        return "pending" if service in _PENDING_CAPABLE else "failure"
+    if status == 0xFE00:
+        return "cancel"
+    if status in (0x0001, 0x0107, 0x0116) or 0xB000 <= status <= 0xBFFF:
+        return "warning"
+    return "failure"
+
+
+def is_final_status(command_field: int | None, status: int | None) -> bool:
+    """True unless the response is a pending one (more responses will follow)."""
+    if status is None:
+        return True
+    return status_class(command_field, status) != "pending"

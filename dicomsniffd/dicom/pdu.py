@@ -1,0 +1,431 @@
+"""Per-direction DICOM Upper Layer PDU framer (PS3.8 §9.3): bytes in, framing items out.
+
+PDU header: type(1) reserved(1) length(4, big endian). A P-DATA-TF (0x04) body is a list
+of PDV items: length(4) presentation-context-id(1) message-control-header(1) + data,
+where header bit 0 = command (1) / dataset (0) and bit 1 = last fragment.
+
+The hot path (DESIGN §2): dataset PDV data is never copied, sliced or buffered. The framer
+only keeps "bytes left to skip" and subtracts each chunk from it; a chunk that ends inside
+the PDV costs one comparison and two subtractions/additions. Only PDU and PDV headers,
+association PDUs (capped at max_association_pdu_bytes) and command PDVs (capped at
+max_command_bytes) are buffered.
+
+Measured cost (CPython 3.11, this container): feeding a 1448-byte chunk that ends inside a
+dataset PDV through ``DicomConversation.feed`` is about 0.14 µs (``PduFramer.feed`` alone
+about 0.12 µs); see tests/test_dicom_perf.py, which asserts < 0.5 µs.
+
+Items are plain tuples (one per PDU/PDV, never per chunk), first element the kind:
+  (PDU, pdu_type, body, start_ts)               non-P-DATA PDU, complete body
+  (CMD, ctx, last, data, start_ts)              one complete command PDV
+  (DATA, ctx, last, nbytes, start_ts, missed)   one dataset PDV finished (missed: a gap hit it)
+  (LOST, ctx)                                   a gap destroyed PDV(s) of ctx (-1: unknown ctx)
+  (RESYNC, skipped_bytes)                       alignment found again after losing it
+  (ERROR, kind, detail)                         protocol error (kind as ProtocolError.kind)
+
+Determinism: every decision depends only on the stream bytes, never on where chunks
+split, so any segmentation of the same stream yields the same items (the resync scanner
+waits for the fixed look-ahead it needs at each candidate position instead of guessing at
+a chunk end).
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+
+PDU, CMD, DATA, LOST, RESYNC, ERROR = range(6)
+
+# framer states; the three skipping states must stay contiguous (_DATA.._SKIPPDU)
+_HDR, _BODY, _PDVH, _CMD, _DATA, _DISCARD, _SKIPPDU, _SKIPBODY, _UNSYNC, _DEAD = range(10)
+
+MAX_RESYNC_PDATA_LENGTH = 16 * 1024 * 1024  # a P-DATA header claiming more is not believed
+MIN_ASSOCIATE_LENGTH = 68  # fixed fields of A-ASSOCIATE-RQ/AC
+
+_NO_ITEMS: tuple = ()
+_HEADER = struct.Struct(">BBI")
+_PDV_HEADER = struct.Struct(">IBB")
+_U32 = struct.Struct(">I")
+# A PDU type byte (1..7) followed by the reserved byte 0: where a resync scan looks closer.
+# Scanning costs ~5 ns/byte (7.5 µs per 1448-byte chunk), but it only ever runs until the
+# next PDU header, i.e. over at most one PDU (max PDU length: typically 16-64 KiB).
+_CANDIDATE = re.compile(rb"[\x01-\x07]\x00")
+
+
+class PduFramer:
+    """Frames one direction of a DICOM UL connection. Not thread safe; no I/O, no clock."""
+
+    __slots__ = (
+        "skip",
+        "pdata_bytes",
+        "state",
+        "max_command_bytes",
+        "max_association_pdu_bytes",
+        "_hdr",
+        "_buf",
+        "_need",
+        "_pdu_type",
+        "_pdu_left",
+        "_pdu_ts",
+        "_pdv_ts",
+        "_first_pdv",
+        "_ctx",
+        "_last",
+        "_pdv_len",
+        "_pdv_missed",
+        "_scan",
+        "_skipped",
+        "_at_start",
+        "synced",
+    )
+
+    def __init__(self, *, max_command_bytes: int = 65536, max_association_pdu_bytes: int = 65536):
+        self.skip = 0  # bytes left in the current skipping state (hot path counter)
+        self.pdata_bytes = 0  # P-DATA-TF bytes seen (headers included), gaps excluded
+        self.max_command_bytes = max_command_bytes
+        self.max_association_pdu_bytes = max_association_pdu_bytes
+        self.synced = False  # a PDU header has been accepted at least once
+        self._hdr = bytearray()
+        self._buf = bytearray()
+        self._need = 0
+        self._pdu_type = 0
+        self._pdu_left = 0  # P-DATA bytes after the current PDV (in _PDVH: incl. its header)
+        self._pdu_ts = 0.0
+        self._pdv_ts = 0.0
+        self._first_pdv = False
+        self._ctx = 0
+        self._last = False
+        self._pdv_len = 0
+        self._pdv_missed = False
+        # A connection starts unsynchronised; if its first bytes are a plausible PDU header
+        # the scanner accepts them at offset 0 and no Resynchronised is reported.
+        self.state = _UNSYNC
+        self._scan = b""
+        self._skipped = 0
+        self._at_start = True
+
+    # -- public API ---------------------------------------------------------------------
+
+    def feed(self, data: bytes, ts: float) -> list | tuple:
+        n = len(data)
+        if self.skip > n:  # hot path: the chunk ends inside a PDV being skipped
+            self.skip -= n
+            self.pdata_bytes += n
+            return _NO_ITEMS
+        if self.state == _DEAD or not n:
+            return _NO_ITEMS
+        return self._feed(data, ts)
+
+    def gap(self, nbytes: int, ts: float) -> list | tuple:
+        """``nbytes`` of the stream were never seen: stay aligned if the framing allows."""
+        if nbytes <= 0 or self.state == _DEAD:
+            return _NO_ITEMS
+        out: list = []
+        self._gap(nbytes, ts, out)
+        return out
+
+    def unsync(self) -> None:
+        """Drop all partial state and scan for the next plausible PDU (after an error)."""
+        self._lose_alignment()
+
+    def kill(self) -> None:
+        """Ignore everything from now on (the direction was given up or the flow closed)."""
+        self._lose_alignment()
+        self.state = _DEAD
+
+    # -- feeding ------------------------------------------------------------------------
+
+    def _feed(self, data: bytes, ts: float) -> list:
+        out: list = []
+        pos = 0
+        n = len(data)
+        while pos < n:
+            st = self.state
+            if _DATA <= st <= _SKIPPDU:
+                k = n - pos
+                if k < self.skip:
+                    self.skip -= k
+                    self.pdata_bytes += k
+                    break
+                k = self.skip
+                pos += k
+                self.pdata_bytes += k
+                self.skip = 0
+                self._end_skip(out, ts)
+            elif st == _HDR:
+                hdr = self._hdr
+                if not hdr:
+                    self._pdu_ts = ts
+                k = min(6 - len(hdr), n - pos)
+                hdr += data[pos : pos + k]
+                pos += k
+                if len(hdr) == 6:
+                    self._on_pdu_header(out, ts)
+            elif st == _PDVH:
+                hdr = self._hdr
+                if not hdr:
+                    self._pdv_ts = self._pdu_ts if self._first_pdv else ts
+                k = min(6 - len(hdr), n - pos)
+                hdr += data[pos : pos + k]
+                pos += k
+                self.pdata_bytes += k
+                if len(hdr) == 6:
+                    self._on_pdv_header(out, ts)
+            elif st in (_CMD, _BODY):
+                k = min(self._need, n - pos)
+                self._buf += data[pos : pos + k]
+                pos += k
+                self._need -= k
+                if st == _CMD:
+                    self.pdata_bytes += k
+                if not self._need:
+                    self._end_buffered(out, ts)
+            elif st == _SKIPBODY:
+                k = min(self._need, n - pos)
+                pos += k
+                self._need -= k
+                if not self._need:
+                    self.state = _HDR
+            elif st == _UNSYNC:
+                buf = self._scan + data[pos:] if self._scan else (data[pos:] if pos else data)
+                p = self._find_header(buf)
+                if p < 0:
+                    break
+                if self._skipped or not self._at_start:
+                    out.append((RESYNC, self._skipped))
+                self._at_start = False
+                self._skipped = 0
+                self._scan = b""
+                self._hdr.clear()
+                self.state = _HDR
+                data, n, pos = buf, len(buf), p  # continue framing from the found header
+            else:  # _DEAD
+                break
+        return out or _NO_ITEMS
+
+    def _on_pdu_header(self, out: list, ts: float) -> None:
+        pdu_type, _reserved, length = _HEADER.unpack(self._hdr)
+        self._hdr.clear()
+        self._pdu_type = pdu_type
+        if pdu_type == 0x04:
+            self.synced = True
+            self.pdata_bytes += 6
+            if length < 6:  # not even one PDV header fits
+                out.append((ERROR, "bad-pdu-length", f"P-DATA-TF length {length}"))
+                self._pdu_left = 0
+                self._enter_skip(_SKIPPDU, length, out, ts)
+                return
+            self._pdu_left = length
+            self._first_pdv = True
+            self.state = _PDVH
+        elif 1 <= pdu_type <= 7:
+            if length > self.max_association_pdu_bytes:
+                # Never a 4 GB buffer: the length is not believed, alignment is lost.
+                out.append((ERROR, "bad-pdu-length", f"PDU type 0x{pdu_type:02X} length {length}"))
+                self._lose_alignment()
+                return
+            self.synced = True
+            self._buf = bytearray()
+            self._need = length
+            self.state = _BODY
+            if not length:
+                self._end_buffered(out, ts)
+        else:
+            out.append((ERROR, "bad-pdu-type", f"PDU type 0x{pdu_type:02X}"))
+            self._lose_alignment()
+
+    def _on_pdv_header(self, out: list, ts: float) -> None:
+        pdv_len, ctx, mch = _PDV_HEADER.unpack(self._hdr)
+        self._hdr.clear()
+        self._first_pdv = False
+        self._pdu_left -= 6
+        if pdv_len < 2 or pdv_len - 2 > self._pdu_left:
+            out.append((ERROR, "bad-pdv-length", f"PDV length {pdv_len}"))
+            out.append((LOST, -1))
+            left, self._pdu_left = self._pdu_left, 0
+            self._enter_skip(_SKIPPDU, left, out, ts)
+            return
+        dlen = pdv_len - 2
+        self._pdu_left -= dlen
+        self._ctx = ctx
+        self._last = bool(mch & 2)
+        self._pdv_len = dlen
+        if mch & 1:  # command fragment: buffered (bounded)
+            if dlen > self.max_command_bytes:
+                out.append((ERROR, "command-too-large", f"command PDV of {dlen} bytes"))
+                out.append((LOST, ctx))
+                self._enter_skip(_DISCARD, dlen, out, ts)
+                return
+            self._buf = bytearray()
+            self._need = dlen
+            self.state = _CMD
+            if not dlen:
+                self._end_buffered(out, ts)
+        else:  # dataset fragment: skipped, only its length is reported
+            self._pdv_missed = False
+            self._enter_skip(_DATA, dlen, out, ts)
+
+    def _enter_skip(self, state: int, nbytes: int, out: list, ts: float) -> None:
+        self.state = state
+        self.skip = nbytes
+        if not nbytes:
+            self._end_skip(out, ts)
+
+    def _end_skip(self, out: list, ts: float) -> None:
+        st = self.state
+        if st == _DATA:
+            out.append((DATA, self._ctx, self._last, self._pdv_len, self._pdv_ts, self._pdv_missed))
+            self._next_pdv(out, ts)
+        elif st == _DISCARD:
+            self._next_pdv(out, ts)
+        else:  # _SKIPPDU
+            self.state = _HDR
+
+    def _end_buffered(self, out: list, ts: float) -> None:
+        data = bytes(self._buf)
+        self._buf = bytearray()
+        if self.state == _CMD:
+            out.append((CMD, self._ctx, self._last, data, self._pdv_ts))
+            self._next_pdv(out, ts)
+        else:
+            out.append((PDU, self._pdu_type, data, self._pdu_ts))
+            self.state = _HDR
+
+    def _next_pdv(self, out: list, ts: float) -> None:
+        left = self._pdu_left
+        if not left:
+            self.state = _HDR
+        elif left < 6:
+            out.append((ERROR, "bad-pdv-length", f"{left} bytes left in P-DATA-TF"))
+            self._pdu_left = 0
+            self._enter_skip(_SKIPPDU, left, out, ts)
+        else:
+            self.state = _PDVH
+
+    # -- gaps -----------------------------------------------------------------------------
+
+    def _gap(self, n: int, ts: float, out: list) -> None:
+        st = self.state
+        if st in (_DATA, _DISCARD):
+            if n <= self.skip:  # inside the PDV: still aligned
+                self.skip -= n
+                if st == _DATA:
+                    self._pdv_missed = True
+                if not self.skip:
+                    self._end_skip(out, ts)
+                return
+            rest = self.skip + self._pdu_left
+            if n <= rest:  # the PDV's end is known even if its successors are not
+                if st == _DATA:
+                    out.append((DATA, self._ctx, self._last, self._pdv_len, self._pdv_ts, True))
+                self._skip_rest_of_pdu(rest - n, out, ts)
+                return
+        elif st == _SKIPPDU:
+            if n <= self.skip:
+                self.skip -= n
+                if not self.skip:
+                    self.state = _HDR
+                return
+        elif st == _CMD:
+            if n <= self._need:  # the fragment is lost but the PDV boundary is known
+                out.append((LOST, self._ctx))
+                self._buf = bytearray()
+                self._enter_skip(_DISCARD, self._need - n, out, ts)
+                return
+            rest = self._need + self._pdu_left
+            if n <= rest:
+                out.append((LOST, self._ctx))
+                self._buf = bytearray()
+                self._skip_rest_of_pdu(rest - n, out, ts)
+                return
+        elif st == _PDVH:
+            rest = self._pdu_left - len(self._hdr)
+            if n <= rest:
+                self._hdr.clear()
+                self._skip_rest_of_pdu(rest - n, out, ts)
+                return
+        elif st in (_BODY, _SKIPBODY):
+            if n <= self._need:  # an association PDU is lost, its end is known
+                self._buf = bytearray()
+                self._need -= n
+                self.state = _SKIPBODY if self._need else _HDR
+                return
+        elif st == _UNSYNC:
+            # look-ahead bytes kept before the gap are not contiguous with what follows
+            self._skipped += len(self._scan)
+            self._scan = b""
+            return
+        out.append((LOST, -1))
+        self._lose_alignment()
+
+    def _skip_rest_of_pdu(self, nbytes: int, out: list, ts: float) -> None:
+        out.append((LOST, -1))
+        self._pdu_left = 0
+        self._enter_skip(_SKIPPDU, nbytes, out, ts)
+
+    def _lose_alignment(self) -> None:
+        self.state = _UNSYNC
+        self.skip = 0
+        self._need = 0
+        self._hdr.clear()
+        self._buf = bytearray()
+        self._scan = b""
+        self._skipped = 0
+        self._at_start = False
+
+    # -- resync ---------------------------------------------------------------------------
+
+    def _find_header(self, buf: bytes) -> int:
+        """Offset of the first plausible PDU header in ``buf``, or -1 (tail kept)."""
+        pos = 0
+        search = _CANDIDATE.search
+        while True:
+            m = search(buf, pos)
+            if m is None:
+                # the last byte may be a type byte whose reserved byte comes next
+                keep = 1 if buf and 1 <= buf[-1] <= 7 else 0
+                break
+            p = m.start()
+            verdict = self._plausible(buf, p)
+            if verdict:
+                self._skipped += p
+                return p
+            if verdict is None:  # not enough look-ahead yet: decide when more arrives
+                keep = len(buf) - p
+                break
+            pos = p + 1
+        self._skipped += len(buf) - keep
+        self._scan = bytes(buf[len(buf) - keep :]) if keep else b""
+        return -1
+
+    def _plausible(self, buf: bytes, p: int) -> bool | None:
+        """Is there a believable PDU header at buf[p]? None: need more bytes to tell."""
+        pdu_type = buf[p]
+        avail = len(buf) - p
+        if pdu_type == 0x04:
+            if avail < 12:
+                return None
+            length = _U32.unpack_from(buf, p + 2)[0]
+            pdv_len = _U32.unpack_from(buf, p + 6)[0]
+            return (
+                6 <= length <= MAX_RESYNC_PDATA_LENGTH
+                and 2 <= pdv_len <= length - 4
+                and buf[p + 10] & 1 == 1  # presentation context ids are odd
+                and buf[p + 11] <= 3
+            )
+        if avail < 10:
+            return None
+        length = _U32.unpack_from(buf, p + 2)[0]
+        if pdu_type <= 2:  # A-ASSOCIATE-RQ/AC: protocol version 1, reserved 0
+            return (
+                MIN_ASSOCIATE_LENGTH <= length <= self.max_association_pdu_bytes
+                and buf[p + 6 : p + 10] == b"\x00\x01\x00\x00"
+            )
+        if length != 4:
+            return False
+        if pdu_type == 0x03:
+            return buf[p + 6] == 0 and buf[p + 7] in (1, 2) and buf[p + 8] in (1, 2, 3)
+        if pdu_type == 0x07:
+            return (
+                buf[p + 6] == 0 and buf[p + 7] == 0 and buf[p + 8] in (0, 1, 2) and buf[p + 9] <= 6
+            )
+        return buf[p + 6 : p + 10] == b"\x00\x00\x00\x00"  # A-RELEASE-RQ/RP
