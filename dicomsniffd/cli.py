@@ -1,0 +1,134 @@
+"""Command line: `dicomsniffd [run]`, `dicomsniffd analyze`, `dicomsniffd check-config`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from dicomsniffd import __version__
+
+_SUBCOMMANDS = ("run", "analyze", "check-config")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dicomsniffd",
+        description="Passive DICOM network monitor: Prometheus metrics from a mirror port, "
+        "and troubleshooting summaries of capture files.",
+    )
+    parser.add_argument("--version", action="version", version=f"dicomsniffd {__version__}")
+    sub = parser.add_subparsers(dest="command")
+
+    run = sub.add_parser("run", help="capture live and serve /metrics (the default)")
+    run.add_argument("-c", "--config", help="YAML config file (default: embedded defaults)")
+    run.add_argument("-i", "--interface", help="capture interface (default: any)")
+    run.add_argument("-f", "--bpf", help="BPF capture filter")
+    run.add_argument("--listen", help="metrics address HOST:PORT")
+    run.add_argument("--workers", type=int, help="capture worker processes (PACKET_FANOUT)")
+
+    analyze = sub.add_parser("analyze", help="analyse pcap/pcapng files offline")
+    analyze.add_argument("captures", nargs="+", metavar="CAPTURE")
+    analyze.add_argument("-c", "--config", help="YAML config file")
+    analyze.add_argument("--metrics", metavar="FILE", help="write the Prometheus exposition")
+    analyze.add_argument("--events", metavar="FILE", help="write the JSON-lines event log")
+    analyze.add_argument("--report", metavar="FILE.html", help="write an HTML report")
+    analyze.add_argument("--json", action="store_true", help="print a JSON summary")
+
+    check = sub.add_parser("check-config", help="validate a config file and print it")
+    check.add_argument("file")
+    return parser
+
+
+def _fail(message: str) -> int:
+    print(f"dicomsniffd: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _load(path: str | None):
+    from dicomsniffd.config import load_config
+
+    return load_config(path)
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from dicomsniffd.analyze import analyze_files
+    from dicomsniffd.capture import CaptureError
+    from dicomsniffd.config import ConfigError
+    from dicomsniffd.sinks.eventlog import EventLog
+    from dicomsniffd.sinks.metrics import MetricsStore
+    from dicomsniffd.sinks.summary import Summary
+
+    try:
+        config = _load(args.config)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    metrics = MetricsStore(config.metrics)
+    summary = Summary()
+    sinks: list = [metrics, summary]
+    event_log = None
+    try:
+        if args.events:
+            event_log = EventLog(args.events, keep_instance_uids=config.dicom.keep_instance_uids)
+            sinks.append(event_log)
+        info = analyze_files(args.captures, config, sinks)
+    except CaptureError as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"{exc.filename or ''}: {exc.strerror or exc}")
+    finally:
+        if event_log is not None:
+            event_log.close()
+    pipeline = info.pop("_pipeline")
+    metrics.set_self_stats_source(pipeline.self_stats)
+    if args.metrics:
+        try:
+            with open(args.metrics, "wb") as out:
+                out.write(metrics.exposition())
+        except OSError as exc:
+            return _fail(f"cannot write {args.metrics}: {exc.strerror}")
+    if args.report:
+        from dicomsniffd.sinks.report import write_report
+
+        write_report(args.report, summary, info)
+    if args.json:
+        json.dump(summary.to_dict(info), sys.stdout, indent=2, sort_keys=False, default=str)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(summary.render_text(info))
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from dicomsniffd.config import ConfigError, dump_config
+
+    try:
+        config = _load(args.file)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    sys.stdout.write(dump_config(config))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from dicomsniffd.daemon import main as daemon_main
+
+    return daemon_main(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0] not in _SUBCOMMANDS and argv[0] not in ("-h", "--help", "--version")):
+        argv.insert(0, "run")
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "analyze":
+            return cmd_analyze(args)
+        if args.command == "check-config":
+            return cmd_check_config(args)
+        return cmd_run(args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
