@@ -115,6 +115,12 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class DaemonConfig:
+    user: str = ""  # empty: "dicomsniffd" if that account exists, else "nobody"
+    stall_after_s: float = 30.0  # /healthz fails when the capture loop is silent this long
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     capture: CaptureConfig = field(default_factory=CaptureConfig)
     dicom: DicomConfig = field(default_factory=DicomConfig)
@@ -123,6 +129,7 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     event_log: EventLogConfig = field(default_factory=EventLogConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    daemon: DaemonConfig = field(default_factory=DaemonConfig)
 
 
 # --------------------------------------------------------------------------------------
@@ -313,6 +320,13 @@ def _distinct(values: tuple[Any, ...]) -> bool:
 
 
 _SPECS: dict[str, _Spec] = {
+    "daemon.user": _Spec(
+        "a user name (letters, digits, '.', '_', '-'), or empty for the default",
+        lambda v: v == "" or re.fullmatch(r"[A-Za-z_][A-Za-z0-9._-]{0,31}", v) is not None,
+    ),
+    "daemon.stall_after_s": _Spec(
+        "a number of seconds from 1 to 3600", lambda v: 1.0 <= v <= 3600.0
+    ),
     "capture.interface": _Spec(
         "a network interface name (1 to 15 characters, no spaces or '/'), or any",
         lambda v: _IFNAME.fullmatch(v) is not None,

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
 export DEBIAN_FRONTEND=noninteractive
-debs="dcmtk tshark tcpdump tcpreplay iproute2 ethtool iptables libpcap0.8"
+debs="dcmtk tshark tcpdump tcpreplay iproute2 ethtool iptables libpcap0.8 prometheus systemd openssl util-linux chromium"
 missing=""
 for p in $debs; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
@@ -17,5 +17,5 @@ if [ -n "$missing" ]; then
   $SUDO apt-get install -y -qq --no-install-recommends $missing
 fi
 python3 -m pip install -q --disable-pip-version-check -e ".[test]"
-python3 -m ruff check dicomsniffd tests benchmarks
+python3 -m ruff check .
 python3 -m pytest "$@"

