@@ -493,6 +493,7 @@ class Summary:
             self._find_retransmissions,
             self._find_zero_window,
             self._find_capture_incomplete,
+            self._find_offloads,
             self._find_protocol_errors,
             self._find_tls,
             self._find_no_dicom,
@@ -977,7 +978,6 @@ class Summary:
         incomplete = sum(s.incomplete for s in self._commands.values())
         resyncs = self._protocol_errors.get("resync", 0)
         truncated_files = list(info.get("truncated_files") or ())
-        super_packets = int((info.get("decode") or {}).get("super_packets") or 0)
         evidence = []
         if missed:
             evidence.append(f"{missed} bytes on DICOM connections were never captured")
@@ -989,10 +989,6 @@ class Summary:
             evidence.append(f"{resyncs} resynchronisations of the DICOM stream after a gap")
         for path in truncated_files:
             evidence.append(f"capture file {path} is truncated")
-        if super_packets:
-            evidence.append(
-                f"{super_packets} oversized packets (GRO/LRO/TSO offload on the capture host)"
-            )
         if not evidence:
             return []
         detail = (
@@ -1017,6 +1013,25 @@ class Summary:
                 missed + truncated,
             )
         ]
+
+    def _find_offloads(self, assocs: list[_Association], info: dict) -> _Found:
+        # Merged super-packets lose nothing (their bytes are all there) but blur timing:
+        # every merged frame gets one timestamp. Worth fixing, not a gap in the numbers.
+        super_packets = int((info.get("decode") or {}).get("super_packets") or 0)
+        if not super_packets:
+            return []
+        finding = _finding(
+            "info",
+            "capture-offloads",
+            "Offloads were on where the capture was taken",
+            "Some captured packets are larger than the wire MTU: the capturing host merged "
+            "frames (GRO/LRO) or captured before segmentation (TSO/GSO). Nothing is lost, "
+            "but merged frames share one timestamp, which blurs sub-millisecond timings.",
+            [f"{super_packets} packets larger than a 1500-byte MTU frame"],
+            "Turn offloads off on the capture interface: "
+            "ethtool -K IFACE gro off lro off tso off gso off.",
+        )
+        return [(finding, super_packets)]
 
     def _find_protocol_errors(self, assocs: list[_Association], info: dict) -> _Found:
         errors = {k: n for k, n in self._protocol_errors.items() if k != "resync"}
