@@ -168,8 +168,6 @@ def test_unsupported_link_type_from_file(tmp_path: Path) -> None:
 
 # -- a real capture --------------------------------------------------------------------
 
-# CI runs as root with tcpdump installed by scripts/test.sh: a missing tool is a failure.
-needs_tcpdump = pytest.mark.usefixtures()
 
 
 def _start_tcpdump(args: list[str]) -> subprocess.Popen[bytes]:
@@ -272,7 +270,6 @@ def _capture_exchange(
     return path, client_port, port
 
 
-@needs_tcpdump
 @pytest.mark.parametrize(
     "tcpdump_args,linktypes",
     [
