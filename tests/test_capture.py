@@ -169,7 +169,6 @@ def test_unsupported_link_type_from_file(tmp_path: Path) -> None:
 # -- a real capture --------------------------------------------------------------------
 
 
-
 def _start_tcpdump(args: list[str]) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         # --immediate-mode: without it TPACKET_V3 hands packets over only when a ring
