@@ -1394,6 +1394,7 @@ class TransactionLog:
             low, high = min(key, *buckets), max(key, *buckets)
             while high - low >= _SERIES_BUCKETS:
                 self._merge()
+                buckets = self._buckets
                 key = int(ts // self._width)
                 low, high = min(key, *buckets), max(key, *buckets)
         slot = buckets.get(key)
