@@ -517,3 +517,19 @@ def test_vethpair_cleans_up_on_failure():
     assert proc.poll() is not None, "process left running"
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert not any(n in listed for n in names.values()), listed
+
+
+@pytest.mark.parametrize("name", with_key("findings_present"))
+def test_report_on_real_traffic_carries_the_findings(real_traffic, name, tmp_path):
+    """`analyze --report` on a real capture: the expected findings are in the page, the
+    page is self-contained, and the synthetic patient name never appears."""
+    sc = real_traffic[name]
+    report = tmp_path / "report.html"
+    p = subprocess.run([sys.executable, "-m", "dicomsniffd", "analyze", sc.pcap, "--report",
+                        str(report)], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert p.returncode == 0, p.stderr[-3000:]
+    page = report.read_text()
+    for code in sc.expected["findings_present"]:
+        assert code in page, f"{name}: finding {code!r} not in the report"
+    assert "TEST^PATIENT" not in page and "TEST^PATIENT" not in p.stdout
+    assert "<script src" not in page and "<link" not in page
