@@ -212,17 +212,19 @@ class FlowTable:
         # CPython 3.11): 0.52 us per in-order data segment and 0.34 us per pure ACK, lookup
         # included. The SPAN-duplicate history (two stores + one small tuple) is ~0.08 us
         # of that; without it a mirrored copy could not be told from a retransmission.
+        # One UNPACK_SEQUENCE into locals is cheaper than the eight seg[i] lookups it
+        # replaces (about 60 ns per segment, measured on the C-STORE benchmark capture).
         self.segments += 1
-        h = self._halves.get(seg[:4])
-        if h is not None and h.fast and seg[4] == h.next and not seg[6] & 0x07 and seg[7]:
-            payload = seg[8]
+        src, sport, dst, dport, seq, ack, flags, window, payload, seg_len, ip_id = seg
+        h = self._halves.get((src, sport, dst, dport))
+        if h is not None and h.fast and seq == h.next and not flags & 0x07 and window:
             n = len(payload)
-            if n == seg[9]:
+            if n == seg_len:
                 h.flow.last_seen = ts
                 if n:
-                    h.next = (h.next + n) & _MASK
+                    h.next = (seq + n) & _MASK
                     h.prev = h.last
-                    h.last = (seg[4], n, seg[10], seg[5], ts)
+                    h.last = (seq, n, ip_id, ack, ts)
                     try:
                         h.handler.data(h.d, payload, ts)  # type: ignore[union-attr]
                     except Exception as exc:
