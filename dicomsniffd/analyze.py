@@ -7,19 +7,8 @@ from typing import Any
 
 from dicomsniffd.capture import FileSource
 from dicomsniffd.config import Config
-from dicomsniffd.decode import Decoder
+from dicomsniffd.decode import COUNTER_NAMES, Decoder
 from dicomsniffd.pipeline import Pipeline, Sink
-
-_DECODER_COUNTERS = (
-    "packets",
-    "non_ip",
-    "non_tcp",
-    "ip_fragments",
-    "truncated",
-    "malformed",
-    "super_packets",
-    "fallback",
-)
 
 
 def analyze_files(paths: Sequence[str], config: Config, sinks: Sequence[Sink]) -> dict[str, Any]:
@@ -30,7 +19,7 @@ def analyze_files(paths: Sequence[str], config: Config, sinks: Sequence[Sink]) -
     for a file that cannot be read or has an unsupported link type.
     """
     pipeline = Pipeline(config, sinks)
-    decode_totals = dict.fromkeys(_DECODER_COUNTERS, 0)
+    decode_totals = dict.fromkeys(COUNTER_NAMES, 0)
     truncated_files: list[str] = []
     batch_size = config.capture.batch_size
     for path in paths:
@@ -40,8 +29,8 @@ def analyze_files(paths: Sequence[str], config: Config, sinks: Sequence[Sink]) -
             pipeline.process_batch(decoder, packet_bytes, records)
         if getattr(source, "truncated_file", False):
             truncated_files.append(path)
-        for name in _DECODER_COUNTERS:
-            decode_totals[name] += getattr(decoder, name, 0)
+        for name in COUNTER_NAMES:
+            decode_totals[name] += getattr(decoder, name)
     pipeline.finish()
     flows = pipeline.flows
     return {
