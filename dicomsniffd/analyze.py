@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from dicomsniffd.capture import FileSource
+from dicomsniffd.capture import CaptureError, FileSource
 from dicomsniffd.config import Config
 from dicomsniffd.decode import COUNTER_NAMES, Decoder
 from dicomsniffd.pipeline import Pipeline, Sink
@@ -24,7 +24,10 @@ def analyze_files(paths: Sequence[str], config: Config, sinks: Sequence[Sink]) -
     batch_size = config.capture.batch_size
     for path in paths:
         source = FileSource(path)
-        decoder = Decoder(source.linktype)
+        try:
+            decoder = Decoder(source.linktype)
+        except CaptureError as exc:  # unsupported link type: say which file
+            raise CaptureError(f"{path}: {exc}") from None
         for packet_bytes, records in source.batches(batch_size):
             pipeline.process_batch(decoder, packet_bytes, records)
         if getattr(source, "truncated_file", False):

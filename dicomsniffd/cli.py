@@ -97,6 +97,13 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         sys.stdout.write(summary.render_text(info))
+    if info.get("truncated_files"):
+        # The complete packets were analysed and reported above; the cut is still an
+        # error for scripts (as tshark and tcpdump -r exit non-zero on a cut file).
+        sys.stdout.flush()
+        cut = ", ".join(info["truncated_files"])
+        return _fail(f"capture file truncated (cut short in the middle of a packet): {cut}; "
+                     "the results cover the complete packets before the cut")
     return 0
 
 

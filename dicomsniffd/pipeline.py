@@ -24,6 +24,8 @@ from dicomsniffd.flows import FlowTable
 _SENDERS = (REQUESTOR, ACCEPTOR)
 _EXPIRE_EVERY_S = 1.0
 _MAX_LEARNED_SERVERS = 10_000
+_TITLE_EVENTS = frozenset({AssociationRequested, AssociationAccepted})  # carry AE titles
+_TLS13_ALERT_MAX = 19  # alert (2) + inner content type (1) + AEAD tag (16)
 
 
 class Sink(Protocol):
@@ -87,7 +89,9 @@ class _FlowContext:
 class DicomFlowHandler:
     """StreamHandler of one DICOM TCP connection: bytes to the core, events to the sinks."""
 
-    __slots__ = ("pipeline", "ctx", "conv", "requestor_direction", "_flushed_pdata", "closed")
+    __slots__ = (
+        "pipeline", "ctx", "conv", "deliver", "requestor_direction", "_flushed_pdata", "closed",
+    )  # fmt: skip
 
     def __init__(
         self, pipeline: Pipeline, ctx: _FlowContext, conv: DicomConversation, requestor: int
@@ -95,6 +99,11 @@ class DicomFlowHandler:
         self.pipeline = pipeline
         self.ctx = ctx
         self.conv = conv
+        # The flow table's split hot path (flows.StreamHandler): it calls the core's feed
+        # directly and hands non-empty results to dispatch(), so an in-order data segment
+        # costs one Python call (feed) instead of two (data -> feed). data() below is the
+        # same thing in one call, for everyone else.
+        self.deliver = conv.feed
         self.requestor_direction = requestor
         self._flushed_pdata = [0, 0]
         self.closed = False
@@ -144,10 +153,13 @@ class DicomFlowHandler:
 
     def dispatch(self, events: Iterable[Any]) -> None:
         ctx = self.ctx
+        emit = self.pipeline.emit_event
         for event in events:
-            if isinstance(event, AssociationRequested | AssociationAccepted):
+            # a set probe on the exact type (event classes are final) instead of
+            # isinstance() against a union on every event
+            if type(event) in _TITLE_EVENTS:
                 self._learn_titles(event.calling_ae, event.called_ae)
-            self.pipeline.emit_event(event, ctx)
+            emit(event, ctx)
 
     def _learn_titles(self, calling: str, called: str) -> None:
         ctx = self.ctx
@@ -164,11 +176,17 @@ class TlsFlowHandler:
     """TLS on a DICOM port: recognised and counted, never decoded.
 
     The handshake is taken as established once both sides have sent an application-data
-    record (content type 23; in TLS 1.3 the encrypted handshake uses it too); an alert
-    record before that, or the end of the connection, is a failed handshake.
+    record (content type 23); an alert record before that, or the end of the connection,
+    is a failed handshake. TLS 1.3 (recognised by the server sending content type 23 before
+    the client does: its encrypted handshake flight) hides everything in type 23 records:
+    the server's flight before the client's first one does not count, and a record of at
+    most 19 bytes (a 2-byte alert, its content type and a 16-byte AEAD tag; smaller than
+    any handshake message or DICOM PDU) is an encrypted alert, e.g. the server refusing a
+    missing client certificate after the client has already sent its Finished.
     """
 
-    __slots__ = ("pipeline", "ctx", "_skip", "_header", "_app_data_seen", "outcome", "_last_ts")
+    __slots__ = ("pipeline", "ctx", "_skip", "_header", "_app_data_seen", "outcome", "_last_ts",
+                 "_tls13")
 
     def __init__(self, pipeline: Pipeline, ctx: _FlowContext) -> None:
         self.pipeline = pipeline
@@ -178,6 +196,7 @@ class TlsFlowHandler:
         self._app_data_seen = [False, False]
         self.outcome = ""
         self._last_ts: float | None = None
+        self._tls13 = False
 
     def data(self, direction: int, data: bytes, ts: float) -> None:
         if self.outcome:
@@ -207,8 +226,15 @@ class TlsFlowHandler:
         if content_type == 21:  # alert before both sides talk application data
             self._finish("handshake-failed")
         elif content_type == 23:
-            self._app_data_seen[direction] = True
-            if all(self._app_data_seen):
+            seen = self._app_data_seen
+            if direction == 1 and not seen[0]:
+                self._tls13 = True  # the server's encrypted handshake flight
+                return
+            if self._tls13 and length <= _TLS13_ALERT_MAX:
+                self._finish("handshake-failed")
+                return
+            seen[direction] = True
+            if all(seen):
                 self._finish("established")
         elif content_type not in (20, 22):  # not TLS after all
             self._finish("handshake-failed")
@@ -240,6 +266,7 @@ class Pipeline:
         self.sinks = list(sinks)
         self.worker = worker
         self._ports = frozenset(config.dicom.ports)
+        self._any_port = config.dicom.detect_any_port
         self._metrics = next((s for s in self.sinks if hasattr(s, "ae_label")), None)
         self.flows = FlowTable(config.flows, self._classify, self._connection_failure)
         self.handlers: dict[int, DicomFlowHandler] = {}
@@ -315,7 +342,7 @@ class Pipeline:
         known = info.server_port in self._ports or info.client_port in self._ports
         if looks_like_tls(payload):
             return self._new_tls(info) if known else None
-        if looks_like_associate_rq(payload):
+        if looks_like_associate_rq(payload) and (known or self._any_port):
             return self._new_dicom(info, direction)
         if known:
             # Midstream or unusual start on a DICOM port: the requestor is the side that is

@@ -40,3 +40,17 @@ def real_traffic(tmp_path_factory) -> dict[str, scenarios.Scenario]:
 def tshark_views(real_traffic) -> dict[str, scenarios.TsharkView]:
     """tshark's independent decoding of every capture (DICOM forced on the SCP ports)."""
     return {name: scenarios.tshark_view(sc.pcap, sc.ports) for name, sc in real_traffic.items()}
+
+
+@pytest.fixture(scope="session")
+def more_traffic(tmp_path_factory) -> dict[str, scenarios.Scenario]:
+    """The scenarios of test_real_traffic_more.py (TLS, any port, connection failures,
+    `-i any`, snaplen), captured once per session; fails loudly, never skips."""
+    keep = os.environ.get("DSNIFF_KEEP_CAPTURES")
+    workdir = os.path.join(keep, "more") if keep else str(tmp_path_factory.mktemp("more-traffic"))
+    os.makedirs(workdir, exist_ok=True)
+    t0 = time.monotonic()
+    result = scenarios.generate_more(workdir)
+    sys.stderr.write(f"\n[more-traffic] {len(result)} captures in "
+                     f"{time.monotonic() - t0:.1f}s under {workdir}\n")
+    return result
