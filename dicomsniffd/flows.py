@@ -57,10 +57,24 @@ SYN_RETRY_LINGER_S = 64.0
 
 
 class StreamHandler(Protocol):
+    """What the table calls for one classified flow (docs/architecture.md).
+
+    Optional split of ``data`` (the hot path, one Python call less per segment): a
+    handler may also have ``deliver(direction, data, ts) -> results`` and
+    ``dispatch(results)``, with ``data`` equivalent to "dispatch(r) if r is non-empty,
+    r = deliver(...)". The table then calls ``deliver`` (which may be a bound method of
+    another object, e.g. the protocol parser itself) and ``dispatch`` only for a
+    non-empty result. It never looks at the results.
+    """
+
     def data(self, direction: int, data: bytes, ts: float) -> None: ...
     def gap(self, direction: int, nbytes: int, ts: float) -> None: ...
     def tcp_event(self, kind: str, direction: int, ts: float, value: float = 0.0) -> None: ...
     def close(self, how: str, ts: float) -> None: ...
+
+
+def _no_results(results: object) -> None:
+    """``dispatch`` of a handler without ``deliver``: its ``data`` returns nothing."""
 
 
 class FlowInfo:
@@ -133,6 +147,8 @@ class _Half:
         "flow",
         "d",
         "handler",
+        "feed",
+        "dispatch",
         "fast",
         "next",
         "prov",
@@ -150,6 +166,9 @@ class _Half:
         self.flow = flow
         self.d = d
         self.handler: StreamHandler | None = None  # copy of flow.handler: one load less
+        # handler.deliver (or .data) and handler.dispatch, bound once at classification
+        self.feed: Callable[[int, bytes, float], object] | None = None
+        self.dispatch: Callable[[object], None] = _no_results
         self.fast = False  # the next in-order segment may take the hot path
         self.next: int | None = None  # next expected sequence number
         self.prov: int | None = None  # provisional midstream anchor (pure ACKs only so far)
@@ -226,7 +245,10 @@ class FlowTable:
                     h.prev = h.last
                     h.last = (seq, n, ip_id, ack, ts)
                     try:
-                        h.handler.data(h.d, payload, ts)  # type: ignore[union-attr]
+                        # handler.deliver: for DICOM the conversation's feed itself
+                        results = h.feed(h.d, payload, ts)  # type: ignore[misc]
+                        if results:
+                            h.dispatch(results)
                     except Exception as exc:
                         self._handler_failed(h.flow, exc)
                 return
@@ -263,6 +285,9 @@ class FlowTable:
             return
         if flow.handler is not None and not flags & SYN:
             self._zero_window(h, seg[7], ts)
+        opp = flow.h1 if h.d == 0 else flow.h0
+        if opp.ooo and flags & ACK:
+            self._acked_past_hole(opp, seg[5], ts)
         self._data(h, seq, payload, seg[9], flags & FIN, seg[10], seg[5], ts)
         if flow.state < S_CLOSED and h.fin_done and flow.h0.fin_done and flow.h1.fin_done:
             self._finish(flow, "fin", ts)
@@ -487,15 +512,22 @@ class FlowTable:
             h.fin_done = True
             h.next = (nxt + 1) & _MASK  # the FIN occupies one sequence number
 
-    def _drain(self, h: _Half, ts: float) -> None:
-        """Deliver buffered segments that became in order; drop ones already covered."""
+    def _drain(self, h: _Half, ts: float, own_ts: bool = False) -> None:
+        """Deliver buffered segments that became in order; drop ones already covered.
+
+        ``own_ts``: deliver each segment with its own capture time. Used when a hole is
+        given up (the capture lost bytes the receiver did get): the data was on the wire
+        when it was captured, not when we stopped waiting -- otherwise every DICOM time
+        measured across it (response latency, transfer) would include our wait. When a
+        retransmission fills the hole, the receiver only has the data now: ``ts``.
+        """
         ooo = h.ooo
         while ooo:
             seq = h.next
             e = ooo.pop(seq, None)  # type: ignore[arg-type]
             if e is not None:
                 self._unbuffer(h, e)
-                self._deliver(h, e[0], e[1], 0, ts)
+                self._deliver(h, e[0], e[1], 0, e[4] if own_ts else ts)
                 h.prev = h.last
                 h.last = (seq, e[1], e[2], e[3], e[4])  # so a later SPAN copy is recognised
                 continue
@@ -508,7 +540,7 @@ class FlowTable:
                 e = ooo.pop(s)
                 self._unbuffer(h, e)
                 if off + e[1] > 0:
-                    self._deliver(h, e[0], e[1], -off, ts)
+                    self._deliver(h, e[0], e[1], -off, e[4] if own_ts else ts)
                     progressed = True
                     break
             if not progressed:
@@ -563,6 +595,7 @@ class FlowTable:
         h.ooo_bytes += n
         self.buffered_bytes += n
         self._buffering[h.flow] = None
+        (h.flow.h1 if h.d == 0 else h.flow.h0).fast = False  # see _refresh
         self.out_of_order += 1
         self._event(h.flow, "out-of-order", h.d, ts)
 
@@ -577,9 +610,9 @@ class FlowTable:
         first = min(h.ooo, key=lambda s: _off(s, nxt))  # type: ignore[arg-type]
         off = _off(first, nxt)  # type: ignore[arg-type]
         if off > 0:
-            self._gap(h, off, ts)
+            self._gap(h, off, h.ooo[first][4])  # the bytes were lost before that segment
             h.next = first
-        self._drain(h, ts)
+        self._drain(h, ts, own_ts=True)
 
     def _memcap(self, h: _Half, need: int, ts: float) -> None:
         """Global reassembly memory is full: evict the oldest other buffering flows."""
@@ -614,6 +647,8 @@ class FlowTable:
                 h.ooo.clear()  # also stops a _drain loop iterating this dict
                 h.ooo = None
             h.handler = None
+            h.feed = None
+            h.dispatch = _no_results
             h.fast = False
         self._buffering.pop(flow, None)
 
@@ -624,7 +659,22 @@ class FlowTable:
             and not h.ooo
             and not h.zw
             and h.fin is None
+            # while the other direction has a hole, our ACKs are looked at (slow path)
+            and not (h.flow.h1 if h.d == 0 else h.flow.h0).ooo
         )
+
+    def _acked_past_hole(self, h: _Half, ack: int, ts: float) -> None:
+        """The receiver acknowledged data buffered behind a hole in ``h``: it got the
+        missing bytes, only the capture lost them, and no retransmission will ever fill
+        the hole. Give it up now (a gap) instead of holding everything after it until a
+        buffer limit or the end of the flow -- which would deliver requests after their
+        responses and report answered transactions as unanswered."""
+        while h.ooo:
+            nxt = h.next
+            first = min(h.ooo, key=lambda s: _off(s, nxt))  # type: ignore[arg-type]
+            if _off(ack, first) < 0:  # the hole is not fully acknowledged: may be in flight
+                return
+            self._give_up_hole(h, ts)
 
     # ------------------------------------------------------------------ handler calls
 
@@ -638,7 +688,9 @@ class FlowTable:
             if handler is None:
                 return
         try:
-            handler.data(h.d, data, ts)
+            results = h.feed(h.d, data, ts)  # type: ignore[misc]
+            if results:
+                h.dispatch(results)
         except Exception as exc:
             self._handler_failed(flow, exc)
 
@@ -653,6 +705,13 @@ class FlowTable:
             self._ignore(flow)
             return None
         flow.handler = flow.h0.handler = flow.h1.handler = handler
+        deliver = getattr(handler, "deliver", None)
+        if deliver is None:
+            feed, dispatch = handler.data, _no_results
+        else:
+            feed, dispatch = deliver, handler.dispatch  # type: ignore[attr-defined]
+        flow.h0.feed = flow.h1.feed = feed
+        flow.h0.dispatch = flow.h1.dispatch = dispatch
         if flow.rtt is not None:
             self._event(flow, "handshake-rtt", 0, flow.rtt_ts, flow.rtt)
         for h in (flow.h0, flow.h1):

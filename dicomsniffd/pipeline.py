@@ -185,8 +185,16 @@ class TlsFlowHandler:
     missing client certificate after the client has already sent its Finished.
     """
 
-    __slots__ = ("pipeline", "ctx", "_skip", "_header", "_app_data_seen", "outcome", "_last_ts",
-                 "_tls13")
+    __slots__ = (
+        "pipeline",
+        "ctx",
+        "_skip",
+        "_header",
+        "_app_data_seen",
+        "outcome",
+        "_last_ts",
+        "_tls13",
+    )
 
     def __init__(self, pipeline: Pipeline, ctx: _FlowContext) -> None:
         self.pipeline = pipeline

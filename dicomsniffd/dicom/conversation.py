@@ -153,6 +153,7 @@ class DicomConversation:
         self._aborted = False
         self._closed = False
         self._exceptions = [0, 0]
+        self._in_gap = False  # items being handled come from gap(), not from bytes
 
     @property
     def pdata_bytes(self) -> list[int]:
@@ -192,7 +193,14 @@ class DicomConversation:
             return self._contain(direction, exc, ts, [])
         if not items:
             return _NO_EVENTS
-        return self._handle(direction, items, ts)
+        # A PDV finished by a gap ended in bytes never seen: when its last packet was on
+        # the wire is unknown, so no time is measured from or to it (DESIGN §3 times are
+        # packet times; a wrong one is worse than none).
+        self._in_gap = True
+        try:
+            return self._handle(direction, items, ts)
+        finally:
+            self._in_gap = False
 
     def close(self, how: str, ts: float) -> Sequence[Event]:
         if self._closed:
@@ -448,7 +456,7 @@ class DicomConversation:
                 txn.request_bytes += nbytes
         if last:
             del self._msgs[key]
-            self._message_complete(d, m, ts, out)
+            self._message_complete(d, m, None if self._in_gap else ts, out)
 
     def _on_lost(self, d: int, ctx: int) -> None:
         for key in [k for k in self._msgs if k[0] == d and (ctx < 0 or k[1] == ctx)]:
@@ -563,6 +571,10 @@ class DicomConversation:
             txn.request_complete_ts = ts
         elif m.final:
             txn.response_complete_ts = ts
+            if txn.request_complete_ts is None:
+                # answered before the end of its request was seen (that end lies in a
+                # capture gap not yet reported, e.g. held behind a reassembly hole)
+                txn.complete = False
             self._txns.pop(txn.key, None)
             self._emit_txn(txn, "answered", out)
 

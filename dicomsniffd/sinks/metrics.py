@@ -57,6 +57,7 @@ SelfStats = dict[str, Any]
 Key = tuple[str, ...]
 
 OTHER = "other"
+_PC_MEMO_ENTRIES = 1024  # distinct negotiated context lists remembered per MetricsStore
 UNKNOWN = "unknown"
 SNAPSHOT_FORMAT = 1
 
@@ -178,6 +179,9 @@ class MetricsStore:
         # flow_id -> AE label key under which the association was counted active, so the
         # gauge goes down under the same key even if the labels changed in between.
         self._active: dict[int, Key] = {}
+        # id(presentation contexts tuple) -> (the tuple, its label values); see
+        # _context_labels. Bounded; the tuple is kept so its id cannot be reused.
+        self._pc_memo: dict[int, tuple[tuple, list[tuple[str, str, str]]]] = {}
         self._self_stats_source: Callable[[], SelfStats] | None = None
         self._workers: dict[str, dict[str, Any]] = {}
         self._build_info: tuple[str, str, str, str] | None = None
@@ -244,11 +248,12 @@ class MetricsStore:
 
     def _observe(self, name: str, key: Key, value: float) -> None:
         rows = self._hists[name]
+        bounds = self._bounds[name]
         row = rows.get(key)
         if row is None:
-            row = rows[key] = [0] * (len(self._bounds[name]) + 2)
+            row = rows[key] = [0] * (len(bounds) + 2)
         # bisect_left: a value equal to a bound belongs to that bucket ("le").
-        row[bisect_left(self._bounds[name], value)] += 1
+        row[bisect_left(bounds, value)] += 1
         row[-1] += value
 
     @staticmethod
@@ -308,14 +313,38 @@ class MetricsStore:
         ae = self._ae(flow)
         if event.setup_seconds is not None:
             self._observe("dicom_association_setup_seconds", ae, event.setup_seconds)
-        for pc in event.presentation_contexts:
-            key = (
-                *ae,
-                self.sop_class_label(pc.abstract_syntax, "abstract_syntax"),
-                transfer_syntax_keyword(pc.accepted_transfer_syntax) if pc.result == 0 else "",
-                context_result(pc.result),
+        values = self._values["dicom_presentation_contexts_total"]
+        for labels in self._context_labels(event.presentation_contexts):
+            key = (*ae, *labels)
+            values[key] = values.get(key, 0) + 1
+
+    def _context_labels(self, contexts: tuple) -> list[tuple[str, str, str]]:
+        """(abstract syntax, transfer syntax, result) label values of each context.
+
+        Memoised by the identity of the contexts tuple: the DICOM core hands the same
+        (frozen) tuple to every association that negotiated byte-identical PDUs. Only a
+        computation that folded nothing into ``other`` is kept, so a memo hit has no side
+        effect to repeat (admitted label values stay admitted; a fold would be counted).
+        """
+        memo = self._pc_memo.get(id(contexts))
+        if memo is not None and memo[0] is contexts:
+            return memo[1]
+        overflow = self._values["dicomsniffd_label_overflow_total"]
+        folded_before = overflow.get(("abstract_syntax",), 0)
+        labels = []
+        for pc in contexts:
+            labels.append(
+                (
+                    self.sop_class_label(pc.abstract_syntax, "abstract_syntax"),
+                    transfer_syntax_keyword(pc.accepted_transfer_syntax) if pc.result == 0 else "",
+                    context_result(pc.result),
+                )
             )
-            self._inc("dicom_presentation_contexts_total", key)
+        if overflow.get(("abstract_syntax",), 0) == folded_before:
+            if len(self._pc_memo) >= _PC_MEMO_ENTRIES:
+                self._pc_memo.clear()
+            self._pc_memo[id(contexts)] = (contexts, labels)  # keeps `contexts` alive
+        return labels
 
     def _on_rejected(self, event: AssociationRejected, flow: Any) -> None:
         ae = self._ae(flow)
