@@ -98,6 +98,10 @@ class MetricsConfig:
     max_ae_titles: int = 200  # distinct calling/called AE label values; the rest -> "other"
     max_servers: int = 100  # distinct server="ip:port" label values; the rest -> "other"
     max_sop_classes: int = 200
+    # Optional labels: off, the label stays (names and label sets are a stable contract)
+    # but carries the value "all", for sites where per-modality series are too many.
+    ae_title_labels: bool = True
+    sop_class_label: bool = True
     tls: TlsServerConfig = field(default_factory=TlsServerConfig)
 
 

@@ -408,6 +408,16 @@ def test_sop_class_cap_and_private_uids() -> None:
     assert sample_value(f["dicomsniffd_label_overflow_total"], "_total", label="sop_class") == 1
 
 
+def test_optional_labels_switched_off_keep_the_label_with_value_all() -> None:
+    store = MetricsStore(MetricsConfig(ae_title_labels=False, sop_class_label=False))
+    flow = Flow()
+    assert store.ae_label("CT_SCANNER", "calling_ae") == "all"
+    for uid in (CT, MR):
+        store.handle(DimseRequestSeen(1.0, "requestor", "C-STORE", uid, 1, 1), flow)
+    samples = families(store)["dicom_dimse_requests_total"].samples
+    assert [(s.labels["sop_class"], s.value) for s in samples] == [("all", 2.0)]
+
+
 def test_snapshot_is_picklable_and_merge_adds_workers() -> None:
     config = MetricsConfig()
     workers = []

@@ -59,6 +59,7 @@ Key = tuple[str, ...]
 OTHER = "other"
 _PC_MEMO_ENTRIES = 1024  # distinct negotiated context lists remembered per MetricsStore
 UNKNOWN = "unknown"
+ALL = "all"  # the value of an optional label that is switched off
 SNAPSHOT_FORMAT = 1
 
 _AE = ("calling_ae", "called_ae")
@@ -217,6 +218,8 @@ class MetricsStore:
         """The metric label value for an AE title: the title while fewer than
         ``max_ae_titles`` distinct titles (calling and called together) have been seen,
         then ``other``; each fold into ``other`` counts once under ``label``."""
+        if not self.config.ae_title_labels:
+            return ALL
         if not title or title == UNKNOWN:
             return UNKNOWN
         if title == OTHER:
@@ -235,6 +238,8 @@ class MetricsStore:
     def sop_class_label(self, uid: str, label: str = "sop_class") -> str:
         """Keyword of a SOP class UID (``private``/``unknown`` outside the dictionary),
         capped at ``max_sop_classes``; never the UID itself."""
+        if not self.config.sop_class_label:
+            return ALL
         keyword = sop_class_keyword(uid)
         if keyword in (UNKNOWN, "private"):
             return keyword
