@@ -18,6 +18,7 @@ from dicomsniffd.dicom.events import (
     REQUESTOR,
     AssociationAccepted,
     AssociationRequested,
+    ProtocolError,
 )
 from dicomsniffd.flows import FlowTable
 
@@ -131,7 +132,14 @@ class DicomFlowHandler:
             return
         self.closed = True
         ended = {"reset": "reset", "fin": "closed", "end": "closed"}.get(how, "timeout")
-        events = self.conv.close(ended, ts)
+        events = list(self.conv.close(ended, ts))
+        silent = self.conv.silent_direction()
+        if silent is not None:
+            # DESIGN §2b: a one-sided capture must be flagged, not silently half-counted.
+            sender = self.conv.sender(silent)
+            events.append(
+                ProtocolError(ts, sender, "one-direction-only", f"nothing seen from the {sender}")
+            )
         self.flush()
         if events:
             self.dispatch(events)

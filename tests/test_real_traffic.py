@@ -533,3 +533,30 @@ def test_report_on_real_traffic_carries_the_findings(real_traffic, name, tmp_pat
         assert code in page, f"{name}: finding {code!r} not in the report"
     assert "TEST^PATIENT" not in page and "TEST^PATIENT" not in p.stdout
     assert "<script src" not in page and "<link" not in page
+
+
+def test_one_sided_capture_is_flagged_not_half_counted(real_traffic, tmp_path):
+    """Only the requestor's direction mirrored (DESIGN §2b): the requests are counted, no
+    status is invented, the open requests end as unanswered and the capture is flagged."""
+    sc = real_traffic["a_store50"]
+    one_sided = tmp_path / "requests_only.pcap"
+    subprocess.run(["tcpdump", "-r", sc.pcap, "-w", str(one_sided), "tcp dst port 11112"],
+                   check=True, capture_output=True, timeout=60)
+    out = tmp_path / "m.prom"
+    p = subprocess.run([sys.executable, "-m", "dicomsniffd", "analyze", str(one_sided),
+                        "--metrics", str(out), "--json"], capture_output=True, text=True,
+                       timeout=120, cwd=REPO)
+    assert p.returncode == 0, p.stderr[-2000:]
+    samples = [s for fam in text_string_to_metric_families(out.read_text()) for s in fam.samples]
+
+    def total(name: str, **labels: str) -> float:
+        return sum(s.value for s in samples if s.name == name
+                   and all(s.labels.get(k) == v for k, v in labels.items()))
+
+    images = sc.expected["requests"]["C-STORE"]
+    assert total("dicom_dimse_requests_total", command="C-STORE") == images
+    assert total("dicom_dimse_responses_total") == 0
+    assert total("dicom_dimse_unanswered_total", command="C-STORE") == images
+    assert total("dicom_protocol_errors_total", kind="one-direction-only") == 1
+    codes = {f["code"] for f in json.loads(p.stdout)["findings"]}
+    assert "capture-incomplete" in codes and "protocol-errors" not in codes

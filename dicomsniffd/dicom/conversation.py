@@ -168,6 +168,20 @@ class DicomConversation:
     def sender(self, direction: int) -> str:
         return REQUESTOR if direction == self.requestor_direction else ACCEPTOR
 
+    def silent_direction(self) -> int | None:
+        """The direction that delivered nothing while the other spoke DICOM, else None.
+
+        Either the peer never answered or, far more often on a mirror port, only one
+        direction is mirrored: the numbers of this association are then one-sided.
+        """
+        heard = [
+            f.synced or f.pdata_bytes > 0 or self.missed_bytes[d] > 0
+            for d, f in enumerate(self._framers)
+        ]
+        if heard[0] != heard[1] and self.dicom_seen:
+            return 0 if not heard[0] else 1
+        return None
+
     # -- public API ---------------------------------------------------------------------
 
     def feed(self, direction: int, data: bytes, ts: float) -> Sequence[Event]:

@@ -40,6 +40,8 @@ from dicomsniffd.sinks._names import (
 
 SEVERITIES = ("critical", "warning", "info")
 _WIDTH = 100
+# Reported by the core as protocol errors, but they describe the capture, not the peers.
+_CAPTURE_QUALITY_KINDS = frozenset({"resync", "one-direction-only"})
 _MAX_EVIDENCE = 8
 _TIMINGS = ("request_transfer_ms", "response_latency_ms", "duration_ms")
 # Their first response comes after the first sub-operation: latency is not service time.
@@ -1006,6 +1008,12 @@ class Summary:
             evidence.append(f"{incomplete} DIMSE transactions hit by a capture gap")
         if resyncs:
             evidence.append(f"{resyncs} resynchronisations of the DICOM stream after a gap")
+        one_sided = self._protocol_errors.get("one-direction-only", 0)
+        if one_sided:
+            evidence.append(
+                f"{one_sided} connections seen in one direction only (one-sided mirror, "
+                "or a peer that never answered)"
+            )
         for path in truncated_files:
             evidence.append(f"capture file {path} is truncated")
         if not evidence:
@@ -1053,7 +1061,9 @@ class Summary:
         return [(finding, super_packets)]
 
     def _find_protocol_errors(self, assocs: list[_Association], info: dict) -> _Found:
-        errors = {k: n for k, n in self._protocol_errors.items() if k != "resync"}
+        errors = {
+            k: n for k, n in self._protocol_errors.items() if k not in _CAPTURE_QUALITY_KINDS
+        }
         if not errors:
             return []
         total = sum(errors.values())
