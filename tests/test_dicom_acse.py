@@ -219,3 +219,26 @@ def test_association_pdu_claiming_4gb_is_an_error_not_a_buffer():
     events = conv.feed(0, b"\x01\x00\xff\xff\xff\xff" + b"\x00" * 100, 1.0)
     assert [(type(e), e.kind) for e in events] == [(ProtocolError, "bad-pdu-length")]
     assert len(conv._framers[0]._buf) == 0
+
+
+@pytest.mark.parametrize("kept", [6 + 68, 6 + 68 + 30, 200])
+def test_associate_rq_cut_by_a_gap_still_counts_with_its_titles(kept):
+    """A snaplen or a lost segment cuts the A-ASSOCIATE-RQ: the fixed part carries the AE
+    titles, so the request is still reported once, and the framer stays aligned for the
+    A-ASSOCIATE-AC that follows."""
+    contexts = tuple((2 * i + 1, CT, (EVLE, IVLE)) for i in range(40))  # a long RQ
+    rq = associate_rq(calling="CT_SCANNER", called="ARCHIVE", contexts=contexts)
+    conv = DicomConversation()
+    events = list(conv.feed(0, rq[:kept], 1.0)) + list(conv.gap(0, len(rq) - kept, 1.1))
+    events += conv.feed(1, associate_ac(calling="CT_SCANNER", called="ARCHIVE"), 1.2)
+    requested = [e for e in events if isinstance(e, AssociationRequested)]
+    assert [(e.calling_ae, e.called_ae) for e in requested] == [("CT_SCANNER", "ARCHIVE")]
+    assert len([e for e in events if isinstance(e, AssociationAccepted)]) == 1
+    assert not [e for e in events if isinstance(e, ProtocolError)]
+
+
+def test_associate_rq_cut_before_its_titles_is_not_guessed():
+    rq = associate_rq(calling="CT_SCANNER", called="ARCHIVE")
+    conv = DicomConversation()
+    events = list(conv.feed(0, rq[:30], 1.0)) + list(conv.gap(0, len(rq) - 30, 1.1))
+    assert not [e for e in events if isinstance(e, AssociationRequested)]

@@ -202,7 +202,13 @@ def decode_associate(body: bytes, pdu_type: int) -> Associate:
     return result
 
 
-def _decode_associate(body: bytes, pdu_type: int) -> Associate:
+def decode_associate_prefix(body: bytes, pdu_type: int) -> Associate:
+    """Decode the start of an A-ASSOCIATE-RQ/AC cut short by the capture: the fixed
+    fields and every item that ended before the cut (never memoised: rare)."""
+    return _decode_associate(body, pdu_type, partial=True)
+
+
+def _decode_associate(body: bytes, pdu_type: int, partial: bool = False) -> Associate:
     if len(body) < FIXED_ASSOCIATE_LENGTH:
         raise AcseError("A-ASSOCIATE body shorter than its fixed fields")
     version = _U16.unpack_from(body, 0)[0]
@@ -222,7 +228,7 @@ def _decode_associate(body: bytes, pdu_type: int) -> Associate:
             user_info = _user_information(body, vs, ve)
         else:
             raise AcseError(f"unexpected item 0x{item_type:02X} in A-ASSOCIATE")
-    if error:
+    if error and not partial:
         raise AcseError(error)
     return Associate(version, called, calling, app_context, tuple(contexts), user_info)
 

@@ -43,7 +43,7 @@ from .events import (
     ReleaseRequested,
     Resynchronised,
 )
-from .pdu import CMD, DATA, ERROR, LOST, PDU, RESYNC, PduFramer
+from .pdu import CMD, DATA, ERROR, LOST, PARTIAL, PDU, RESYNC, PduFramer
 
 _NO_EVENTS: tuple = ()
 _DEFAULT_CONFIG = DicomConfig()
@@ -260,6 +260,8 @@ class DicomConversation:
                     self._on_cmd_fragment(d, item, ts, out)
                 elif kind == PDU:
                     self._on_pdu(d, item[1], item[2], item[3], ts, out)
+                elif kind == PARTIAL:
+                    self._on_partial_associate(d, item[1], item[2], item[3], ts, out)
                 elif kind == LOST:
                     self._on_lost(d, item[1])
                 elif kind == RESYNC:
@@ -317,8 +319,22 @@ class DicomConversation:
         except acse.AcseError as exc:
             out.append(ProtocolError(ts, self.sender(d), "bad-pdu", str(exc)))
 
-    def _on_associate_rq(self, d: int, body: bytes, start_ts: float, out: list) -> None:
-        rq = acse.decode_associate(body, acse.A_ASSOCIATE_RQ)
+    def _on_partial_associate(
+        self, d: int, pdu_type: int, body: bytes, start_ts: float, ts: float, out: list
+    ) -> None:
+        try:
+            if pdu_type == acse.A_ASSOCIATE_RQ:
+                self._on_associate_rq(d, body, start_ts, out, partial=True)
+            else:
+                self._on_associate_ac(d, body, start_ts, ts, out, partial=True)
+        except acse.AcseError as exc:
+            out.append(ProtocolError(ts, self.sender(d), "bad-pdu", str(exc)))
+
+    def _on_associate_rq(
+        self, d: int, body: bytes, start_ts: float, out: list, partial: bool = False
+    ) -> None:
+        decode = acse.decode_associate_prefix if partial else acse.decode_associate
+        rq = decode(body, acse.A_ASSOCIATE_RQ)
         # Whoever sends the A-ASSOCIATE-RQ is the requestor, whatever the flow table guessed.
         self.requestor_direction = d
         self._role_evidence = 2
@@ -337,8 +353,11 @@ class DicomConversation:
             )
         )
 
-    def _on_associate_ac(self, d: int, body: bytes, start_ts: float, ts: float, out: list) -> None:
-        ac = acse.decode_associate(body, acse.A_ASSOCIATE_AC)
+    def _on_associate_ac(
+        self, d: int, body: bytes, start_ts: float, ts: float, out: list, partial: bool = False
+    ) -> None:
+        decode = acse.decode_associate_prefix if partial else acse.decode_associate
+        ac = decode(body, acse.A_ASSOCIATE_AC)
         if self._role_evidence < 2:
             self.requestor_direction = 1 - d
             self._role_evidence = 2

@@ -33,10 +33,11 @@ from __future__ import annotations
 import re
 import struct
 
-PDU, CMD, DATA, LOST, RESYNC, ERROR = range(6)
+PDU, CMD, DATA, LOST, RESYNC, ERROR, PARTIAL = range(7)
 
 # framer states; the three skipping states must stay contiguous (_DATA.._SKIPPDU)
 _HDR, _BODY, _PDVH, _CMD, _DATA, _DISCARD, _SKIPPDU, _SKIPBODY, _UNSYNC, _DEAD = range(10)
+_FIXED_ASSOCIATE = 68  # protocol version, reserved, called and calling AE, reserved
 
 MAX_RESYNC_PDATA_LENGTH = 16 * 1024 * 1024  # a P-DATA header claiming more is not believed
 MIN_ASSOCIATE_LENGTH = 68  # fixed fields of A-ASSOCIATE-RQ/AC
@@ -344,6 +345,10 @@ class PduFramer:
                 self._skip_rest_of_pdu(rest - n, out, ts)
                 return
         elif st in (_BODY, _SKIPBODY):
+            if st == _BODY and self._pdu_type in (1, 2) and len(self._buf) >= _FIXED_ASSOCIATE:
+                # A snaplen or a lost segment cut the A-ASSOCIATE-RQ/AC: its fixed part
+                # (AE titles) and the items before the cut are still worth decoding.
+                out.append((PARTIAL, self._pdu_type, bytes(self._buf), self._pdu_ts))
             if n <= self._need:  # an association PDU is lost, its end is known
                 self._buf = bytearray()
                 self._need -= n
