@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Protocol
 
@@ -118,6 +119,7 @@ class Flow(FlowInfo):
         "rtt",
         "rtt_ts",
         "sched",
+        "sched_seen",
     )
 
     def __init__(
@@ -137,6 +139,7 @@ class Flow(FlowInfo):
         self.server_isn: int | None = None
         self.rtt: float | None = None
         self.rtt_ts = 0.0
+        self.sched_seen = 0.0  # last_seen when last (re)scheduled: the "second chance" bit
         self.sched: int | None = None  # timer-wheel bucket this flow currently sits in
 
 
@@ -189,6 +192,15 @@ def _off(seq: int, ref: int) -> int:
     """Signed distance seq - ref in 32-bit sequence space (handles wrap-around)."""
     d = (seq - ref) & _MASK
     return d - _WRAP if d >= _HALF else d
+
+
+def _break_cycle(flow: Flow) -> None:
+    """A removed flow and its halves point at each other. Flows evicted or expired have
+    lived long enough to reach the oldest GC generation, where cyclic garbage waits for
+    a rare full collection: under a flood that is megabytes. Breaking the cycle frees
+    them at once. Only called outside segment processing (expiry, eviction before a
+    new flow is created), where nothing else holds the flow."""
+    flow.h0.flow = flow.h1.flow = None  # type: ignore[assignment]
 
 
 class FlowTable:
@@ -826,10 +838,14 @@ class FlowTable:
                 old.pop(flow, None)
         bucket = self._wheel.get(b)
         if bucket is None:
-            bucket = self._wheel[b] = {}
+            # Ordered so capacity eviction takes the oldest flow of a bucket: a dict's
+            # popitem() is LIFO, which under a flood evicted every new flow, legitimate
+            # ones included, at the next arrival.
+            bucket = self._wheel[b] = OrderedDict()
             heapq.heappush(self._heap, b)
         bucket[flow] = None
         flow.sched = b
+        flow.sched_seen = flow.last_seen
 
     def _schedule(self, flow: Flow) -> None:
         """Make sure the flow's bucket is not later than its deadline (never per packet)."""
@@ -851,6 +867,8 @@ class FlowTable:
             for f in bucket:
                 if f.state != S_GONE:
                     self._expire_flow(f, now)
+                if f.state == S_GONE:
+                    _break_cycle(f)
 
     def _expire_flow(self, flow: Flow, now: float) -> None:
         dl = self._deadline(flow)
@@ -883,16 +901,18 @@ class FlowTable:
                 heapq.heappop(heap)
                 wheel.pop(b, None)
                 continue
-            flow, _ = bucket.popitem()
+            flow, _ = bucket.popitem(last=False)
             flow.sched = None
-            nb = int(self._deadline(flow)) + 1
-            if nb > b:
-                self._add(flow, nb)  # busy since scheduled: not a candidate yet
+            if flow.last_seen > flow.sched_seen:
+                # Busy since scheduled: a second chance at the back of its (new) bucket,
+                # the CLOCK approximation of LRU without a reorder per packet.
+                self._add(flow, max(b, int(self._deadline(flow)) + 1))
                 continue
             if flow.state < S_CLOSED:
                 self.evictions["capacity"] += 1
                 self._finish(flow, "evicted-capacity", ts)
             self._remove(flow)
+            _break_cycle(flow)
             return
 
     def close_all(self, ts: float) -> None:

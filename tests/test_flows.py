@@ -565,6 +565,29 @@ def test_syn_flood_stays_at_capacity():
     assert t.flows_active == 0 and len(env.failures) == 1000
 
 
+def test_flood_within_one_second_evicts_the_oldest_not_the_newest():
+    """Regression: eviction took the newest flow of a timer bucket, so under a flood
+    faster than capacity per second every new flow (a legitimate one too) was evicted by
+    the next arrival."""
+    env = Env(capacity=200)
+    t = env.table
+
+    def flood(first: int, count: int, ts: float) -> None:
+        for i in range(first, first + count):  # connections that send a little and idle
+            src = (0x0B000000 + i).to_bytes(4, "big")
+            t.segment(ts, (src, 40000, S, SP, 1, 0, PSH_ACK, 1024, b"junk", 4, 1))
+
+    flood(0, 300, 0.1)
+    t.segment(0.2, c2s(1, b"legit"))  # the legitimate flow arrives mid-flood...
+    for k in range(6):  # ...and keeps talking while the flood goes on
+        flood(300 + 50 * k, 50, 0.3 + k * 0.01)
+        t.segment(0.305 + k * 0.01, c2s(6 + k, b"+"))
+    legit = [h for h in env.handlers if h.first == (0, b"legit")]
+    assert len(legit) == 1 and legit[0].of("close") == []
+    assert legit[0].stream(0) == b"legit" + b"+" * 6
+    assert t.evictions["capacity"] == 600 + 1 - 200
+
+
 def test_handler_exception_is_contained():
     class Boom(Rec):
         def data(self, direction, data, ts):
