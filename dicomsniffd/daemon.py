@@ -592,6 +592,12 @@ class MetricsView:
         self._seq = 0
         self._fresh = threading.Condition()
         self.request_fresh: Callable[[], None] | None = None
+        self._reloads = reloads
+        # One render at a time, shared by every scrape that arrived before it started:
+        # a render costs CPU (and the GIL) in proportion to the series, so a burst of
+        # concurrent scrapes must cost one render, not one each (benchmarks/scrape_cost.py).
+        self._render_lock = threading.Lock()
+        self._rendered: tuple[tuple[int, int], bytes] | None = None
 
     def publish(self, worker: str, snap: dict[str, Any]) -> None:
         try:
@@ -611,7 +617,19 @@ class MetricsView:
                 seq = self._seq
                 self.request_fresh()
                 self._fresh.wait_for(lambda: self._seq != seq, SCRAPE_FRESHNESS_WAIT_S)
-        return generate_latest(self.registry)
+        wanted = self._seq  # the state this scrape must see (or a newer one)
+        with self._render_lock:
+            cached = self._rendered
+            if (
+                cached is not None
+                and cached[0][0] >= wanted
+                and cached[0][1] == self._reloads.failures
+            ):
+                return cached[1]
+            key = (self._seq, self._reloads.failures)
+            body = generate_latest(self.registry)
+            self._rendered = (key, body)
+            return body
 
 
 def _http_server(config: Config, view: MetricsView, heartbeat: Heartbeat) -> MetricsHTTPServer:
