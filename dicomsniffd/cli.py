@@ -102,8 +102,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         # error for scripts (as tshark and tcpdump -r exit non-zero on a cut file).
         sys.stdout.flush()
         cut = ", ".join(info["truncated_files"])
-        return _fail(f"capture file truncated (cut short in the middle of a packet): {cut}; "
-                     "the results cover the complete packets before the cut")
+        return _fail(
+            f"capture file truncated (cut short in the middle of a packet): {cut}; "
+            "the results cover the complete packets before the cut"
+        )
     return 0
 
 

@@ -197,9 +197,7 @@ def _header(data: dict[str, Any], summary: Any, dropped: int, n_records: int) ->
     evictions = (capture.get("flows") or {}).get("evictions") or {}
     evicted = sum(int(v) for v in evictions.values())
     resyncs = int(data["protocol_errors"].get("resync", 0))
-    gaps = sum(
-        1 for a in assocs if a.get("missed_bytes")
-    )
+    gaps = sum(1 for a in assocs if a.get("missed_bytes"))
     blind: list[str] = []
     if missed:
         blind.append(
@@ -268,9 +266,7 @@ def _header(data: dict[str, Any], summary: Any, dropped: int, n_records: int) ->
     ]
     table = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
     if blind:
-        blind_html = (
-            "<ul>" + "".join(f"<li>{esc(b)}</li>" for b in blind) + "</ul>"
-        )
+        blind_html = "<ul>" + "".join(f"<li>{esc(b)}</li>" for b in blind) + "</ul>"
         box_class = "blind warn"
         heading = "What the sniffer could not see"
     else:
@@ -496,13 +492,9 @@ def _associations(assocs: list[dict[str, Any]]) -> str:
             "<th>outcome</th><th>start (UTC)<br>duration</th><th>presentation contexts</th>"
             "<th>implementation class UID<br>version name</th>"
             "<th>P-DATA bytes<br>↑ SCU ↓ SCP</th><th>C-STOREs by status</th>"
-            "<th>TCP / capture</th></tr></thead><tbody>"
-            + "".join(rows)
-            + "</tbody></table></div>"
+            "<th>TCP / capture</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table></div>"
         )
-    return (
-        f"<section id='associations'><h2>Associations ({len(assocs)})</h2>{note}{body}</section>"
-    )
+    return f"<section id='associations'><h2>Associations ({len(assocs)})</h2>{note}{body}</section>"
 
 
 def _dimse_table(dimse: dict[str, Any]) -> str:
@@ -577,9 +569,7 @@ def _tcp_table(tcp: dict[str, Any], tls: list[dict[str, Any]], errors: dict[str,
     for t in tls:
         rows.append(("TLS", f"{t['server']}: {t['outcome']} {t['count']}"))
     if errors:
-        rows.append(
-            ("Protocol errors", ", ".join(f"{k} {n}" for k, n in sorted(errors.items())))
-        )
+        rows.append(("Protocol errors", ", ".join(f"{k} {n}" for k, n in sorted(errors.items()))))
     body = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
     return f"<section id='tcp'><h2>TCP health</h2><table class='kv'>{body}</table></section>"
 

@@ -236,7 +236,9 @@ def timeline_chart(
             "(those with problems first)</text>"
         )
     else:
-        body.append(f"<text x='{left}' y='16'>{len(lanes)} association{'' if len(lanes) == 1 else 's'}</text>")
+        body.append(
+            f"<text x='{left}' y='16'>{len(lanes)} association{'' if len(lanes) == 1 else 's'}</text>"
+        )
     lane_of: dict[int, int] = {}
     end_of: dict[int, float] = {}
     for i, a in enumerate(lanes):
@@ -487,7 +489,5 @@ def histogram_chart(samples_ms: Sequence[float]) -> str:
             f"stroke-dasharray='4 3'></line>"
             f"<text x='{x}' y='{top + dy}' dx='4'>{label} {_e(_fmt_ms(round(v, 1)))}</text>"
         )
-    body.append(
-        f"<text x='{right}' y='14' text-anchor='end'>{len(values)} requests</text>"
-    )
+    body.append(f"<text x='{right}' y='14' text-anchor='end'>{len(values)} requests</text>")
     return _svg("chart-service-hist", height, "Histogram of service times", body)

@@ -1061,9 +1061,7 @@ class Summary:
         return [(finding, super_packets)]
 
     def _find_protocol_errors(self, assocs: list[_Association], info: dict) -> _Found:
-        errors = {
-            k: n for k, n in self._protocol_errors.items() if k not in _CAPTURE_QUALITY_KINDS
-        }
+        errors = {k: n for k, n in self._protocol_errors.items() if k not in _CAPTURE_QUALITY_KINDS}
         if not errors:
             return []
         total = sum(errors.values())
