@@ -31,8 +31,11 @@ def real_traffic(tmp_path_factory) -> dict[str, scenarios.Scenario]:
     sys.stderr.write(f"\n[real-traffic] {len(result)} captures in {took:.1f}s under {workdir}\n")
     vlan = result.get("l_vlan")
     if vlan is not None and vlan.notes.get("method") != "subinterface":
-        warnings.warn("kernel without 802.1Q support: VLAN capture made with tcprewrite + "
-                      "tcpreplay through the veth instead of VLAN subinterfaces", stacklevel=1)
+        warnings.warn(
+            "kernel without 802.1Q support: VLAN capture made with tcprewrite + "
+            "tcpreplay through the veth instead of VLAN subinterfaces",
+            stacklevel=1,
+        )
     return result
 
 
@@ -51,6 +54,7 @@ def more_traffic(tmp_path_factory) -> dict[str, scenarios.Scenario]:
     os.makedirs(workdir, exist_ok=True)
     t0 = time.monotonic()
     result = scenarios.generate_more(workdir)
-    sys.stderr.write(f"\n[more-traffic] {len(result)} captures in "
-                     f"{time.monotonic() - t0:.1f}s under {workdir}\n")
+    sys.stderr.write(
+        f"\n[more-traffic] {len(result)} captures in {time.monotonic() - t0:.1f}s under {workdir}\n"
+    )
     return result

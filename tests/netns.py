@@ -49,7 +49,9 @@ def require_tools(*names: str) -> None:
         raise NetnsError(f"required tool(s) not found on PATH: {', '.join(missing)}")
 
 
-def _sh(argv: Sequence[str], *, check: bool = True, timeout: float = 30.0) -> subprocess.CompletedProcess:
+def _sh(
+    argv: Sequence[str], *, check: bool = True, timeout: float = 30.0
+) -> subprocess.CompletedProcess:
     p = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout)
     if check and p.returncode != 0:
         raise NetnsError(f"command failed ({p.returncode}): {' '.join(argv)}\n{p.stdout}{p.stderr}")
@@ -59,8 +61,23 @@ def _sh(argv: Sequence[str], *, check: bool = True, timeout: float = 30.0) -> su
 def vlan_supported() -> bool:
     """True when the running kernel can create 802.1Q interfaces (CONFIG_VLAN_8021Q)."""
     with VethPair(ipv6=False, offloads_off=False) as probe:
-        p = probe.run("a", ["ip", "link", "add", "link", probe.iface("a"), "name", "vprobe.7",
-                            "type", "vlan", "id", "7"], check=False)
+        p = probe.run(
+            "a",
+            [
+                "ip",
+                "link",
+                "add",
+                "link",
+                probe.iface("a"),
+                "name",
+                "vprobe.7",
+                "type",
+                "vlan",
+                "id",
+                "7",
+            ],
+            check=False,
+        )
         return p.returncode == 0
 
 
@@ -121,8 +138,14 @@ class VethPair:
     the parent, to see the tags). Raises NetnsError when the kernel lacks 802.1Q support.
     """
 
-    def __init__(self, *, ipv6: bool = True, vlan: int | None = None, mtu: int = 1500,
-                 offloads_off: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        ipv6: bool = True,
+        vlan: int | None = None,
+        mtu: int = 1500,
+        offloads_off: bool = True,
+    ) -> None:
         with _counter_lock:
             n = next(_counter)
         pid = os.getpid()
@@ -172,29 +195,102 @@ class VethPair:
             _sh(["ip", "netns", "add", self.ns[s]])
             self._created.append(self.ns[s])
         a, b = self._iface["a"], self._iface["b"]
-        _sh(["ip", "link", "add", a, "netns", self.ns["a"], "mtu", str(self.mtu), "type", "veth",
-             "peer", "name", b, "netns", self.ns["b"], "mtu", str(self.mtu)])
+        _sh(
+            [
+                "ip",
+                "link",
+                "add",
+                a,
+                "netns",
+                self.ns["a"],
+                "mtu",
+                str(self.mtu),
+                "type",
+                "veth",
+                "peer",
+                "name",
+                b,
+                "netns",
+                self.ns["b"],
+                "mtu",
+                str(self.mtu),
+            ]
+        )
         for s in SIDES:
             dev = self._iface[s]
             self.run(s, ["ip", "link", "set", "lo", "up"])
             if self.offloads_off:
-                self.run(s, ["ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "off",
-                             "lro", "off", "tx", "off", "rx", "off"], check=False)
+                self.run(
+                    s,
+                    [
+                        "ethtool",
+                        "-K",
+                        dev,
+                        "tso",
+                        "off",
+                        "gso",
+                        "off",
+                        "gro",
+                        "off",
+                        "lro",
+                        "off",
+                        "tx",
+                        "off",
+                        "rx",
+                        "off",
+                    ],
+                    check=False,
+                )
                 self._verify_offloads(s)
             if self.ipv6:
                 self.run(s, ["sysctl", "-qw", f"net.ipv6.conf.{dev}.accept_dad=0"], check=False)
             self.run(s, ["ip", "link", "set", dev, "up"])
             if self.vlan:
                 sub = self.l3_iface(s)
-                p = self.run(s, ["ip", "link", "add", "link", dev, "name", sub, "mtu",
-                                 str(self.mtu), "type", "vlan", "id", str(self.vlan)], check=False)
+                p = self.run(
+                    s,
+                    [
+                        "ip",
+                        "link",
+                        "add",
+                        "link",
+                        dev,
+                        "name",
+                        sub,
+                        "mtu",
+                        str(self.mtu),
+                        "type",
+                        "vlan",
+                        "id",
+                        str(self.vlan),
+                    ],
+                    check=False,
+                )
                 if p.returncode != 0:
                     raise NetnsError(
                         f"cannot create 802.1Q interface (kernel without CONFIG_VLAN_8021Q?): "
-                        f"{p.stderr.strip()}")
+                        f"{p.stderr.strip()}"
+                    )
                 if self.offloads_off:
-                    self.run(s, ["ethtool", "-K", sub, "tso", "off", "gso", "off", "gro", "off",
-                                 "tx", "off", "rx", "off"], check=False)
+                    self.run(
+                        s,
+                        [
+                            "ethtool",
+                            "-K",
+                            sub,
+                            "tso",
+                            "off",
+                            "gso",
+                            "off",
+                            "gro",
+                            "off",
+                            "tx",
+                            "off",
+                            "rx",
+                            "off",
+                        ],
+                        check=False,
+                    )
                 self.run(s, ["ip", "link", "set", sub, "up"])
             l3 = self.l3_iface(s)
             self.run(s, ["ip", "addr", "add", f"{self.ip(s)}/24", "dev", l3])
@@ -204,8 +300,12 @@ class VethPair:
 
     def _verify_offloads(self, side: str) -> None:
         out = self.run(side, ["ethtool", "-k", self._iface[side]]).stdout
-        for feat in ("tcp-segmentation-offload", "generic-segmentation-offload",
-                     "generic-receive-offload", "large-receive-offload"):
+        for feat in (
+            "tcp-segmentation-offload",
+            "generic-segmentation-offload",
+            "generic-receive-offload",
+            "large-receive-offload",
+        ):
             m = re.search(rf"^{feat}: (\w+)", out, re.M)
             if m and m.group(1) != "off":
                 raise NetnsError(f"{feat} still {m.group(1)} on {self._iface[side]} ({side})")
@@ -219,7 +319,9 @@ class VethPair:
                 if "LOWER_UP" not in out or ("state UP" not in out and "state UNKNOWN" not in out):
                     ok = False
                 if self.ipv6:
-                    out6 = self.run(s, ["ip", "-6", "-o", "addr", "show", "dev", self.l3_iface(s)]).stdout
+                    out6 = self.run(
+                        s, ["ip", "-6", "-o", "addr", "show", "dev", self.l3_iface(s)]
+                    ).stdout
                     if "tentative" in out6 or self.ip6(s) not in out6:
                         ok = False
             if ok:
@@ -264,12 +366,14 @@ class VethPair:
         self._procs.append(p)
         return p
 
-    def run(self, side: str, argv: Sequence[str], *, check: bool = True,
-            timeout: float = 60.0) -> subprocess.CompletedProcess:
+    def run(
+        self, side: str, argv: Sequence[str], *, check: bool = True, timeout: float = 60.0
+    ) -> subprocess.CompletedProcess:
         return _sh(self._argv(side, argv), check=check, timeout=timeout)
 
-    def wait_listening(self, side: str, port: int, timeout: float = 10.0,
-                       proc: subprocess.Popen | None = None) -> None:
+    def wait_listening(
+        self, side: str, port: int, timeout: float = 10.0, proc: subprocess.Popen | None = None
+    ) -> None:
         """Wait until something listens on TCP ``port`` in namespace ``side``."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -277,16 +381,33 @@ class VethPair:
             if out.strip():
                 return
             if proc is not None and proc.poll() is not None:
-                raise NetnsError(f"server exited ({proc.returncode}) before listening on {port}:\n"
-                                 f"{proc.stdout.read() if proc.stdout else ''}")
+                raise NetnsError(
+                    f"server exited ({proc.returncode}) before listening on {port}:\n"
+                    f"{proc.stdout.read() if proc.stdout else ''}"
+                )
             time.sleep(0.05)
         raise NetnsError(f"nothing listening on port {port} in {self.ns[side]}")
 
     # -- capture -------------------------------------------------------------------------
-    def start_capture(self, side: str, path: str, *, iface: str | None = None,
-                      bpf: str | None = None) -> Capture:
-        argv = ["tcpdump", "-i", iface or self.iface(side), "-w", path, "-U", "-s", "0", "-n",
-                "-B", "16384", "-Z", "root", "--immediate-mode"]
+    def start_capture(
+        self, side: str, path: str, *, iface: str | None = None, bpf: str | None = None
+    ) -> Capture:
+        argv = [
+            "tcpdump",
+            "-i",
+            iface or self.iface(side),
+            "-w",
+            path,
+            "-U",
+            "-s",
+            "0",
+            "-n",
+            "-B",
+            "16384",
+            "-Z",
+            "root",
+            "--immediate-mode",
+        ]
         if bpf:
             argv += bpf.split()
         proc = self.popen(side, argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -307,8 +428,15 @@ class VethPair:
             raise NetnsError(f"tcpdump captured nothing on {kw.get('iface') or self.iface(side)}")
 
     # -- impairments ---------------------------------------------------------------------
-    def add_random_drop(self, side: str, probability: float, *, chain: str = "INPUT",
-                        min_length: int | None = None, ipv6: bool = False) -> list[str]:
+    def add_random_drop(
+        self,
+        side: str,
+        probability: float,
+        *,
+        chain: str = "INPUT",
+        min_length: int | None = None,
+        ipv6: bool = False,
+    ) -> list[str]:
         """Drop packets entering (INPUT) or leaving (OUTPUT) ``side`` at random.
 
         ``min_length``: only drop IP packets at least that long (e.g. 100: data segments
@@ -317,8 +445,16 @@ class VethPair:
         rule = ["-p", "tcp"]
         if min_length:
             rule += ["-m", "length", "--length", f"{min_length}:65535"]
-        rule += ["-m", "statistic", "--mode", "random", "--probability", f"{probability}",
-                 "-j", "DROP"]
+        rule += [
+            "-m",
+            "statistic",
+            "--mode",
+            "random",
+            "--probability",
+            f"{probability}",
+            "-j",
+            "DROP",
+        ]
         self.run(side, [tool, "-w", "-A", chain, *rule])
         return [tool, chain]
 

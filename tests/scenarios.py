@@ -64,8 +64,15 @@ PEERS = Path(__file__).resolve().parent / "peers"
 SCP_SCRIPT = str(PEERS / "scp.py")
 RAWSCU_SCRIPT = str(PEERS / "rawscu.py")
 
-STATUS_CLASS = {0x0000: "success", 0xFF00: "pending", 0xFF01: "pending", 0xFE00: "cancel",
-                0xB000: "warning", 0xB007: "warning", 0xB006: "warning"}
+STATUS_CLASS = {
+    0x0000: "success",
+    0xFF00: "pending",
+    0xFF01: "pending",
+    0xFE00: "cancel",
+    0xB000: "warning",
+    0xB007: "warning",
+    0xB006: "warning",
+}
 
 
 def status_class(status: int) -> str:
@@ -106,8 +113,18 @@ def dcmtk(name: str) -> str:
 
 
 def require_all_tools() -> None:
-    netns.require_tools("ip", "ethtool", "tcpdump", "iptables", "ip6tables", "ss", "tshark",
-                        "editcap", "tcprewrite", "tcpreplay")
+    netns.require_tools(
+        "ip",
+        "ethtool",
+        "tcpdump",
+        "iptables",
+        "ip6tables",
+        "ss",
+        "tshark",
+        "editcap",
+        "tcprewrite",
+        "tcpreplay",
+    )
     for t in ("storescu", "storescp", "echoscu", "findscu", "movescu"):
         dcmtk(t)
     if os.geteuid() != 0:
@@ -141,13 +158,15 @@ class Images:
 
 
 def make_images(outdir: str) -> Images:
-    return Images({
-        "s50": make_ct.make_series(os.path.join(outdir, "s50"), 50, 64, series=1),
-        "s10": make_ct.make_series(os.path.join(outdir, "s10"), 10, 64, series=2),
-        "s30": make_ct.make_series(os.path.join(outdir, "s30"), 30, 128, series=3),
-        "s5": make_ct.make_series(os.path.join(outdir, "s5"), 5, 64, series=4),
-        "big": make_ct.make_series(os.path.join(outdir, "big"), 1, 256, series=5),
-    })
+    return Images(
+        {
+            "s50": make_ct.make_series(os.path.join(outdir, "s50"), 50, 64, series=1),
+            "s10": make_ct.make_series(os.path.join(outdir, "s10"), 10, 64, series=2),
+            "s30": make_ct.make_series(os.path.join(outdir, "s30"), 30, 128, series=3),
+            "s5": make_ct.make_series(os.path.join(outdir, "s5"), 5, 64, series=4),
+            "big": make_ct.make_series(os.path.join(outdir, "big"), 1, 256, series=5),
+        }
+    )
 
 
 def _check(p: subprocess.CompletedProcess, what: str, ok=(0,)) -> subprocess.CompletedProcess:
@@ -195,14 +214,20 @@ def stop(proc) -> str:
 def _store_expect(calling: str, called: str, n: int, **extra) -> dict:
     exp = {
         "association_requests": 1,
-        "associations": [{"calling_ae": calling, "called_ae": called, "outcome": "accepted",
-                          "end": "released"}],
+        "associations": [
+            {"calling_ae": calling, "called_ae": called, "outcome": "accepted", "end": "released"}
+        ],
         "ends": {"released": 1},
         "requests": {"C-STORE": n},
         "responses": {"C-STORE": {"0x0000": n}},
         "presentation_contexts_accepted": [{"abstract_syntax": "CTImageStorage"}],
-        "findings_absent": ["aborts", "association-rejected", "no-accepted-context",
-                            "out-of-resources", "capture-incomplete"],
+        "findings_absent": [
+            "aborts",
+            "association-rejected",
+            "no-accepted-context",
+            "out-of-resources",
+            "capture-incomplete",
+        ],
         "max_frame_len": 1514,
         "ip_version": 4,
     }
@@ -219,8 +244,22 @@ def sc_a_store50(wd: str, img: Images) -> Scenario:
     with VethPair() as net:
         scp = start_storescp(net, "b", SCP_PORT, "STORESCP")
         with net.capture("a", pcap):
-            _check(net.run("a", [dcmtk("storescu"), "-aet", "STORESCU", "-aec", "ANY-SCP",
-                                 net.ip("b"), str(SCP_PORT), *img.paths("s50")]), "storescu")
+            _check(
+                net.run(
+                    "a",
+                    [
+                        dcmtk("storescu"),
+                        "-aet",
+                        "STORESCU",
+                        "-aec",
+                        "ANY-SCP",
+                        net.ip("b"),
+                        str(SCP_PORT),
+                        *img.paths("s50"),
+                    ],
+                ),
+                "storescu",
+            )
         stop(scp)
     exp = _store_expect("STORESCU", "ANY-SCP", 50)
     return Scenario("a_store50", pcap, exp)
@@ -232,13 +271,34 @@ def sc_b_echo3(wd: str, img: Images) -> Scenario:
     with VethPair() as net:
         scp = start_storescp(net, "b", SCP_PORT, "STORESCP")
         with net.capture("a", pcap):
-            _check(net.run("a", [dcmtk("echoscu"), "-aet", "ECHOSCU", "-aec", "ECHO-SCP",
-                                 "--repeat", "3", net.ip("b"), str(SCP_PORT)]), "echoscu")
+            _check(
+                net.run(
+                    "a",
+                    [
+                        dcmtk("echoscu"),
+                        "-aet",
+                        "ECHOSCU",
+                        "-aec",
+                        "ECHO-SCP",
+                        "--repeat",
+                        "3",
+                        net.ip("b"),
+                        str(SCP_PORT),
+                    ],
+                ),
+                "echoscu",
+            )
         stop(scp)
     exp = {
         "association_requests": 1,
-        "associations": [{"calling_ae": "ECHOSCU", "called_ae": "ECHO-SCP",
-                          "outcome": "accepted", "end": "released"}],
+        "associations": [
+            {
+                "calling_ae": "ECHOSCU",
+                "called_ae": "ECHO-SCP",
+                "outcome": "accepted",
+                "end": "released",
+            }
+        ],
         "requests": {"C-ECHO": 3},
         "responses": {"C-ECHO": {"0x0000": 3}},
         "findings_absent": ["aborts", "association-rejected", "no-accepted-context"],
@@ -254,19 +314,47 @@ def sc_c_context_rejected(wd: str, img: Images) -> Scenario:
     with VethPair() as net:
         scp = start_storescp(net, "b", SCP_PORT, "STORESCP")
         with net.capture("a", pcap):
-            p = _check(net.run("a", [PY, RAWSCU_SCRIPT, "propose", net.ip("b"), str(SCP_PORT),
-                                     "--calling", "J2KSCU", "--called", "STORESCP",
-                                     "--ts", "1.2.840.10008.1.2.4.90"]), "rawscu propose")
+            p = _check(
+                net.run(
+                    "a",
+                    [
+                        PY,
+                        RAWSCU_SCRIPT,
+                        "propose",
+                        net.ip("b"),
+                        str(SCP_PORT),
+                        "--calling",
+                        "J2KSCU",
+                        "--called",
+                        "STORESCP",
+                        "--ts",
+                        "1.2.840.10008.1.2.4.90",
+                    ],
+                ),
+                "rawscu propose",
+            )
         stop(scp)
     res = json.loads(p.stdout.strip().splitlines()[-1])
     if res.get("outcome") != "accepted" or res["contexts"]["1"][0] != 4:
         raise netns.NetnsError(f"storescp did not answer as expected: {res}")
     exp = {
         "association_requests": 1,
-        "associations": [{"calling_ae": "J2KSCU", "called_ae": "STORESCP",
-                          "outcome": "accepted", "end": "released"}],
-        "presentation_contexts": [{"abstract_syntax": "CTImageStorage", "transfer_syntax": "",
-                                   "result": "transfer-syntaxes-not-supported", "code": 4}],
+        "associations": [
+            {
+                "calling_ae": "J2KSCU",
+                "called_ae": "STORESCP",
+                "outcome": "accepted",
+                "end": "released",
+            }
+        ],
+        "presentation_contexts": [
+            {
+                "abstract_syntax": "CTImageStorage",
+                "transfer_syntax": "",
+                "result": "transfer-syntaxes-not-supported",
+                "code": 4,
+            }
+        ],
         "requests": {},
         "findings_present": ["no-accepted-context"],
         "findings_absent": ["aborts", "association-rejected"],
@@ -281,17 +369,36 @@ def sc_d_assoc_rejected(wd: str, img: Images) -> Scenario:
     with VethPair() as net:
         scp = start_pyscp(net, "b", wd, {"ae_title": "PYSCP", "require_called_aet": True})
         with net.capture("a", pcap):
-            p = net.run("a", [dcmtk("storescu"), "-aet", "STORESCU", "-aec", "WRONG-AE",
-                              net.ip("b"), str(SCP_PORT), img.paths("s5")[0]], check=False)
+            p = net.run(
+                "a",
+                [
+                    dcmtk("storescu"),
+                    "-aet",
+                    "STORESCU",
+                    "-aec",
+                    "WRONG-AE",
+                    net.ip("b"),
+                    str(SCP_PORT),
+                    img.paths("s5")[0],
+                ],
+                check=False,
+            )
         stop(scp)
     if p.returncode == 0 or "reject" not in (p.stdout + p.stderr).lower():
         raise netns.NetnsError(f"storescu was not rejected:\n{p.stdout}{p.stderr}")
     exp = {
         "association_requests": 1,
-        "associations": [{"calling_ae": "STORESCU", "called_ae": "WRONG-AE",
-                          "outcome": "rejected"}],
-        "rejects": [{"result": "permanent", "source": "service-user",
-                     "reason": "called-ae-not-recognized", "codes": [1, 1, 7]}],
+        "associations": [
+            {"calling_ae": "STORESCU", "called_ae": "WRONG-AE", "outcome": "rejected"}
+        ],
+        "rejects": [
+            {
+                "result": "permanent",
+                "source": "service-user",
+                "reason": "called-ae-not-recognized",
+                "codes": [1, 1, 7],
+            }
+        ],
         "requests": {},
         "findings_present": ["association-rejected"],
         "findings_absent": ["aborts"],
@@ -310,18 +417,45 @@ def sc_e_abort_mid_dataset(wd: str, img: Images) -> Scenario:
     with VethPair() as net:
         scp = start_storescp(net, "b", SCP_PORT, "STORESCP")
         with net.capture("a", pcap):
-            p = _check(net.run("a", [PY, RAWSCU_SCRIPT, "abort", net.ip("b"), str(SCP_PORT),
-                                     img.paths("big")[0], "--calling", "ABORTSCU",
-                                     "--called", "STORESCP", "--fragments", "2",
-                                     "--fragment-size", "8000", "--user", USER,
-                                     "--passcode", PASSCODE]), "rawscu abort")
+            p = _check(
+                net.run(
+                    "a",
+                    [
+                        PY,
+                        RAWSCU_SCRIPT,
+                        "abort",
+                        net.ip("b"),
+                        str(SCP_PORT),
+                        img.paths("big")[0],
+                        "--calling",
+                        "ABORTSCU",
+                        "--called",
+                        "STORESCP",
+                        "--fragments",
+                        "2",
+                        "--fragment-size",
+                        "8000",
+                        "--user",
+                        USER,
+                        "--passcode",
+                        PASSCODE,
+                    ],
+                ),
+                "rawscu abort",
+            )
         stop(scp)
     res = json.loads(p.stdout.strip().splitlines()[-1])
     assert res["dataset_bytes_sent"] < res["dataset_bytes"]
     exp = {
         "association_requests": 1,
-        "associations": [{"calling_ae": "ABORTSCU", "called_ae": "STORESCP",
-                          "outcome": "accepted", "end": "aborted"}],
+        "associations": [
+            {
+                "calling_ae": "ABORTSCU",
+                "called_ae": "STORESCP",
+                "outcome": "accepted",
+                "end": "aborted",
+            }
+        ],
         "ends": {"aborted": 1},
         "aborts": [{"source": "service-user", "codes": [0, 0]}],
         "responses": {},
@@ -343,14 +477,30 @@ def sc_f_statuses(wd: str, img: Images) -> Scenario:
     0xA700 for instance 3, 0xB000 for 5 and 0xC000 for 8 (selected by SOPInstanceUID)."""
     pcap = os.path.join(wd, "f_statuses.pcap")
     uids = img.uids("s10")
-    cfg = {"ae_title": "PYSCP",
-           "store_status": {uids[i - 1]: hexstatus(s) for i, s in F_STATUSES.items()}}
+    cfg = {
+        "ae_title": "PYSCP",
+        "store_status": {uids[i - 1]: hexstatus(s) for i, s in F_STATUSES.items()},
+    }
     with VethPair() as net:
         scp = start_pyscp(net, "b", wd, cfg)
         with net.capture("a", pcap):
             # storescu exits non-zero when a store failed; that is the point here.
-            net.run("a", [dcmtk("storescu"), "-nh", "-R", "-aet", "STORESCU", "-aec", "PYSCP",
-                          net.ip("b"), str(SCP_PORT), *img.paths("s10")], check=False)
+            net.run(
+                "a",
+                [
+                    dcmtk("storescu"),
+                    "-nh",
+                    "-R",
+                    "-aet",
+                    "STORESCU",
+                    "-aec",
+                    "PYSCP",
+                    net.ip("b"),
+                    str(SCP_PORT),
+                    *img.paths("s10"),
+                ],
+                check=False,
+            )
         stop(scp)
     log = read_scp_log(wd)
     answered = Counter(r["status"] for r in log if r["op"] == "C-STORE")
@@ -376,13 +526,32 @@ def sc_g_slow_scp(wd: str, img: Images) -> Scenario:
     with VethPair() as net:
         scp = start_pyscp(net, "b", wd, {"ae_title": "SLOWSCP", "store_delay_ms": G_DELAY_MS})
         with net.capture("a", pcap):
-            _check(net.run("a", [dcmtk("storescu"), "-R", "-aet", "STORESCU", "-aec", "SLOWSCP",
-                                 net.ip("b"), str(SCP_PORT), *img.paths("s10")]), "storescu")
+            _check(
+                net.run(
+                    "a",
+                    [
+                        dcmtk("storescu"),
+                        "-R",
+                        "-aet",
+                        "STORESCU",
+                        "-aec",
+                        "SLOWSCP",
+                        net.ip("b"),
+                        str(SCP_PORT),
+                        *img.paths("s10"),
+                    ],
+                ),
+                "storescu",
+            )
         stop(scp)
     # Service time = the sleep + pynetdicom's own handling (a few ms on this host).
-    exp = _store_expect("STORESCU", "SLOWSCP", 10,
-                        response_latency_ms={"C-STORE": [G_DELAY_MS, G_DELAY_MS + 15]},
-                        latency_agreement_ms=3.0)
+    exp = _store_expect(
+        "STORESCU",
+        "SLOWSCP",
+        10,
+        response_latency_ms={"C-STORE": [G_DELAY_MS, G_DELAY_MS + 15]},
+        latency_agreement_ms=3.0,
+    )
     return Scenario("g_slow_scp", pcap, exp)
 
 
@@ -396,14 +565,39 @@ def sc_h_find20(wd: str, img: Images) -> Scenario:
     with VethPair() as net:
         scp = start_pyscp(net, "b", wd, {"ae_title": "QRSCP", "find_pending": H_PENDING})
         with net.capture("a", pcap):
-            _check(net.run("a", [dcmtk("findscu"), "-P", "-aet", "FINDSCU", "-aec", "QRSCP",
-                                 "-k", "QueryRetrieveLevel=PATIENT", "-k", "PatientName=TEST*",
-                                 "-k", "PatientID", net.ip("b"), str(SCP_PORT)]), "findscu")
+            _check(
+                net.run(
+                    "a",
+                    [
+                        dcmtk("findscu"),
+                        "-P",
+                        "-aet",
+                        "FINDSCU",
+                        "-aec",
+                        "QRSCP",
+                        "-k",
+                        "QueryRetrieveLevel=PATIENT",
+                        "-k",
+                        "PatientName=TEST*",
+                        "-k",
+                        "PatientID",
+                        net.ip("b"),
+                        str(SCP_PORT),
+                    ],
+                ),
+                "findscu",
+            )
         stop(scp)
     exp = {
         "association_requests": 1,
-        "associations": [{"calling_ae": "FINDSCU", "called_ae": "QRSCP",
-                          "outcome": "accepted", "end": "released"}],
+        "associations": [
+            {
+                "calling_ae": "FINDSCU",
+                "called_ae": "QRSCP",
+                "outcome": "accepted",
+                "end": "released",
+            }
+        ],
         "requests": {"C-FIND": 1},
         "responses": {"C-FIND": {"0xFF00": H_PENDING, "0x0000": 1}},
         "findings_absent": ["aborts", "association-rejected", "no-accepted-context"],
@@ -421,28 +615,61 @@ def sc_i_move5(wd: str, img: Images) -> Scenario:
     pcap = os.path.join(wd, "i_move5.pcap")
     with VethPair() as net:
         dest = start_storescp(net, "a", DEST_PORT, "STORESCP")
-        scp = start_pyscp(net, "b", wd, {
-            "ae_title": "QRSCP",
-            "move": {"destinations": {"STORESCP": [net.ip("a"), DEST_PORT]},
-                     "files": img.paths("s5")[:I_SUBOPS]}})
+        scp = start_pyscp(
+            net,
+            "b",
+            wd,
+            {
+                "ae_title": "QRSCP",
+                "move": {
+                    "destinations": {"STORESCP": [net.ip("a"), DEST_PORT]},
+                    "files": img.paths("s5")[:I_SUBOPS],
+                },
+            },
+        )
         with net.capture("a", pcap):
-            _check(net.run("a", [dcmtk("movescu"), "-P", "-aet", "MOVESCU", "-aec", "QRSCP",
-                                 "-aem", "STORESCP", "-k", "QueryRetrieveLevel=PATIENT",
-                                 "-k", "PatientID=TEST0001", net.ip("b"), str(SCP_PORT)]),
-                   "movescu")
+            _check(
+                net.run(
+                    "a",
+                    [
+                        dcmtk("movescu"),
+                        "-P",
+                        "-aet",
+                        "MOVESCU",
+                        "-aec",
+                        "QRSCP",
+                        "-aem",
+                        "STORESCP",
+                        "-k",
+                        "QueryRetrieveLevel=PATIENT",
+                        "-k",
+                        "PatientID=TEST0001",
+                        net.ip("b"),
+                        str(SCP_PORT),
+                    ],
+                ),
+                "movescu",
+            )
         stop(scp)
         stop(dest)
     exp = {
         "association_requests": 2,
         "associations": [
-            {"calling_ae": "MOVESCU", "called_ae": "QRSCP", "outcome": "accepted",
-             "end": "released"},
-            {"calling_ae": "QRSCP", "called_ae": "STORESCP", "outcome": "accepted",
-             "end": "released"},
+            {
+                "calling_ae": "MOVESCU",
+                "called_ae": "QRSCP",
+                "outcome": "accepted",
+                "end": "released",
+            },
+            {
+                "calling_ae": "QRSCP",
+                "called_ae": "STORESCP",
+                "outcome": "accepted",
+                "end": "released",
+            },
         ],
         "requests": {"C-MOVE": 1, "C-STORE": I_SUBOPS},
-        "responses": {"C-MOVE": {"0xFF00": I_SUBOPS, "0x0000": 1},
-                      "C-STORE": {"0x0000": I_SUBOPS}},
+        "responses": {"C-MOVE": {"0xFF00": I_SUBOPS, "0x0000": 1}, "C-STORE": {"0x0000": I_SUBOPS}},
         "suboperations": {"C-MOVE": {"completed": I_SUBOPS}},
         "command_aes": {"C-MOVE": ["MOVESCU", "QRSCP"], "C-STORE": ["QRSCP", "STORESCP"]},
         "findings_absent": ["aborts", "association-rejected", "no-accepted-context"],
@@ -462,9 +689,23 @@ def sc_j_loss(wd: str, img: Images) -> Scenario:
         scp = start_storescp(net, "b", SCP_PORT, "STORESCP")
         net.add_random_drop("b", J_DROP, min_length=100)
         with net.capture("a", pcap):
-            _check(net.run("a", [dcmtk("storescu"), "-aet", "STORESCU", "-aec", "ANY-SCP",
-                                 net.ip("b"), str(SCP_PORT), *img.paths("s30")], timeout=120),
-                   "storescu")
+            _check(
+                net.run(
+                    "a",
+                    [
+                        dcmtk("storescu"),
+                        "-aet",
+                        "STORESCU",
+                        "-aec",
+                        "ANY-SCP",
+                        net.ip("b"),
+                        str(SCP_PORT),
+                        *img.paths("s30"),
+                    ],
+                    timeout=120,
+                ),
+                "storescu",
+            )
         dropped = net.dropped_packets("b")
         stop(scp)
     if dropped < 1:
@@ -481,9 +722,27 @@ def sc_k_ipv6(wd: str, img: Images) -> Scenario:
     with VethPair() as net:
         scp = start_pyscp(net, "b", wd, {"ae_title": "V6SCP", "bind": "::"})
         with net.capture("a", pcap):
-            _check(net.run("a", [PY, "-m", "pynetdicom", "storescu", "-aet", "STORESCU6",
-                                 "-aec", "V6SCP", "-xe", "-cx", net.ip6("b"), str(SCP_PORT),
-                                 *img.paths("s5")]), "pynetdicom storescu")
+            _check(
+                net.run(
+                    "a",
+                    [
+                        PY,
+                        "-m",
+                        "pynetdicom",
+                        "storescu",
+                        "-aet",
+                        "STORESCU6",
+                        "-aec",
+                        "V6SCP",
+                        "-xe",
+                        "-cx",
+                        net.ip6("b"),
+                        str(SCP_PORT),
+                        *img.paths("s5"),
+                    ],
+                ),
+                "pynetdicom storescu",
+            )
         stop(scp)
     stored = [r for r in read_scp_log(wd) if r["op"] == "C-STORE"]
     if len(stored) != 5:
@@ -510,8 +769,22 @@ def sc_l_vlan(wd: str, img: Images) -> Scenario:
         with VethPair(vlan=L_VLAN) as net:
             scp = start_storescp(net, "b", SCP_PORT, "STORESCP")
             with net.capture("a", pcap, iface=net.iface("a")):
-                _check(net.run("a", [dcmtk("storescu"), "-aet", "STORESCU", "-aec", "VLAN-SCP",
-                                     net.ip("b"), str(SCP_PORT), *img.paths("s5")]), "storescu")
+                _check(
+                    net.run(
+                        "a",
+                        [
+                            dcmtk("storescu"),
+                            "-aet",
+                            "STORESCU",
+                            "-aec",
+                            "VLAN-SCP",
+                            net.ip("b"),
+                            str(SCP_PORT),
+                            *img.paths("s5"),
+                        ],
+                    ),
+                    "storescu",
+                )
             stop(scp)
     else:
         plain = os.path.join(wd, "l_untagged.pcap")
@@ -519,13 +792,39 @@ def sc_l_vlan(wd: str, img: Images) -> Scenario:
         with VethPair() as net:
             scp = start_storescp(net, "b", SCP_PORT, "STORESCP")
             with net.capture("a", plain):
-                _check(net.run("a", [dcmtk("storescu"), "-aet", "STORESCU", "-aec", "VLAN-SCP",
-                                     net.ip("b"), str(SCP_PORT), *img.paths("s5")]), "storescu")
+                _check(
+                    net.run(
+                        "a",
+                        [
+                            dcmtk("storescu"),
+                            "-aet",
+                            "STORESCU",
+                            "-aec",
+                            "VLAN-SCP",
+                            net.ip("b"),
+                            str(SCP_PORT),
+                            *img.paths("s5"),
+                        ],
+                    ),
+                    "storescu",
+                )
             stop(scp)
-        _check(subprocess.run(["tcprewrite", "--enet-vlan=add", f"--enet-vlan-tag={L_VLAN}",
-                               "--enet-vlan-cfi=0", "--enet-vlan-pri=0", f"--infile={plain}",
-                               f"--outfile={tagged}"], capture_output=True, text=True),
-               "tcprewrite")
+        _check(
+            subprocess.run(
+                [
+                    "tcprewrite",
+                    "--enet-vlan=add",
+                    f"--enet-vlan-tag={L_VLAN}",
+                    "--enet-vlan-cfi=0",
+                    "--enet-vlan-pri=0",
+                    f"--infile={plain}",
+                    f"--outfile={tagged}",
+                ],
+                capture_output=True,
+                text=True,
+            ),
+            "tcprewrite",
+        )
         with VethPair(ipv6=False) as net, net.capture("b", pcap, bpf="vlan"):
             _check(net.run("a", ["tcpreplay", "-q", "-i", net.iface("a"), tagged]), "tcpreplay")
     exp = _store_expect("STORESCU", "VLAN-SCP", 5, vlan_id=L_VLAN, max_frame_len=1518)
@@ -542,12 +841,17 @@ def sc_m_midstream(wd: str, img: Images, base: Scenario) -> Scenario:
     view = tshark_view(base.pcap, base.ports)
     rsp_frames = sorted(m["frame"] for m in view.commands if m["command"] == "C-STORE-RSP")
     f20 = rsp_frames[M_SEEN_BEFORE_CUT - 1]
-    client_data = [fr["frame"] for fr in view.frames
-                   if fr["frame"] > f20 and fr["dport"] == SCP_PORT and fr["tcp_len"] > 0]
+    client_data = [
+        fr["frame"]
+        for fr in view.frames
+        if fr["frame"] > f20 and fr["dport"] == SCP_PORT and fr["tcp_len"] > 0
+    ]
     # The 21st request: command PDU first, then dataset segments; cut after the 3rd.
     k = client_data[3] - 1  # delete frames 1..k: the capture starts mid-dataset
-    _check(subprocess.run(["editcap", base.pcap, pcap, f"1-{k}"], capture_output=True,
-                          text=True), "editcap")
+    _check(
+        subprocess.run(["editcap", base.pcap, pcap, f"1-{k}"], capture_output=True, text=True),
+        "editcap",
+    )
     n_after = 50 - M_SEEN_BEFORE_CUT
     exp = {
         # the A-RELEASE-RQ/RP exchange is after the cut: the association still ends released
@@ -580,8 +884,9 @@ SCENARIOS: dict[str, Callable[[str, Images], Scenario]] = {
 ALL_NAMES = [*SCENARIOS, "m_midstream"]
 
 
-def generate_all(workdir: str, *, parallel: int = 4,
-                 only: list[str] | None = None) -> dict[str, Scenario]:
+def generate_all(
+    workdir: str, *, parallel: int = 4, only: list[str] | None = None
+) -> dict[str, Scenario]:
     """Run every scenario (each in its own namespace pair, ``parallel`` at a time, the
     latency-sensitive (g) alone first) and derive (m) from (a). Raises on any failure."""
     require_all_tools()
@@ -620,32 +925,46 @@ def generate_all(workdir: str, *, parallel: int = 4,
 # tshark: an independent second opinion on the captures
 # --------------------------------------------------------------------------------------
 COMMAND_FIELDS = {
-    0x0001: "C-STORE-RQ", 0x8001: "C-STORE-RSP", 0x0010: "C-GET-RQ", 0x8010: "C-GET-RSP",
-    0x0020: "C-FIND-RQ", 0x8020: "C-FIND-RSP", 0x0021: "C-MOVE-RQ", 0x8021: "C-MOVE-RSP",
-    0x0030: "C-ECHO-RQ", 0x8030: "C-ECHO-RSP", 0x0FFF: "C-CANCEL-RQ",
+    0x0001: "C-STORE-RQ",
+    0x8001: "C-STORE-RSP",
+    0x0010: "C-GET-RQ",
+    0x8010: "C-GET-RSP",
+    0x0020: "C-FIND-RQ",
+    0x8020: "C-FIND-RSP",
+    0x0021: "C-MOVE-RQ",
+    0x8021: "C-MOVE-RSP",
+    0x0030: "C-ECHO-RQ",
+    0x8030: "C-ECHO-RSP",
+    0x0FFF: "C-CANCEL-RQ",
 }
 
 
 @dataclass
 class TsharkView:
-    frames: list[dict]        # every TCP frame: frame, ts, len, ip_version, sport, dport,
-                              # tcp_len, retrans, tshark_flagged (bool), vlan (int or None)
-    commands: list[dict]      # every DIMSE command: frame, ts, sport, dport, command, msg_id,
-                              # responding_to, status, remaining/completed/failed/warning
-    pdus: list[dict]          # association PDUs: frame, ts, type, and decoded fields
-    max_frame_len: int = 0    # over every frame in the file (TCP or not)
+    frames: list[dict]  # every TCP frame: frame, ts, len, ip_version, sport, dport,
+    # tcp_len, retrans, tshark_flagged (bool), vlan (int or None)
+    commands: list[dict]  # every DIMSE command: frame, ts, sport, dport, command, msg_id,
+    # responding_to, status, remaining/completed/failed/warning
+    pdus: list[dict]  # association PDUs: frame, ts, type, and decoded fields
+    max_frame_len: int = 0  # over every frame in the file (TCP or not)
 
     def responses(self, command: str) -> Counter:
-        return Counter(hexstatus(c["status"]) for c in self.commands
-                       if c["command"] == f"{command}-RSP")
+        return Counter(
+            hexstatus(c["status"]) for c in self.commands if c["command"] == f"{command}-RSP"
+        )
 
     def requests(self, command: str) -> int:
         return sum(1 for c in self.commands if c["command"] == f"{command}-RQ")
 
     def retransmissions(self, sport: int | None = None, dport: int | None = None) -> int:
-        return sum(1 for f in self.frames if f["retrans"] and f["tcp_len"] > 0
-                   and (sport is None or f["sport"] == sport)
-                   and (dport is None or f["dport"] == dport))
+        return sum(
+            1
+            for f in self.frames
+            if f["retrans"]
+            and f["tcp_len"] > 0
+            and (sport is None or f["sport"] == sport)
+            and (dport is None or f["dport"] == dport)
+        )
 
 
 def _tshark(args: list[str], timeout: float = 120) -> str:
@@ -667,10 +986,12 @@ def _elements(raw: bytes) -> dict[int, bytes]:
     out = {}
     pos = 0
     while pos + 8 <= len(raw):
-        group, elem, length = int.from_bytes(raw[pos:pos + 2], "little"), \
-            int.from_bytes(raw[pos + 2:pos + 4], "little"), \
-            int.from_bytes(raw[pos + 4:pos + 8], "little")
-        out[(group << 16) | elem] = raw[pos + 8:pos + 8 + length]
+        group, elem, length = (
+            int.from_bytes(raw[pos : pos + 2], "little"),
+            int.from_bytes(raw[pos + 2 : pos + 4], "little"),
+            int.from_bytes(raw[pos + 4 : pos + 8], "little"),
+        )
+        out[(group << 16) | elem] = raw[pos + 8 : pos + 8 + length]
         pos += 8 + length
     return out
 
@@ -682,13 +1003,49 @@ def _us(v: bytes | None) -> int | None:
 def tshark_view(pcap: str, ports: list[int]) -> TsharkView:
     """Decode ``pcap`` with tshark (DICOM forced on ``ports``) into plain records."""
     frames = []
-    fields = ["frame.number", "frame.time_epoch", "frame.len", "ip.version", "ipv6.version",
-              "tcp.srcport", "tcp.dstport", "tcp.len", "vlan.id", "tcp.stream", "tcp.seq"]
-    text = _tshark(["-r", pcap, "-n", "-T", "fields", "-E", "separator=\t", "-E", "occurrence=f",
-                    *sum((["-e", f] for f in fields), [])])
-    flagged = {int(x) for x in _tshark([
-        "-r", pcap, "-n", "-Y", "tcp.analysis.retransmission or tcp.analysis.fast_retransmission",
-        "-T", "fields", "-e", "frame.number"]).split()}
+    fields = [
+        "frame.number",
+        "frame.time_epoch",
+        "frame.len",
+        "ip.version",
+        "ipv6.version",
+        "tcp.srcport",
+        "tcp.dstport",
+        "tcp.len",
+        "vlan.id",
+        "tcp.stream",
+        "tcp.seq",
+    ]
+    text = _tshark(
+        [
+            "-r",
+            pcap,
+            "-n",
+            "-T",
+            "fields",
+            "-E",
+            "separator=\t",
+            "-E",
+            "occurrence=f",
+            *sum((["-e", f] for f in fields), []),
+        ]
+    )
+    flagged = {
+        int(x)
+        for x in _tshark(
+            [
+                "-r",
+                pcap,
+                "-n",
+                "-Y",
+                "tcp.analysis.retransmission or tcp.analysis.fast_retransmission",
+                "-T",
+                "fields",
+                "-e",
+                "frame.number",
+            ]
+        ).split()
+    }
     # Retransmission = a data segment whose sequence range overlaps data already sent in
     # that direction (tshark's relative sequence numbers). tshark's own flags call some of
     # them "out-of-order" when they follow the original closely; with the capture on the
@@ -706,12 +1063,20 @@ def tshark_view(pcap: str, ports: list[int]) -> TsharkView:
             a, b = int(f[10]), int(f[10]) + tcp_len
             retrans = any(x < b and a < y for x, y in seen)
             seen.append((a, b))
-        frames.append({
-            "frame": int(f[0]), "ts": float(f[1]), "len": int(f[2]),
-            "ip_version": 6 if f[4] else 4, "sport": int(f[5]), "dport": int(f[6]),
-            "tcp_len": tcp_len, "retrans": retrans, "tshark_flagged": int(f[0]) in flagged,
-            "vlan": int(f[8]) if f[8] else None,
-        })
+        frames.append(
+            {
+                "frame": int(f[0]),
+                "ts": float(f[1]),
+                "len": int(f[2]),
+                "ip_version": 6 if f[4] else 4,
+                "sport": int(f[5]),
+                "dport": int(f[6]),
+                "tcp_len": tcp_len,
+                "retrans": retrans,
+                "tshark_flagged": int(f[0]) in flagged,
+                "vlan": int(f[8]) if f[8] else None,
+            }
+        )
     all_frames_len = [int(line.split("\t")[2]) for line in text.splitlines()]
 
     commands: list[dict] = []
@@ -757,9 +1122,14 @@ def _dicom_proto(proto: ET.Element, info: dict, commands: list, pdus: list) -> N
                 rec.setdefault("pctx_results", []).append(int(fl.get("show"), 0))
             elif n == "dicom.pctx.abss.syntax":
                 rec.setdefault("abstract_syntaxes", []).append(fl.get("show"))
-            elif n in ("dicom.assoc.reject.result", "dicom.assoc.reject.source",
-                       "dicom.assoc.reject.reason", "dicom.assoc.abort.source",
-                       "dicom.assoc.abort.reason", "dicom.userinfo.user_identify.type"):
+            elif n in (
+                "dicom.assoc.reject.result",
+                "dicom.assoc.reject.source",
+                "dicom.assoc.reject.reason",
+                "dicom.assoc.abort.source",
+                "dicom.assoc.abort.reason",
+                "dicom.userinfo.user_identify.type",
+            ):
                 rec[n.split(".", 2)[2]] = int(fl.get("show"), 0)
             elif n == "dicom.userinfo.user_identify.primary_field":
                 rec["user_identity.primary"] = fl.get("show")
@@ -781,13 +1151,19 @@ def _dicom_proto(proto: ET.Element, info: dict, commands: list, pdus: list) -> N
             continue
         el = _elements(raw)
         field_ = _us(el.get(0x00000100))
-        commands.append({
-            **base, "command": COMMAND_FIELDS.get(field_, f"0x{field_:04X}" if field_ else "?"),
-            "msg_id": _us(el.get(0x00000110)), "responding_to": _us(el.get(0x00000120)),
-            "status": _us(el.get(0x00000900)),
-            "remaining": _us(el.get(0x00001020)), "completed": _us(el.get(0x00001021)),
-            "failed": _us(el.get(0x00001022)), "warning": _us(el.get(0x00001023)),
-        })
+        commands.append(
+            {
+                **base,
+                "command": COMMAND_FIELDS.get(field_, f"0x{field_:04X}" if field_ else "?"),
+                "msg_id": _us(el.get(0x00000110)),
+                "responding_to": _us(el.get(0x00000120)),
+                "status": _us(el.get(0x00000900)),
+                "remaining": _us(el.get(0x00001020)),
+                "completed": _us(el.get(0x00001021)),
+                "failed": _us(el.get(0x00001022)),
+                "warning": _us(el.get(0x00001023)),
+            }
+        )
 
 
 def tcp_response_latencies_ms(view: TsharkView, command: str, server_port: int) -> list[float]:
@@ -795,8 +1171,9 @@ def tcp_response_latencies_ms(view: TsharkView, command: str, server_port: int) 
     response, its frame time minus the time of the last client->server data frame before
     it (the frame that completed the request; the SCU sends nothing while it waits)."""
     out = []
-    data = [(f["frame"], f["ts"]) for f in view.frames
-            if f["dport"] == server_port and f["tcp_len"] > 0]
+    data = [
+        (f["frame"], f["ts"]) for f in view.frames if f["dport"] == server_port and f["tcp_len"] > 0
+    ]
     for c in view.commands:
         if c["command"] != f"{command}-RSP" or c["sport"] != server_port:
             continue
@@ -832,11 +1209,27 @@ SNAPLEN = 200
 TLS_STORES = 3
 
 
-def _start_tcpdump(net: VethPair, side: str, path: str, *extra: str,
-                   iface: str | None = None, snaplen: int = 0) -> netns.Capture:
+def _start_tcpdump(
+    net: VethPair, side: str, path: str, *extra: str, iface: str | None = None, snaplen: int = 0
+) -> netns.Capture:
     """tcpdump with extra options (``-y LINUX_SLL``...); stop with ``.stop()``."""
-    argv = ["tcpdump", "-i", iface or net.iface(side), "-w", path, "-U", "-s", str(snaplen),
-            "-n", "-B", "16384", "-Z", "root", "--immediate-mode", *extra]
+    argv = [
+        "tcpdump",
+        "-i",
+        iface or net.iface(side),
+        "-w",
+        path,
+        "-U",
+        "-s",
+        str(snaplen),
+        "-n",
+        "-B",
+        "16384",
+        "-Z",
+        "root",
+        "--immediate-mode",
+        *extra,
+    ]
     proc = net.popen(side, argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     cap = netns.Capture(proc, path)
     cap.start()
@@ -856,10 +1249,29 @@ def make_tls_material(wd: str) -> dict[str, str]:
     out = {}
     for who in ("server", "client"):
         key, crt = os.path.join(wd, f"{who}.key"), os.path.join(wd, f"{who}.pem")
-        _check(subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
-                               "-keyout", key, "-out", crt, "-days", "2", "-subj",
-                               f"/CN=dsniff-{who}"], capture_output=True, text=True),
-               "openssl req")
+        _check(
+            subprocess.run(
+                [
+                    "openssl",
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-keyout",
+                    key,
+                    "-out",
+                    crt,
+                    "-days",
+                    "2",
+                    "-subj",
+                    f"/CN=dsniff-{who}",
+                ],
+                capture_output=True,
+                text=True,
+            ),
+            "openssl req",
+        )
         out[f"{who}_key"], out[f"{who}_crt"] = key, crt
     return out
 
@@ -879,42 +1291,121 @@ def sc_n_tls(wd: str, files: list[str]) -> Scenario:
     with VethPair() as net:
         cap = _start_tcpdump(net, "a", pcap)
         try:
-            scp = net.popen("b", [dcmtk("storescp"), "-aet", "TLSSCP", "--ignore", "-ta", "30",
-                                  "+tls", m["server_key"], m["server_crt"], "-pw", "+cf",
-                                  m["client_crt"], "-rc", str(SCP_PORT)])
+            scp = net.popen(
+                "b",
+                [
+                    dcmtk("storescp"),
+                    "-aet",
+                    "TLSSCP",
+                    "--ignore",
+                    "-ta",
+                    "30",
+                    "+tls",
+                    m["server_key"],
+                    m["server_crt"],
+                    "-pw",
+                    "+cf",
+                    m["client_crt"],
+                    "-rc",
+                    str(SCP_PORT),
+                ],
+            )
             net.wait_listening("b", SCP_PORT, proc=scp)
-            ok = net.run("a", [dcmtk("storescu"), "-aet", "TLSSCU", "-aec", "TLSSCP",
-                               "+tls", m["client_key"], m["client_crt"], "-pw",
-                               "+cf", m["server_crt"], net.ip("b"), str(SCP_PORT), *files],
-                         check=False)
+            ok = net.run(
+                "a",
+                [
+                    dcmtk("storescu"),
+                    "-aet",
+                    "TLSSCU",
+                    "-aec",
+                    "TLSSCP",
+                    "+tls",
+                    m["client_key"],
+                    m["client_crt"],
+                    "-pw",
+                    "+cf",
+                    m["server_crt"],
+                    net.ip("b"),
+                    str(SCP_PORT),
+                    *files,
+                ],
+                check=False,
+            )
             if ok.returncode != 0:
                 raise netns.NetnsError(f"storescu over TLS failed:\n{ok.stdout}{ok.stderr}")
-            bad = net.run("a", [dcmtk("storescu"), "-aet", "TLSSCU", "-aec", "TLSSCP",
-                                "+tls", m["client_key"], m["client_crt"], "-pw",
-                                net.ip("b"), str(SCP_PORT), files[0]], check=False)
+            bad = net.run(
+                "a",
+                [
+                    dcmtk("storescu"),
+                    "-aet",
+                    "TLSSCU",
+                    "-aec",
+                    "TLSSCP",
+                    "+tls",
+                    m["client_key"],
+                    m["client_crt"],
+                    "-pw",
+                    net.ip("b"),
+                    str(SCP_PORT),
+                    files[0],
+                ],
+                check=False,
+            )
             if bad.returncode == 0:
                 raise netns.NetnsError("storescu trusted an unknown server certificate")
             notes["untrusted"] = (bad.stdout + bad.stderr)[-400:]
             stop(scp)
             # -rev: the server answers every line (reversed), so both sides send data
-            srv = net.popen("b", ["openssl", "s_server", "-accept", str(SCP_PORT), "-cert",
-                                  m["server_crt"], "-key", m["server_key"], "-Verify", "1",
-                                  "-CAfile", m["client_crt"], "-naccept", "4", "-rev"])
+            srv = net.popen(
+                "b",
+                [
+                    "openssl",
+                    "s_server",
+                    "-accept",
+                    str(SCP_PORT),
+                    "-cert",
+                    m["server_crt"],
+                    "-key",
+                    m["server_key"],
+                    "-Verify",
+                    "1",
+                    "-CAfile",
+                    m["client_crt"],
+                    "-naccept",
+                    "4",
+                    "-rev",
+                ],
+            )
             net.wait_listening("b", SCP_PORT, proc=srv)
-            for version, with_cert in (("-tls1_2", False), ("-tls1_3", False),
-                                       ("-tls1_2", True), ("-tls1_3", True)):
-                client = ["openssl", "s_client", "-connect", f"{net.ip('b')}:{SCP_PORT}",
-                          version, "-CAfile", m["server_crt"]]
+            for version, with_cert in (
+                ("-tls1_2", False),
+                ("-tls1_3", False),
+                ("-tls1_2", True),
+                ("-tls1_3", True),
+            ):
+                client = [
+                    "openssl",
+                    "s_client",
+                    "-connect",
+                    f"{net.ip('b')}:{SCP_PORT}",
+                    version,
+                    "-CAfile",
+                    m["server_crt"],
+                ]
                 if with_cert:
                     client += ["-cert", m["client_crt"], "-key", m["client_key"]]
                 # stdin stays open a moment so the answer arrives before the client quits
-                p = net.run("a", ["sh", "-c", f"(echo dicom-over-tls; sleep 0.4) | "
-                                  f"{' '.join(client)}"], check=False)
+                p = net.run(
+                    "a",
+                    ["sh", "-c", f"(echo dicom-over-tls; sleep 0.4) | {' '.join(client)}"],
+                    check=False,
+                )
                 out = p.stdout + p.stderr
                 notes[f"{version}{'+cert' if with_cert else ''}"] = out[-300:]
                 if with_cert and "slt-revo-mocid" not in out:
-                    raise netns.NetnsError(f"s_client {version} with a certificate got no "
-                                           f"answer:\n{out[-2000:]}")
+                    raise netns.NetnsError(
+                        f"s_client {version} with a certificate got no answer:\n{out[-2000:]}"
+                    )
             stop(srv)
         finally:
             _stop_capture(cap)
@@ -928,8 +1419,22 @@ def sc_o_anyport(wd: str, files: list[str]) -> Scenario:
     with VethPair() as net:
         scp = start_storescp(net, "b", ANYPORT, "STORESCP")
         with net.capture("a", pcap):
-            _check(net.run("a", [dcmtk("storescu"), "-aet", "ANYSCU", "-aec", "ANY-PORT-SCP",
-                                 net.ip("b"), str(ANYPORT), *files[:3]]), "storescu")
+            _check(
+                net.run(
+                    "a",
+                    [
+                        dcmtk("storescu"),
+                        "-aet",
+                        "ANYSCU",
+                        "-aec",
+                        "ANY-PORT-SCP",
+                        net.ip("b"),
+                        str(ANYPORT),
+                        *files[:3],
+                    ],
+                ),
+                "storescu",
+            )
         stop(scp)
     exp = _store_expect("ANYSCU", "ANY-PORT-SCP", 3)
     return Scenario("o_anyport", pcap, exp, ports=[ANYPORT])
@@ -941,28 +1446,89 @@ def sc_p_conn_failures(wd: str, files: list[str]) -> Scenario:
     then a working C-ECHO to storescp on 11113 moves the capture clock on (> 1 s)."""
     pcap = os.path.join(wd, "p_failures.pcap")
     with VethPair(ipv6=False) as net, net.capture("a", pcap):
-        p = net.run("a", [dcmtk("storescu"), "-aet", "REFUSEDSCU", "-aec", "NOBODY",
-                          net.ip("b"), str(SCP_PORT), files[0]], check=False)
+        p = net.run(
+            "a",
+            [
+                dcmtk("storescu"),
+                "-aet",
+                "REFUSEDSCU",
+                "-aec",
+                "NOBODY",
+                net.ip("b"),
+                str(SCP_PORT),
+                files[0],
+            ],
+            check=False,
+        )
         if p.returncode == 0:
             raise netns.NetnsError("storescu to a closed port succeeded")
-        net.run("b", ["iptables", "-w", "-A", "INPUT", "-p", "tcp", "--dport",
-                      str(SCP_PORT), "--syn", "-j", "DROP"])
+        net.run(
+            "b",
+            [
+                "iptables",
+                "-w",
+                "-A",
+                "INPUT",
+                "-p",
+                "tcp",
+                "--dport",
+                str(SCP_PORT),
+                "--syn",
+                "-j",
+                "DROP",
+            ],
+        )
         t0 = time.monotonic()
-        p = net.run("a", [dcmtk("echoscu"), "-to", "2", "-aet", "DROPSCU", "-aec",
-                          "NOBODY", net.ip("b"), str(SCP_PORT)], check=False)
+        p = net.run(
+            "a",
+            [
+                dcmtk("echoscu"),
+                "-to",
+                "2",
+                "-aet",
+                "DROPSCU",
+                "-aec",
+                "NOBODY",
+                net.ip("b"),
+                str(SCP_PORT),
+            ],
+            check=False,
+        )
         if p.returncode == 0:
             raise netns.NetnsError("echoscu through a SYN DROP succeeded")
         waited = time.monotonic() - t0
         dropped = net.dropped_packets("b")
         scp = start_storescp(net, "b", DEST_PORT, "LATESCP")
-        _check(net.run("a", [dcmtk("echoscu"), "-aet", "LATESCU", "-aec", "LATESCP",
-                             net.ip("b"), str(DEST_PORT)]), "echoscu")
+        _check(
+            net.run(
+                "a",
+                [
+                    dcmtk("echoscu"),
+                    "-aet",
+                    "LATESCU",
+                    "-aec",
+                    "LATESCP",
+                    net.ip("b"),
+                    str(DEST_PORT),
+                ],
+            ),
+            "echoscu",
+        )
         stop(scp)
-    exp = {"failures": {(f"{_ip4(net)}:{SCP_PORT}", "refused"): 1,
-                        (f"{_ip4(net)}:{SCP_PORT}", "unanswered"): 1},
-           "syn_dropped": dropped}
-    return Scenario("p_failures", pcap, exp, ports=[SCP_PORT, DEST_PORT],
-                    notes={"echoscu_waited_s": round(waited, 2), "iptables_dropped": dropped})
+    exp = {
+        "failures": {
+            (f"{_ip4(net)}:{SCP_PORT}", "refused"): 1,
+            (f"{_ip4(net)}:{SCP_PORT}", "unanswered"): 1,
+        },
+        "syn_dropped": dropped,
+    }
+    return Scenario(
+        "p_failures",
+        pcap,
+        exp,
+        ports=[SCP_PORT, DEST_PORT],
+        notes={"echoscu_waited_s": round(waited, 2), "iptables_dropped": dropped},
+    )
 
 
 def _ip4(net: VethPair) -> str:
@@ -976,11 +1542,27 @@ def sc_q_any_iface(wd: str, files: list[str]) -> Scenario:
     sll = os.path.join(wd, "q_any_sll.pcap")
     with VethPair() as net:
         scp = start_storescp(net, "b", SCP_PORT, "STORESCP")
-        caps = [_start_tcpdump(net, "a", sll2, iface="any"),
-                _start_tcpdump(net, "a", sll, "-y", "LINUX_SLL", iface="any")]
+        caps = [
+            _start_tcpdump(net, "a", sll2, iface="any"),
+            _start_tcpdump(net, "a", sll, "-y", "LINUX_SLL", iface="any"),
+        ]
         try:
-            _check(net.run("a", [dcmtk("storescu"), "-aet", "ANYIFSCU", "-aec", "ANYIF-SCP",
-                                 net.ip("b"), str(SCP_PORT), *files]), "storescu")
+            _check(
+                net.run(
+                    "a",
+                    [
+                        dcmtk("storescu"),
+                        "-aet",
+                        "ANYIFSCU",
+                        "-aec",
+                        "ANYIF-SCP",
+                        net.ip("b"),
+                        str(SCP_PORT),
+                        *files,
+                    ],
+                ),
+                "storescu",
+            )
         finally:
             for c in caps:
                 _stop_capture(c)
@@ -996,13 +1578,32 @@ def sc_r_snaplen(wd: str, files: list[str]) -> Scenario:
         scp = start_storescp(net, "b", SCP_PORT, "STORESCP")
         cap = _start_tcpdump(net, "a", pcap, snaplen=SNAPLEN)
         try:
-            _check(net.run("a", [dcmtk("storescu"), "-aet", "SNAPSCU", "-aec", "SNAP-SCP",
-                                 net.ip("b"), str(SCP_PORT), *files]), "storescu")
+            _check(
+                net.run(
+                    "a",
+                    [
+                        dcmtk("storescu"),
+                        "-aet",
+                        "SNAPSCU",
+                        "-aec",
+                        "SNAP-SCP",
+                        net.ip("b"),
+                        str(SCP_PORT),
+                        *files,
+                    ],
+                ),
+                "storescu",
+            )
         finally:
             _stop_capture(cap)
         stop(scp)
-    exp = {"association_requests": 1, "calling_ae": "SNAPSCU", "called_ae": "SNAP-SCP",
-           "stores": len(files), "statuses_sent": {"0x0000"}}
+    exp = {
+        "association_requests": 1,
+        "calling_ae": "SNAPSCU",
+        "called_ae": "SNAP-SCP",
+        "stores": len(files),
+        "statuses_sent": {"0x0000"},
+    }
     return Scenario("r_snaplen", pcap, exp)
 
 
@@ -1019,8 +1620,7 @@ def generate_more(workdir: str, *, parallel: int = 5) -> dict[str, Scenario]:
     """Run the MORE_SCENARIOS (each in its own namespace pair), in parallel."""
     require_all_tools()
     netns.require_tools("openssl")
-    files = [p for p, _ in make_ct.make_series(os.path.join(workdir, "images"), 5, 64,
-                                               series=21)]
+    files = [p for p, _ in make_ct.make_series(os.path.join(workdir, "images"), 5, 64, series=21)]
 
     def one(name: str) -> Scenario:
         wd = os.path.join(workdir, name)

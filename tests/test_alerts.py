@@ -41,7 +41,9 @@ SEVERITIES = {"critical", "warning", "info"}
 def promtool() -> str:
     path = shutil.which("promtool")
     if path is None:
-        pytest.fail("promtool not found: install Debian's `prometheus` package (scripts/test.sh does)")
+        pytest.fail(
+            "promtool not found: install Debian's `prometheus` package (scripts/test.sh does)"
+        )
     return path
 
 

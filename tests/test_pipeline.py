@@ -75,13 +75,35 @@ class Capture:
         return path
 
 
-def frame(src: bytes, sport: int, dst: bytes, dport: int, seq: int, ack: int, flags: int,
-          payload: bytes = b"", *, ip_id: int = 1, pad: bytes | None = None) -> bytes:
-    tcp = dpkt.tcp.TCP(sport=sport, dport=dport, seq=seq & 0xFFFFFFFF, ack=ack & 0xFFFFFFFF,
-                       flags=flags, win=65535, data=payload)
+def frame(
+    src: bytes,
+    sport: int,
+    dst: bytes,
+    dport: int,
+    seq: int,
+    ack: int,
+    flags: int,
+    payload: bytes = b"",
+    *,
+    ip_id: int = 1,
+    pad: bytes | None = None,
+) -> bytes:
+    tcp = dpkt.tcp.TCP(
+        sport=sport,
+        dport=dport,
+        seq=seq & 0xFFFFFFFF,
+        ack=ack & 0xFFFFFFFF,
+        flags=flags,
+        win=65535,
+        data=payload,
+    )
     ip = dpkt.ip.IP(src=src, dst=dst, p=dpkt.ip.IP_PROTO_TCP, id=ip_id, ttl=64, data=tcp)
-    eth = dpkt.ethernet.Ethernet(src=b"\x02\x00\x00\x00\x00\x01", dst=b"\x02\x00\x00\x00\x00\x02",
-                                 type=dpkt.ethernet.ETH_TYPE_IP, data=ip)
+    eth = dpkt.ethernet.Ethernet(
+        src=b"\x02\x00\x00\x00\x00\x01",
+        dst=b"\x02\x00\x00\x00\x00\x02",
+        type=dpkt.ethernet.ETH_TYPE_IP,
+        data=ip,
+    )
     raw = bytes(eth)
     if pad is not None and len(raw) < 60:  # what a NIC does to a short frame
         raw += (pad * 60)[: 60 - len(raw)]
@@ -91,21 +113,46 @@ def frame(src: bytes, sport: int, dst: bytes, dport: int, seq: int, ack: int, fl
 class Conn:
     """One TCP connection written into a Capture; direction 0 = client -> server."""
 
-    def __init__(self, cap: Capture, *, cport: int = 40001, sport: int = 104,
-                 client: bytes = CLIENT_IP, server: bytes = SERVER_IP,
-                 pad: bytes | None = None) -> None:
+    def __init__(
+        self,
+        cap: Capture,
+        *,
+        cport: int = 40001,
+        sport: int = 104,
+        client: bytes = CLIENT_IP,
+        server: bytes = SERVER_IP,
+        pad: bytes | None = None,
+    ) -> None:
         self.cap = cap
         self.ends = [(client, cport), (server, sport)]
         self.next = [100_000, 900_000]  # next sequence number per direction
         self.ip_id = [1, 1]
         self.pad = pad
 
-    def seg(self, d: int, flags: int, payload: bytes = b"", *, wire: bytes | None = None,
-            snaplen: int | None = None, total_length: int | None = None,
-            at: float | None = None) -> None:
+    def seg(
+        self,
+        d: int,
+        flags: int,
+        payload: bytes = b"",
+        *,
+        wire: bytes | None = None,
+        snaplen: int | None = None,
+        total_length: int | None = None,
+        at: float | None = None,
+    ) -> None:
         (src, sp), (dst, dp) = self.ends[d], self.ends[1 - d]
-        raw = frame(src, sp, dst, dp, self.next[d], self.next[1 - d], flags, payload,
-                    ip_id=self.ip_id[d], pad=self.pad)
+        raw = frame(
+            src,
+            sp,
+            dst,
+            dp,
+            self.next[d],
+            self.next[1 - d],
+            flags,
+            payload,
+            ip_id=self.ip_id[d],
+            pad=self.pad,
+        )
         if total_length is not None:
             raw = raw[:16] + struct.pack("!H", total_length) + raw[18:]
         self.ip_id[d] += 1
@@ -117,8 +164,15 @@ class Conn:
         self.seg(1, SYN | ACK)
         self.seg(0, ACK)
 
-    def send(self, d: int, data: bytes, *, mss: int = MSS, snap: dict[int, int] | None = None,
-             ack: bool = True) -> int:
+    def send(
+        self,
+        d: int,
+        data: bytes,
+        *,
+        mss: int = MSS,
+        snap: dict[int, int] | None = None,
+        ack: bool = True,
+    ) -> int:
         """Send ``data`` in MSS-sized segments (segment i cut at ``snap[i]`` if given), the
         other side ACKing each; returns the number of segments."""
         n = 0
@@ -143,14 +197,29 @@ def pdus(*groups) -> bytes:
 
 
 def store_rq(mid: int, size: int, max_pdu: int = 16382) -> bytes:
-    return pdus(dimse("C_STORE_RQ", MessageID=mid, AffectedSOPClassUID=CT,
-                      AffectedSOPInstanceUID=f"1.2.3.4.{mid}", Priority=0,
-                      dataset=bytes([mid & 0xFF]) * size, max_pdu=max_pdu))
+    return pdus(
+        dimse(
+            "C_STORE_RQ",
+            MessageID=mid,
+            AffectedSOPClassUID=CT,
+            AffectedSOPInstanceUID=f"1.2.3.4.{mid}",
+            Priority=0,
+            dataset=bytes([mid & 0xFF]) * size,
+            max_pdu=max_pdu,
+        )
+    )
 
 
 def store_rsp(mid: int, status: int = 0) -> bytes:
-    return pdus(dimse("C_STORE_RSP", MessageIDBeingRespondedTo=mid, AffectedSOPClassUID=CT,
-                      AffectedSOPInstanceUID=f"1.2.3.4.{mid}", Status=status))
+    return pdus(
+        dimse(
+            "C_STORE_RSP",
+            MessageIDBeingRespondedTo=mid,
+            AffectedSOPClassUID=CT,
+            AffectedSOPInstanceUID=f"1.2.3.4.{mid}",
+            Status=status,
+        )
+    )
 
 
 def echo_rq(mid: int) -> bytes:
@@ -158,8 +227,11 @@ def echo_rq(mid: int) -> bytes:
 
 
 def echo_rsp(mid: int) -> bytes:
-    return pdus(dimse("C_ECHO_RSP", MessageIDBeingRespondedTo=mid,
-                      AffectedSOPClassUID=VERIFICATION, Status=0))
+    return pdus(
+        dimse(
+            "C_ECHO_RSP", MessageIDBeingRespondedTo=mid, AffectedSOPClassUID=VERIFICATION, Status=0
+        )
+    )
 
 
 def open_association(c: Conn, calling="MODALITY1", called="PACS", abstract=CT) -> None:
@@ -174,8 +246,15 @@ def release(c: Conn) -> None:
     c.close()
 
 
-def store_session(cap: Capture, n: int, size: int, *, sport: int = 104, cport: int = 40001,
-                  statuses: dict[int, int] | None = None) -> Conn:
+def store_session(
+    cap: Capture,
+    n: int,
+    size: int,
+    *,
+    sport: int = 104,
+    cport: int = 40001,
+    statuses: dict[int, int] | None = None,
+) -> Conn:
     c = Conn(cap, cport=cport, sport=sport)
     open_association(c, "MODALITY1", "PACS")
     for mid in range(1, n + 1):
@@ -199,8 +278,11 @@ class Result:
         return sum(s.value for s in self.series(name, **labels))
 
     def series(self, name: str, **labels: str) -> list:
-        return [s for s in self.samples
-                if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())]
+        return [
+            s
+            for s in self.samples
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+        ]
 
     def findings(self) -> set[str]:
         return {f["code"] for f in self.summary["findings"]}
@@ -226,8 +308,13 @@ def run(paths, config: Config | None = None) -> Result:
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dicomsniffd", *args], capture_output=True,
-                          text=True, timeout=120, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "dicomsniffd", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
 
 
 # ======================================================================================
@@ -246,8 +333,7 @@ def test_dicom_detected_on_unconfigured_port_by_associate_rq(tmp_path):
     labels = {"calling_ae": "ANYPORT-SCU", "called_ae": "ANYPORT-SCP"}
     assert r.value("dicom_association_requests_total", **labels) == 1
     assert r.value("dicom_dimse_requests_total", command="C-ECHO", **labels) == 3
-    assert r.value("dicom_dimse_responses_total", command="C-ECHO", status="0x0000",
-                   **labels) == 3
+    assert r.value("dicom_dimse_responses_total", command="C-ECHO", status="0x0000", **labels) == 3
     assert r.value("dicom_association_ends_total", how="released") == 1
     assert [a["server"] for a in r.summary["associations"]] == ["10.0.0.2:5104"]
     assert not r.summary["protocol_errors"]
@@ -295,8 +381,9 @@ def test_detect_any_port_false_limits_dicom_to_configured_ports(tmp_path):
     release(c)
     path = cap.write(tmp_path / "anyport.pcap")
     assert run(path).value("dicom_association_requests_total") == 1
-    off = dataclasses.replace(Config(), dicom=dataclasses.replace(Config().dicom,
-                                                                  detect_any_port=False))
+    off = dataclasses.replace(
+        Config(), dicom=dataclasses.replace(Config().dicom, detect_any_port=False)
+    )
     r = run(path, off)
     assert r.value("dicom_association_requests_total") == 0
     assert r.value("dicom_dimse_requests_total") == 0
@@ -328,10 +415,14 @@ def test_midstream_flow_on_configured_port_counts_under_unknown_ae(tmp_path):
     assert r.value("dicom_association_requests_total") == 0
     unknown = {"calling_ae": "unknown", "called_ae": "unknown"}
     assert r.value("dicom_dimse_requests_total", command="C-STORE", **unknown) == 4
-    assert r.value("dicom_dimse_responses_total", command="C-STORE", status="0x0000",
-                   **unknown) == 4
-    labelled = {(s.labels["calling_ae"], s.labels["called_ae"])
-                for s in r.series("dicom_dimse_responses_total") if s.value}
+    assert (
+        r.value("dicom_dimse_responses_total", command="C-STORE", status="0x0000", **unknown) == 4
+    )
+    labelled = {
+        (s.labels["calling_ae"], s.labels["called_ae"])
+        for s in r.series("dicom_dimse_responses_total")
+        if s.value
+    }
     assert labelled == {("unknown", "unknown")}
     assert r.value("dicom_association_ends_total", how="released") == 1
     dimse_lines = r.of_type("dimse")
@@ -344,12 +435,14 @@ def test_midstream_start_inside_a_dataset(tmp_path):
     r = run(cap.write(tmp_path / "mid2.pcap"))
     unknown = {"calling_ae": "unknown", "called_ae": "unknown"}
     # Requests 2..4 are whole; the response to the cut request 1 may be counted.
-    assert r.value("dicom_dimse_responses_total", command="C-STORE", status="0x0000",
-                   **unknown) in (3, 4)
+    assert r.value(
+        "dicom_dimse_responses_total", command="C-STORE", status="0x0000", **unknown
+    ) in (3, 4)
     assert r.value("dicom_dimse_requests_total", command="C-STORE", **unknown) == 3
     assert {e["message_id"] for e in r.of_type("dimse") if e["complete"]} >= {2, 3, 4}
-    assert {s.labels["status"] for s in r.series("dicom_dimse_responses_total") if s.value} \
-        == {"0x0000"}
+    assert {s.labels["status"] for s in r.series("dicom_dimse_responses_total") if s.value} == {
+        "0x0000"
+    }
 
 
 # ======================================================================================
@@ -397,8 +490,7 @@ def test_tls_on_dicom_port_established_and_failed(tmp_path):
     r = run(cap.write(tmp_path / "tls.pcap"))
     server = "10.0.0.2:11112"
     assert r.value("dicom_tls_connections_total", server=server, outcome="established") == 2
-    assert r.value("dicom_tls_connections_total", server=server,
-                   outcome="handshake-failed") == 3
+    assert r.value("dicom_tls_connections_total", server=server, outcome="handshake-failed") == 3
     assert r.value("dicom_tls_connections_total") == 5
     for s in r.series("dicom_tls_connections_total"):
         assert set(s.labels) == {"server", "outcome"}, "no AE labels on TLS counters"
@@ -407,11 +499,17 @@ def test_tls_on_dicom_port_established_and_failed(tmp_path):
     assert r.value("dicom_protocol_errors_total") == 0
     assert r.summary["protocol_errors"] == {}
     assert sorted((t["outcome"], t["count"]) for t in r.summary["tls"]) == [
-        ("established", 2), ("handshake-failed", 3)]
+        ("established", 2),
+        ("handshake-failed", 3),
+    ]
     assert "tls" in r.findings()
     assert sorted(e["outcome"] for e in r.of_type("tls")) == [
-        "established", "established", "handshake-failed", "handshake-failed",
-        "handshake-failed"]
+        "established",
+        "established",
+        "handshake-failed",
+        "handshake-failed",
+        "handshake-failed",
+    ]
 
 
 def test_tls_on_non_dicom_port_is_ignored(tmp_path):
@@ -458,10 +556,8 @@ def test_refused_and_unanswered_connections(tmp_path):
     cap.add(cap.records[-1][1], at=t0 + 15.0)  # a late duplicate ACK moves the clock on
     r = run(cap.write(tmp_path / "fail.pcap"))
     assert Config().flows.syn_timeout_s < 15.0
-    assert _fail_labels(r) == {("10.0.0.2:104", "refused"): 1,
-                               ("10.0.0.3:104", "unanswered"): 1}
-    js = {(f["server"], f["reason"]): f["count"]
-          for f in r.summary["tcp"]["connection_failures"]}
+    assert _fail_labels(r) == {("10.0.0.2:104", "refused"): 1, ("10.0.0.3:104", "unanswered"): 1}
+    js = {(f["server"], f["reason"]): f["count"] for f in r.summary["tcp"]["connection_failures"]}
     assert js == {("10.0.0.2:104", "refused"): 1, ("10.0.0.3:104", "unanswered"): 1}
     lines = sorted((e["server"], e["reason"]) for e in r.of_type("connection_failure"))
     assert lines == [("10.0.0.2:104", "refused"), ("10.0.0.3:104", "unanswered")]
@@ -548,7 +644,7 @@ def test_gro_tso_super_packets_are_decoded(tmp_path):
     open_association(c)
     size = 120_000
     rq = store_rq(1, size, max_pdu=0)  # one PDV for the whole data set
-    first, rest = rq[:65_536 - HDRS], rq[65_536 - HDRS:]
+    first, rest = rq[: 65_536 - HDRS], rq[65_536 - HDRS :]
     c.seg(0, ACK | PSH, first, total_length=0)  # a 64 KiB frame, IP total length 0
     c.seg(1, ACK)
     for i in range(0, len(rest), 30_000):  # GRO: IP total length set, well above the MTU
@@ -588,8 +684,11 @@ def test_ethernet_padding_is_not_payload(tmp_path):
     assert r.summary["protocol_errors"] == {}
     assert r.value("dicom_tcp_retransmitted_segments_total") == 0
     assert r.info["missed_bytes"] == 0
-    wire_payload = len(associate_rq(contexts=((1, VERIFICATION, (EVLE,)),))) + 2 * len(
-        echo_rq(1)) + len(release_rq())
+    wire_payload = (
+        len(associate_rq(contexts=((1, VERIFICATION, (EVLE,)),)))
+        + 2 * len(echo_rq(1))
+        + len(release_rq())
+    )
     pdata_rq = 2 * len(echo_rq(1))
     assert r.value("dicom_pdata_bytes_total", sender="requestor") == pdata_rq
     assert wire_payload > pdata_rq  # (sanity: the association PDUs are not P-DATA)
@@ -602,16 +701,18 @@ def test_split_capture_is_analysed_as_one(tmp_path):
     cap = Capture()
     store_session(cap, 6, 20_000, statuses={3: 0xA700, 5: 0xB000})
     whole = cap.write(tmp_path / "whole.pcap")
-    subprocess.run(["editcap", "-c", "40", str(whole), str(tmp_path / "part.pcap")],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["editcap", "-c", "40", str(whole), str(tmp_path / "part.pcap")],
+        check=True,
+        capture_output=True,
+    )
     parts = sorted(tmp_path.glob("part_*.pcap"))
     assert len(parts) >= 3
     one = run(whole)
     split = run(parts)
     assert split.info["packets"] == one.info["packets"] == len(cap.records)
     for status, n in (("0x0000", 4), ("0xA700", 1), ("0xB000", 1)):
-        assert split.value("dicom_dimse_responses_total", command="C-STORE",
-                           status=status) == n
+        assert split.value("dicom_dimse_responses_total", command="C-STORE", status=status) == n
         assert one.value("dicom_dimse_responses_total", command="C-STORE", status=status) == n
     assert split.value("dicom_association_requests_total") == 1
     assert split.value("dicom_association_ends_total", how="released") == 1
@@ -630,8 +731,7 @@ def test_pcapng_same_counts_as_pcap(tmp_path):
     store_session(cap, 3, 5000)
     pcap = cap.write(tmp_path / "s.pcap")
     ng = tmp_path / "s.pcapng"
-    subprocess.run(["editcap", "-F", "pcapng", str(pcap), str(ng)], check=True,
-                   capture_output=True)
+    subprocess.run(["editcap", "-F", "pcapng", str(pcap), str(ng)], check=True, capture_output=True)
     assert ng.read_bytes()[:4] == b"\x0a\x0d\x0d\x0a"
     a, b = run(pcap), run(ng)
     assert a.info["packets"] == b.info["packets"]
@@ -653,8 +753,7 @@ def _assert_one_line_error(p: subprocess.CompletedProcess, *words: str) -> None:
 
 
 def test_cli_missing_file(tmp_path):
-    _assert_one_line_error(cli("analyze", str(tmp_path / "nope.pcap")), "nope.pcap",
-                           "not found")
+    _assert_one_line_error(cli("analyze", str(tmp_path / "nope.pcap")), "nope.pcap", "not found")
 
 
 def test_cli_not_a_capture(tmp_path):
@@ -709,8 +808,9 @@ def test_cli_good_file_then_bad_file_fails_cleanly(tmp_path):
     cap = Capture()
     store_session(cap, 1, 1000)
     good = cap.write(tmp_path / "good.pcap")
-    _assert_one_line_error(cli("analyze", str(good), str(tmp_path / "missing.pcap")),
-                           "missing.pcap")
+    _assert_one_line_error(
+        cli("analyze", str(good), str(tmp_path / "missing.pcap")), "missing.pcap"
+    )
 
 
 @pytest.mark.parametrize("tool", ["editcap"])

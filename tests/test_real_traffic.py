@@ -39,39 +39,139 @@ def with_key(*keys: str) -> list[str]:
 # Which expected keys each scenario sets (kept in sync with scenarios.py by
 # test_expected_keys_are_declared, so parametrisation needs no capture at collection).
 EXPECTED_KEYS = {
-    "a_store50": {"associations", "association_requests", "requests", "responses", "ends",
-                  "findings_absent", "max_frame_len", "ip_version",
-                  "presentation_contexts_accepted"},
-    "b_echo3": {"associations", "association_requests", "requests", "responses",
-                "findings_absent", "max_frame_len"},
-    "c_context_rejected": {"associations", "association_requests", "presentation_contexts",
-                           "requests", "findings_present", "findings_absent"},
-    "d_assoc_rejected": {"associations", "association_requests", "rejects", "requests",
-                         "findings_present", "findings_absent"},
-    "e_abort": {"associations", "association_requests", "ends", "aborts", "responses",
-                "unanswered", "user_identity", "secrets", "findings_present",
-                "findings_absent"},
-    "f_statuses": {"associations", "association_requests", "requests", "responses", "ends",
-                   "status_classes", "findings_present", "findings_absent", "max_frame_len",
-                   "ip_version", "presentation_contexts_accepted"},
-    "g_slow_scp": {"associations", "association_requests", "requests", "responses", "ends",
-                   "response_latency_ms", "latency_agreement_ms", "findings_absent",
-                   "max_frame_len", "ip_version", "presentation_contexts_accepted"},
-    "h_find20": {"associations", "association_requests", "requests", "responses",
-                 "findings_absent"},
-    "i_move5": {"associations", "association_requests", "requests", "responses",
-                "suboperations", "command_aes", "findings_absent"},
-    "j_loss": {"associations", "association_requests", "requests", "responses", "ends",
-               "min_retransmissions", "findings_present", "findings_absent", "max_frame_len",
-               "ip_version", "presentation_contexts_accepted"},
-    "k_ipv6": {"associations", "association_requests", "requests", "responses", "ends",
-               "findings_absent", "max_frame_len", "ip_version",
-               "presentation_contexts_accepted"},
-    "l_vlan": {"associations", "association_requests", "requests", "responses", "ends",
-               "findings_absent", "max_frame_len", "ip_version", "vlan_id",
-               "presentation_contexts_accepted"},
-    "m_midstream": {"associations", "association_requests", "responses_any_of",
-                    "findings_present", "findings_absent", "max_frame_len"},
+    "a_store50": {
+        "associations",
+        "association_requests",
+        "requests",
+        "responses",
+        "ends",
+        "findings_absent",
+        "max_frame_len",
+        "ip_version",
+        "presentation_contexts_accepted",
+    },
+    "b_echo3": {
+        "associations",
+        "association_requests",
+        "requests",
+        "responses",
+        "findings_absent",
+        "max_frame_len",
+    },
+    "c_context_rejected": {
+        "associations",
+        "association_requests",
+        "presentation_contexts",
+        "requests",
+        "findings_present",
+        "findings_absent",
+    },
+    "d_assoc_rejected": {
+        "associations",
+        "association_requests",
+        "rejects",
+        "requests",
+        "findings_present",
+        "findings_absent",
+    },
+    "e_abort": {
+        "associations",
+        "association_requests",
+        "ends",
+        "aborts",
+        "responses",
+        "unanswered",
+        "user_identity",
+        "secrets",
+        "findings_present",
+        "findings_absent",
+    },
+    "f_statuses": {
+        "associations",
+        "association_requests",
+        "requests",
+        "responses",
+        "ends",
+        "status_classes",
+        "findings_present",
+        "findings_absent",
+        "max_frame_len",
+        "ip_version",
+        "presentation_contexts_accepted",
+    },
+    "g_slow_scp": {
+        "associations",
+        "association_requests",
+        "requests",
+        "responses",
+        "ends",
+        "response_latency_ms",
+        "latency_agreement_ms",
+        "findings_absent",
+        "max_frame_len",
+        "ip_version",
+        "presentation_contexts_accepted",
+    },
+    "h_find20": {
+        "associations",
+        "association_requests",
+        "requests",
+        "responses",
+        "findings_absent",
+    },
+    "i_move5": {
+        "associations",
+        "association_requests",
+        "requests",
+        "responses",
+        "suboperations",
+        "command_aes",
+        "findings_absent",
+    },
+    "j_loss": {
+        "associations",
+        "association_requests",
+        "requests",
+        "responses",
+        "ends",
+        "min_retransmissions",
+        "findings_present",
+        "findings_absent",
+        "max_frame_len",
+        "ip_version",
+        "presentation_contexts_accepted",
+    },
+    "k_ipv6": {
+        "associations",
+        "association_requests",
+        "requests",
+        "responses",
+        "ends",
+        "findings_absent",
+        "max_frame_len",
+        "ip_version",
+        "presentation_contexts_accepted",
+    },
+    "l_vlan": {
+        "associations",
+        "association_requests",
+        "requests",
+        "responses",
+        "ends",
+        "findings_absent",
+        "max_frame_len",
+        "ip_version",
+        "vlan_id",
+        "presentation_contexts_accepted",
+    },
+    "m_midstream": {
+        "associations",
+        "association_requests",
+        "responses_any_of",
+        "findings_present",
+        "findings_absent",
+        "max_frame_len",
+    },
 }
 
 
@@ -149,8 +249,11 @@ def test_tshark_associations(real_traffic, tshark_views, name):
     v = tshark_views[name]
     rqs = [p for p in v.pdus if p["type"] == 1]
     assert len(rqs) == exp["association_requests"]
-    want = Counter((a["calling_ae"], a["called_ae"]) for a in exp["associations"]
-                   if a["calling_ae"] != "unknown")
+    want = Counter(
+        (a["calling_ae"], a["called_ae"])
+        for a in exp["associations"]
+        if a["calling_ae"] != "unknown"
+    )
     assert Counter((p["calling_ae"], p["called_ae"]) for p in rqs) == want
     n_ac = sum(1 for p in v.pdus if p["type"] == 2)
     n_rj = sum(1 for p in v.pdus if p["type"] == 3)
@@ -212,8 +315,7 @@ def test_tshark_suboperations(real_traffic, tshark_views, name):
         assert final["status"] == 0x0000
         assert final["completed"] == outcomes["completed"]
         assert not final["failed"] and not final["warning"]
-        assert [c["remaining"] for c in rsps[:-1]] == list(
-            range(outcomes["completed"] - 1, -1, -1))
+        assert [c["remaining"] for c in rsps[:-1]] == list(range(outcomes["completed"] - 1, -1, -1))
 
 
 @pytest.mark.parametrize("name", with_key("min_retransmissions"))
@@ -243,7 +345,7 @@ def test_tshark_vlan_tagged(real_traffic, tshark_views, name):
 @dataclass
 class Analysis:
     exposition: str
-    samples: list            # prometheus_client Sample(name, labels, value, ...)
+    samples: list  # prometheus_client Sample(name, labels, value, ...)
     summary: dict
     stdout: str
     stderr: str
@@ -251,12 +353,18 @@ class Analysis:
 
     def value(self, name: str, **labels: str) -> float:
         """Sum of the samples called ``name`` whose labels include ``labels``."""
-        return sum(s.value for s in self.samples
-                   if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+        return sum(
+            s.value
+            for s in self.samples
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+        )
 
     def series(self, name: str, **labels: str) -> list:
-        return [s for s in self.samples
-                if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())]
+        return [
+            s
+            for s in self.samples
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+        ]
 
     def findings(self) -> set[str]:
         return {f["code"] for f in self.summary.get("findings", [])}
@@ -268,9 +376,14 @@ _analyses: dict[str, Analysis] = {}
 def analyze(sc: scenarios.Scenario) -> Analysis:
     if sc.name in _analyses:
         return _analyses[sc.name]
-    out = sc.pcap[:-len(".pcap")] + ".prom"
-    p = subprocess.run([sys.executable, "-m", "dicomsniffd", "analyze", sc.pcap, "--metrics",
-                        out, "--json"], capture_output=True, text=True, timeout=120, cwd=REPO)
+    out = sc.pcap[: -len(".pcap")] + ".prom"
+    p = subprocess.run(
+        [sys.executable, "-m", "dicomsniffd", "analyze", sc.pcap, "--metrics", out, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
     assert p.returncode == 0, f"analyze {sc.name} exited {p.returncode}:\n{p.stderr[-3000:]}"
     with open(out) as f:
         text = f.read()
@@ -297,13 +410,22 @@ def test_analyze_dimse_responses(real_traffic, name):
         calling, called = aes_for(exp, cmd)
         for status, allowed in by_status.items():
             cls = status_class(int(status, 16))
-            got = a.value("dicom_dimse_responses_total", command=cmd, status=status,
-                          status_class=cls, calling_ae=calling, called_ae=called)
+            got = a.value(
+                "dicom_dimse_responses_total",
+                command=cmd,
+                status=status,
+                status_class=cls,
+                calling_ae=calling,
+                called_ae=called,
+            )
             assert got in allowed, f"{name}: {cmd} {status} ({cls}) {calling}->{called}: {got}"
             js = a.summary["dimse"].get(cmd, {}).get("responses", {}).get(status, 0)
             assert js in allowed, f"{name}: summary dimse {cmd} {status}: {js}"
-        other = {s.labels["status"] for s in a.series("dicom_dimse_responses_total", command=cmd)
-                 if s.value} - set(by_status)
+        other = {
+            s.labels["status"]
+            for s in a.series("dicom_dimse_responses_total", command=cmd)
+            if s.value
+        } - set(by_status)
         assert not other, f"{name}: unexpected {cmd} statuses {other}"
     if not expected_responses(exp):
         assert a.value("dicom_dimse_responses_total") == 0
@@ -313,8 +435,10 @@ def test_analyze_dimse_responses(real_traffic, name):
 def test_analyze_status_classes(real_traffic, name):
     a = analyze(real_traffic[name])
     for status, cls in real_traffic[name].expected["status_classes"].items():
-        got = {s.labels["status_class"] for s in
-               a.series("dicom_dimse_responses_total", command="C-STORE", status=status)}
+        got = {
+            s.labels["status_class"]
+            for s in a.series("dicom_dimse_responses_total", command="C-STORE", status=status)
+        }
         assert got == {cls}, f"{status}: {got}"
 
 
@@ -324,14 +448,19 @@ def test_analyze_dimse_requests(real_traffic, name):
     a = analyze(real_traffic[name])
     for cmd, n in exp["requests"].items():
         calling, called = aes_for(exp, cmd)
-        assert a.value("dicom_dimse_requests_total", command=cmd, calling_ae=calling,
-                       called_ae=called) == n, cmd
+        assert (
+            a.value("dicom_dimse_requests_total", command=cmd, calling_ae=calling, called_ae=called)
+            == n
+        ), cmd
         assert a.summary["dimse"][cmd]["requests"] == n
     if not exp["requests"]:
         assert a.value("dicom_dimse_requests_total") == 0
     if "C-STORE" in exp["requests"]:
-        sop = {s.labels.get("sop_class") for s in a.series("dicom_dimse_requests_total",
-                                                           command="C-STORE") if s.value}
+        sop = {
+            s.labels.get("sop_class")
+            for s in a.series("dicom_dimse_requests_total", command="C-STORE")
+            if s.value
+        }
         assert sop == {"CTImageStorage"}
 
 
@@ -344,9 +473,11 @@ def test_analyze_associations(real_traffic, name):
     want = Counter((x["calling_ae"], x["called_ae"]) for x in exp["associations"])
     assert got == want
     for want_a in exp["associations"]:
-        match = [x for x in a.summary["associations"]
-                 if (x["calling_ae"], x["called_ae"]) == (want_a["calling_ae"],
-                                                           want_a["called_ae"])]
+        match = [
+            x
+            for x in a.summary["associations"]
+            if (x["calling_ae"], x["called_ae"]) == (want_a["calling_ae"], want_a["called_ae"])
+        ]
         for key in ("outcome", "end"):
             if key in want_a:
                 assert match[0][key] == want_a[key], f"{name}: association {key}"
@@ -361,13 +492,22 @@ def test_analyze_rejects(real_traffic, name):
     a = analyze(real_traffic[name])
     calling, called = exp["associations"][0]["calling_ae"], exp["associations"][0]["called_ae"]
     for rj in exp["rejects"]:
-        assert a.value("dicom_association_rejects_total", result=rj["result"],
-                       source=rj["source"], reason=rj["reason"], calling_ae=calling,
-                       called_ae=called) == 1
+        assert (
+            a.value(
+                "dicom_association_rejects_total",
+                result=rj["result"],
+                source=rj["source"],
+                reason=rj["reason"],
+                calling_ae=calling,
+                called_ae=called,
+            )
+            == 1
+        )
         js = a.summary["associations"][0]
         assert js["outcome"] == "rejected"
-        assert {k: js["reject"][k] for k in ("result", "source", "reason")} == \
-            {k: rj[k] for k in ("result", "source", "reason")}
+        assert {k: js["reject"][k] for k in ("result", "source", "reason")} == {
+            k: rj[k] for k in ("result", "source", "reason")
+        }
     assert a.value("dicom_association_rejects_total") == len(exp["rejects"])
 
 
@@ -377,8 +517,15 @@ def test_analyze_aborts(real_traffic, name):
     a = analyze(real_traffic[name])
     calling, called = exp["associations"][0]["calling_ae"], exp["associations"][0]["called_ae"]
     for ab in exp["aborts"]:
-        assert a.value("dicom_association_aborts_total", source=ab["source"],
-                       calling_ae=calling, called_ae=called) == 1
+        assert (
+            a.value(
+                "dicom_association_aborts_total",
+                source=ab["source"],
+                calling_ae=calling,
+                called_ae=called,
+            )
+            == 1
+        )
     assert a.value("dicom_association_aborts_total") == len(exp["aborts"])
     assert a.summary["associations"][0]["abort"], "summary association lacks its abort"
     for cmd, n in exp.get("unanswered", {}).items():
@@ -405,8 +552,15 @@ def test_analyze_presentation_contexts(real_traffic, name):
     exp = real_traffic[name].expected
     a = analyze(real_traffic[name])
     for pc in exp["presentation_contexts"]:
-        assert a.value("dicom_presentation_contexts_total", abstract_syntax=pc["abstract_syntax"],
-                       transfer_syntax=pc["transfer_syntax"], result=pc["result"]) == 1
+        assert (
+            a.value(
+                "dicom_presentation_contexts_total",
+                abstract_syntax=pc["abstract_syntax"],
+                transfer_syntax=pc["transfer_syntax"],
+                result=pc["result"],
+            )
+            == 1
+        )
         js = a.summary["associations"][0]["presentation_contexts"]
         assert len(js) == 1
         assert _norm(js[0]["abstract_syntax_name"]) == _norm("CT Image Storage")
@@ -418,9 +572,11 @@ def test_analyze_presentation_contexts(real_traffic, name):
 @pytest.mark.parametrize("name", with_key("presentation_contexts_accepted"))
 def test_analyze_ct_context_accepted(real_traffic, name):
     a = analyze(real_traffic[name])
-    ok = [s for s in a.series("dicom_presentation_contexts_total",
-                              abstract_syntax="CTImageStorage") if s.value
-          and s.labels.get("transfer_syntax")]
+    ok = [
+        s
+        for s in a.series("dicom_presentation_contexts_total", abstract_syntax="CTImageStorage")
+        if s.value and s.labels.get("transfer_syntax")
+    ]
     assert ok, "the CT Image Storage context was accepted with a transfer syntax"
 
 
@@ -439,16 +595,19 @@ def test_analyze_response_latency(real_traffic, tshark_views, name):
         assert count == n
         assert low / 1000 <= total / count <= high / 1000, f"mean {total / count:.4f}s"
         # every observation is in the buckets that bracket [low, high]
-        buckets = sorted((float(s.labels["le"]), s.value) for s in
-                         a.series("dicom_dimse_response_latency_seconds_bucket", **labels))
+        buckets = sorted(
+            (float(s.labels["le"]), s.value)
+            for s in a.series("dicom_dimse_response_latency_seconds_bucket", **labels)
+        )
         below = [v for le, v in buckets if le < low / 1000]
         above = [v for le, v in buckets if le >= high / 1000]
         assert not below or below[-1] == 0, buckets
         assert not above or above[0] == n, buckets
         p50 = a.summary["dimse"][cmd]["response_latency_ms"]["p50"]
         assert low <= p50 <= high
-        ref = scenarios.median(scenarios.tcp_response_latencies_ms(tshark_views[name], cmd,
-                                                                   SCP_PORT))
+        ref = scenarios.median(
+            scenarios.tcp_response_latencies_ms(tshark_views[name], cmd, SCP_PORT)
+        )
         assert abs(p50 - ref) <= exp["latency_agreement_ms"], f"p50 {p50} vs tshark {ref:.2f}"
 
 
@@ -490,8 +649,11 @@ def test_analyze_findings(real_traffic, name):
 
 def test_analyze_midstream_uses_unknown_ae(real_traffic):
     a = analyze(real_traffic["m_midstream"])
-    labels = {(s.labels.get("calling_ae"), s.labels.get("called_ae"))
-              for s in a.series("dicom_dimse_responses_total") if s.value}
+    labels = {
+        (s.labels.get("calling_ae"), s.labels.get("called_ae"))
+        for s in a.series("dicom_dimse_responses_total")
+        if s.value
+    }
     assert labels == {("unknown", "unknown")}
     assert a.value("dicom_association_requests_total") == 0
 
@@ -525,8 +687,13 @@ def test_report_on_real_traffic_carries_the_findings(real_traffic, name, tmp_pat
     page is self-contained, and the synthetic patient name never appears."""
     sc = real_traffic[name]
     report = tmp_path / "report.html"
-    p = subprocess.run([sys.executable, "-m", "dicomsniffd", "analyze", sc.pcap, "--report",
-                        str(report)], capture_output=True, text=True, timeout=120, cwd=REPO)
+    p = subprocess.run(
+        [sys.executable, "-m", "dicomsniffd", "analyze", sc.pcap, "--report", str(report)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     page = report.read_text()
     for code in sc.expected["findings_present"]:
@@ -540,18 +707,38 @@ def test_one_sided_capture_is_flagged_not_half_counted(real_traffic, tmp_path):
     status is invented, the open requests end as unanswered and the capture is flagged."""
     sc = real_traffic["a_store50"]
     one_sided = tmp_path / "requests_only.pcap"
-    subprocess.run(["tcpdump", "-r", sc.pcap, "-w", str(one_sided), "tcp dst port 11112"],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        ["tcpdump", "-r", sc.pcap, "-w", str(one_sided), "tcp dst port 11112"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     out = tmp_path / "m.prom"
-    p = subprocess.run([sys.executable, "-m", "dicomsniffd", "analyze", str(one_sided),
-                        "--metrics", str(out), "--json"], capture_output=True, text=True,
-                       timeout=120, cwd=REPO)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dicomsniffd",
+            "analyze",
+            str(one_sided),
+            "--metrics",
+            str(out),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     samples = [s for fam in text_string_to_metric_families(out.read_text()) for s in fam.samples]
 
     def total(name: str, **labels: str) -> float:
-        return sum(s.value for s in samples if s.name == name
-                   and all(s.labels.get(k) == v for k, v in labels.items()))
+        return sum(
+            s.value
+            for s in samples
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+        )
 
     images = sc.expected["requests"]["C-STORE"]
     assert total("dicom_dimse_requests_total", command="C-STORE") == images

@@ -36,8 +36,11 @@ class Analysis:
         return sum(s.value for s in self.series(name, **labels))
 
     def series(self, name: str, **labels: str) -> list:
-        return [s for s in self.samples
-                if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())]
+        return [
+            s
+            for s in self.samples
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+        ]
 
     def findings(self) -> set[str]:
         return {f["code"] for f in self.summary["findings"]}
@@ -45,9 +48,13 @@ class Analysis:
 
 def analyze(pcap: str, *extra: str) -> Analysis:
     out = f"{pcap}.{abs(hash(extra))}.prom"
-    p = subprocess.run([sys.executable, "-m", "dicomsniffd", "analyze", pcap, "--metrics", out,
-                        "--json", *extra], capture_output=True, text=True, timeout=120,
-                       cwd=REPO)
+    p = subprocess.run(
+        [sys.executable, "-m", "dicomsniffd", "analyze", pcap, "--metrics", out, "--json", *extra],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
     assert p.returncode == 0, f"analyze {pcap} exited {p.returncode}:\n{p.stderr[-3000:]}"
     text = Path(out).read_text()
     samples = [s for fam in text_string_to_metric_families(text) for s in fam.samples]
@@ -55,8 +62,9 @@ def analyze(pcap: str, *extra: str) -> Analysis:
 
 
 def tshark_fields(pcap: str, *args: str) -> list[list[str]]:
-    p = subprocess.run(["tshark", "-r", pcap, "-n", *args], capture_output=True, text=True,
-                       timeout=120)
+    p = subprocess.run(
+        ["tshark", "-r", pcap, "-n", *args], capture_output=True, text=True, timeout=120
+    )
     assert p.returncode == 0, p.stderr
     return [line.split("\t") for line in p.stdout.splitlines() if line.strip()]
 
@@ -73,14 +81,23 @@ def assert_store(a: Analysis, calling: str, called: str, n: int) -> None:
     assert a.value("dicom_association_requests_total", **ae) == 1
     assert a.value("dicom_association_requests_total") == 1
     assert a.value("dicom_dimse_requests_total", command="C-STORE", **ae) == n
-    assert a.value("dicom_dimse_responses_total", command="C-STORE", status="0x0000",
-                   status_class="success", **ae) == n
+    assert (
+        a.value(
+            "dicom_dimse_responses_total",
+            command="C-STORE",
+            status="0x0000",
+            status_class="success",
+            **ae,
+        )
+        == n
+    )
     assert a.value("dicom_dimse_responses_total") == n
     assert a.value("dicom_association_ends_total", how="released", **ae) == 1
     assert a.value("dicom_protocol_errors_total") == 0
     assert a.value("dicom_capture_missed_bytes_total") == 0
-    assert [(x["calling_ae"], x["called_ae"], x["outcome"], x["end"])
-            for x in a.summary["associations"]] == [(calling, called, "accepted", "released")]
+    assert [
+        (x["calling_ae"], x["called_ae"], x["outcome"], x["end"]) for x in a.summary["associations"]
+    ] == [(calling, called, "accepted", "released")]
     assert a.summary["dimse"]["C-STORE"]["responses"] == {"0x0000": n}
 
 
@@ -93,8 +110,7 @@ def test_tls_established_and_failed_handshakes(more_traffic):
     server = f"{_server_ip(sc.pcap)}:{SCP_PORT}"
     want = sc.expected["tls"]
     for outcome, n in want.items():
-        assert a.value("dicom_tls_connections_total", server=server, outcome=outcome) == n, \
-            outcome
+        assert a.value("dicom_tls_connections_total", server=server, outcome=outcome) == n, outcome
     assert a.value("dicom_tls_connections_total") == sum(want.values())
     for s in a.series("dicom_tls_connections_total"):
         assert set(s.labels) == {"server", "outcome"}
@@ -107,16 +123,26 @@ def test_tls_established_and_failed_handshakes(more_traffic):
     assert "tls" in a.findings()
     # tshark: six TLS connections; the two failures before encryption carry a cleartext
     # alert (DCMTK's untrusting client, the TLS 1.2 server refusing the missing cert)
-    rows = tshark_fields(sc.pcap, "-d", f"tcp.port=={SCP_PORT},tls", "-Y", "tls",
-                         "-T", "fields", "-e", "tcp.stream", "-e", "tls.alert_message.desc")
+    rows = tshark_fields(
+        sc.pcap,
+        "-d",
+        f"tcp.port=={SCP_PORT},tls",
+        "-Y",
+        "tls",
+        "-T",
+        "fields",
+        "-e",
+        "tcp.stream",
+        "-e",
+        "tls.alert_message.desc",
+    )
     assert len({r[0] for r in rows}) == 6
     cleartext_alerts = sorted(int(r[1]) for r in rows if len(r) > 1 and r[1])
     assert cleartext_alerts == [40, 48]  # handshake_failure (no client cert), unknown_ca
 
 
 def _server_ip(pcap: str) -> str:
-    rows = tshark_fields(pcap, "-Y", f"tcp.srcport=={SCP_PORT}", "-T", "fields",
-                         "-e", "ip.src")
+    rows = tshark_fields(pcap, "-Y", f"tcp.srcport=={SCP_PORT}", "-T", "fields", "-e", "ip.src")
     return rows[0][0]
 
 
@@ -144,10 +170,24 @@ def test_refused_and_unanswered_connections(more_traffic, tmp_path):
     sc = more_traffic["p_failures"]
     assert sc.notes["iptables_dropped"] >= 1
     # tshark: SYNs to 11112 (1 refused + the dropped ones), one RST from 11112
-    syns = tshark_fields(sc.pcap, "-Y", f"tcp.flags.syn==1 && tcp.flags.ack==0 && "
-                         f"tcp.dstport=={SCP_PORT}", "-T", "fields", "-e", "tcp.srcport")
-    rsts = tshark_fields(sc.pcap, "-Y", f"tcp.flags.reset==1 && tcp.srcport=={SCP_PORT}",
-                         "-T", "fields", "-e", "frame.number")
+    syns = tshark_fields(
+        sc.pcap,
+        "-Y",
+        f"tcp.flags.syn==1 && tcp.flags.ack==0 && tcp.dstport=={SCP_PORT}",
+        "-T",
+        "fields",
+        "-e",
+        "tcp.srcport",
+    )
+    rsts = tshark_fields(
+        sc.pcap,
+        "-Y",
+        f"tcp.flags.reset==1 && tcp.srcport=={SCP_PORT}",
+        "-T",
+        "fields",
+        "-e",
+        "frame.number",
+    )
     ports = Counter(r[0] for r in syns)
     assert len(ports) == 2 and sorted(ports.values())[0] == 1 and len(rsts) == 1
     assert sorted(ports.values())[1] == sc.notes["iptables_dropped"]  # retries, one port
@@ -157,21 +197,35 @@ def test_refused_and_unanswered_connections(more_traffic, tmp_path):
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text("flows:\n  syn_timeout_s: 1\n")
     a = analyze(sc.pcap, "-c", str(cfg))
-    got = {(s.labels["server"], s.labels["reason"]): s.value
-           for s in a.series("dicom_tcp_connection_failures_total") if s.value}
+    got = {
+        (s.labels["server"], s.labels["reason"]): s.value
+        for s in a.series("dicom_tcp_connection_failures_total")
+        if s.value
+    }
     assert got == sc.expected["failures"]
     for s in a.series("dicom_tcp_connection_failures_total"):
         assert set(s.labels) == {"server", "reason"}, "no AE labels on failures"
     js = {(f["server"], f["reason"]): f["count"] for f in a.summary["tcp"]["connection_failures"]}
     assert js == sc.expected["failures"]
-    assert a.value("dicom_dimse_responses_total", command="C-ECHO", status="0x0000",
-                   calling_ae="LATESCU", called_ae="LATESCP") == 1
+    assert (
+        a.value(
+            "dicom_dimse_responses_total",
+            command="C-ECHO",
+            status="0x0000",
+            calling_ae="LATESCU",
+            called_ae="LATESCP",
+        )
+        == 1
+    )
     assert a.value("dicom_association_requests_total") == 1  # the refused ones never spoke
 
     # Default syn_timeout_s (10 s) is longer than the capture: refused only, no verdict yet.
     d = analyze(sc.pcap)
-    got = {(s.labels["server"], s.labels["reason"]): s.value
-           for s in d.series("dicom_tcp_connection_failures_total") if s.value}
+    got = {
+        (s.labels["server"], s.labels["reason"]): s.value
+        for s in d.series("dicom_tcp_connection_failures_total")
+        if s.value
+    }
     assert got == {k: v for k, v in sc.expected["failures"].items() if k[1] == "refused"}
 
 
@@ -190,8 +244,9 @@ def test_any_interface_captures_sll2_and_sll(more_traffic):
         assert a.summary["capture"]["decode"]["malformed"] == 0
         view = scenarios.tshark_view(pcap, [SCP_PORT])
         assert view.responses("C-STORE") == Counter({"0x0000": n})
-        results.append({cmd: (d["requests"], d["responses"])
-                        for cmd, d in a.summary["dimse"].items()})
+        results.append(
+            {cmd: (d["requests"], d["responses"]) for cmd, d in a.summary["dimse"].items()}
+        )
     assert results[0] == results[1]  # (two captures at once: timings differ by microseconds)
 
 
@@ -199,19 +254,24 @@ def test_any_interface_captures_sll2_and_sll(more_traffic):
 def test_pcapng_same_counts_as_pcap(more_traffic, tmp_path, name):
     sc = more_traffic[name]
     ng = tmp_path / f"{name}.pcapng"
-    subprocess.run(["editcap", "-F", "pcapng", sc.pcap, str(ng)], check=True,
-                   capture_output=True)
+    subprocess.run(["editcap", "-F", "pcapng", sc.pcap, str(ng)], check=True, capture_output=True)
     assert ng.read_bytes()[:4] == b"\x0a\x0d\x0d\x0a"
     a, b = analyze(sc.pcap), analyze(str(ng))
     strip = ("files", "truncated_files")
-    assert {k: v for k, v in a.summary["capture"].items() if k not in strip} == \
-        {k: v for k, v in b.summary["capture"].items() if k not in strip}
+    assert {k: v for k, v in a.summary["capture"].items() if k not in strip} == {
+        k: v for k, v in b.summary["capture"].items() if k not in strip
+    }
     for key in ("associations", "dimse", "tls", "protocol_errors"):
         assert a.summary[key] == b.summary[key], key
-    assert sorted((s.name, tuple(sorted(s.labels.items())), s.value) for s in a.samples
-                  if s.name.startswith("dicom_")) == \
-        sorted((s.name, tuple(sorted(s.labels.items())), s.value) for s in b.samples
-               if s.name.startswith("dicom_"))
+    assert sorted(
+        (s.name, tuple(sorted(s.labels.items())), s.value)
+        for s in a.samples
+        if s.name.startswith("dicom_")
+    ) == sorted(
+        (s.name, tuple(sorted(s.labels.items())), s.value)
+        for s in b.samples
+        if s.name.startswith("dicom_")
+    )
 
 
 # ======================================================================================
@@ -221,8 +281,9 @@ def test_snaplen_200_capture(more_traffic):
     sc = more_traffic["r_snaplen"]
     exp = sc.expected
     a = analyze(sc.pcap)
-    rows = tshark_fields(sc.pcap, "-T", "fields", "-e", "frame.cap_len", "-e", "frame.len",
-                         "-e", "tcp.len")
+    rows = tshark_fields(
+        sc.pcap, "-T", "fields", "-e", "frame.cap_len", "-e", "frame.len", "-e", "tcp.len"
+    )
     cut = [(int(c), int(w)) for c, w, _t in rows if int(c) < int(w)]
     assert cut and max(int(c) for c, _w, _t in rows) <= SNAPLEN
     cap = a.summary["capture"]

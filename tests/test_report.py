@@ -105,7 +105,9 @@ def _store(
     summary.handle(DimseRequestSeen(ts, REQUESTOR, "C-STORE", CT, 1, msg), flow)
     if status is not None:
         summary.handle(
-            DimseResponseSeen(ts + transfer + service, ACCEPTOR, "C-STORE", status, status_class, 1, msg),
+            DimseResponseSeen(
+                ts + transfer + service, ACCEPTOR, "C-STORE", status, status_class, 1, msg
+            ),
             flow,
         )
     summary.handle(
@@ -303,7 +305,9 @@ def test_self_contained_no_external_resources(html_text):
 
 
 def test_findings_first_ranked_with_evidence_and_advice(html_text):
-    codes = re.findall(r"<article class='finding sev-(\w+)' id='finding-\d+' data-code='([\w-]+)'", html_text)
+    codes = re.findall(
+        r"<article class='finding sev-(\w+)' id='finding-\d+' data-code='([\w-]+)'", html_text
+    )
     by_code = {code: sev for sev, code in codes}
     for code in ("association-rejected", "out-of-resources", "aborts", "unanswered"):
         assert code in by_code, code
@@ -444,7 +448,14 @@ def test_report_size_bounded_for_huge_capture():
     for i in range(60_000):
         f = flows[i % len(flows)]
         failed = i % 500 == 0
-        _store(f, s, T0 + i * 0.05, i % 65536, 0xA700 if failed else 0, "failure" if failed else "success")
+        _store(
+            f,
+            s,
+            T0 + i * 0.05,
+            i % 65536,
+            0xA700 if failed else 0,
+            "failure" if failed else "success",
+        )
     text = render_report(s, capture_info(last_ts=T0 + 3000))
     assert len(text.encode()) < 6_000_000
     trace = text[text.index("id='trace-table'") :]
@@ -483,7 +494,9 @@ window.addEventListener('load', function () {
 
 def _chromium(*args: str, user_dir: Path) -> subprocess.CompletedProcess:
     if not (os.path.exists(CHROMIUM) or shutil.which(CHROMIUM)):
-        pytest.fail(f"{CHROMIUM} not found: apt-get install -y chromium (needed by the report tests)")
+        pytest.fail(
+            f"{CHROMIUM} not found: apt-get install -y chromium (needed by the report tests)"
+        )
     cmd = [
         CHROMIUM,
         "--headless",

@@ -43,9 +43,14 @@ def _ae(title: str) -> bytes:
     return title.encode("ascii").ljust(16, b" ")[:16]
 
 
-def associate_rq(calling: str, called: str, contexts: list[tuple[int, str, list[str]]],
-                 max_pdu: int = 16384, user: str | None = None,
-                 passcode: str | None = None) -> bytes:
+def associate_rq(
+    calling: str,
+    called: str,
+    contexts: list[tuple[int, str, list[str]]],
+    max_pdu: int = 16384,
+    user: str | None = None,
+    passcode: str | None = None,
+) -> bytes:
     items = _item(0x10, APP_CONTEXT.encode())
     for cid, abstract, syntaxes in contexts:
         sub = _item(0x30, abstract.encode()) + b"".join(_item(0x40, t.encode()) for t in syntaxes)
@@ -57,8 +62,13 @@ def associate_rq(calling: str, called: str, contexts: list[tuple[int, str, list[
         primary = user.encode()
         secondary = (passcode or "").encode()
         id_type = 2 if passcode is not None else 1  # 2 = username and passcode
-        ui += _item(0x58, struct.pack(">BBH", id_type, 0, len(primary)) + primary
-                    + struct.pack(">H", len(secondary)) + secondary)
+        ui += _item(
+            0x58,
+            struct.pack(">BBH", id_type, 0, len(primary))
+            + primary
+            + struct.pack(">H", len(secondary))
+            + secondary,
+        )
     items += _item(0x50, ui)
     body = struct.pack(">HH", 1, 0) + _ae(called) + _ae(calling) + b"\0" * 32 + items
     return _pdu(0x01, body)
@@ -89,11 +99,14 @@ def _ui(uid: str) -> bytes:
 
 def c_store_rq(message_id: int, sop_class: str, sop_instance: str) -> bytes:
     """The C-STORE-RQ command set, Implicit VR Little Endian (PS3.7 §9.3.1.1)."""
-    body = (_elem(0, 0x0002, _ui(sop_class)) + _elem(0, 0x0100, struct.pack("<H", 0x0001))
-            + _elem(0, 0x0110, struct.pack("<H", message_id))
-            + _elem(0, 0x0700, struct.pack("<H", 0))
-            + _elem(0, 0x0800, struct.pack("<H", 0x0000))
-            + _elem(0, 0x1000, _ui(sop_instance)))
+    body = (
+        _elem(0, 0x0002, _ui(sop_class))
+        + _elem(0, 0x0100, struct.pack("<H", 0x0001))
+        + _elem(0, 0x0110, struct.pack("<H", message_id))
+        + _elem(0, 0x0700, struct.pack("<H", 0))
+        + _elem(0, 0x0800, struct.pack("<H", 0x0000))
+        + _elem(0, 0x1000, _ui(sop_instance))
+    )
     return _elem(0, 0x0000, struct.pack("<I", len(body))) + body
 
 
@@ -118,14 +131,14 @@ def parse_ac(body: bytes) -> dict[int, tuple[int, str]]:
     out = {}
     pos = 68
     while pos + 4 <= len(body):
-        itype, _, ilen = struct.unpack(">BBH", body[pos:pos + 4])
-        item = body[pos + 4:pos + 4 + ilen]
+        itype, _, ilen = struct.unpack(">BBH", body[pos : pos + 4])
+        item = body[pos + 4 : pos + 4 + ilen]
         if itype == 0x21:
             cid, result = item[0], item[2]
             ts = ""
             if len(item) >= 8 and item[4] == 0x40:
                 tlen = struct.unpack(">H", item[6:8])[0]
-                ts = item[8:8 + tlen].rstrip(b"\0").decode()
+                ts = item[8 : 8 + tlen].rstrip(b"\0").decode()
             out[cid] = (result, ts)
         pos += 4 + ilen
     return out
@@ -138,7 +151,7 @@ def read_dataset(path: str) -> tuple[str, str, bytes]:
     ds = dcmread(path)
     raw = open(path, "rb").read()  # noqa: SIM115
     # Preamble (128) + "DICM" + group 0002: its group length element is the first one.
-    meta_len = struct.unpack("<I", raw[132 + 8:132 + 12])[0]
+    meta_len = struct.unpack("<I", raw[132 + 8 : 132 + 12])[0]
     start = 132 + 12 + meta_len
     if str(ds.file_meta.TransferSyntaxUID) != EXPLICIT_VR_LE:
         raise SystemExit("rawscu: files must be Explicit VR Little Endian")
@@ -154,8 +167,15 @@ def connect(host: str, port: int) -> socket.socket:
 def cmd_abort(a) -> dict:
     sop_class, sop_instance, data = read_dataset(a.file)
     s = connect(a.host, a.port)
-    s.sendall(associate_rq(a.calling, a.called, [(1, sop_class, [EXPLICIT_VR_LE])],
-                           user=a.user, passcode=a.passcode))
+    s.sendall(
+        associate_rq(
+            a.calling,
+            a.called,
+            [(1, sop_class, [EXPLICIT_VR_LE])],
+            user=a.user,
+            passcode=a.passcode,
+        )
+    )
     ptype, body = recv_pdu(s)
     if ptype != 0x02:
         raise SystemExit(f"rawscu: expected A-ASSOCIATE-AC, got PDU type {ptype:#x}")
@@ -167,21 +187,29 @@ def cmd_abort(a) -> dict:
     nfrag = min(a.fragments, max(1, (len(data) - 1) // frag))  # never the whole dataset
     sent = 0
     for i in range(nfrag):
-        chunk = data[i * frag:(i + 1) * frag]
+        chunk = data[i * frag : (i + 1) * frag]
         s.sendall(pdata([(1, 0x00, chunk)]))  # dataset, not last
         sent += len(chunk)
     time.sleep(a.pause)
     s.sendall(abort_pdu(0, 0))
     time.sleep(0.1)
     s.close()
-    return {"op": "abort", "dataset_bytes": len(data), "dataset_bytes_sent": sent,
-            "fragments_sent": nfrag, "sop_instance_uid": sop_instance}
+    return {
+        "op": "abort",
+        "dataset_bytes": len(data),
+        "dataset_bytes_sent": sent,
+        "fragments_sent": nfrag,
+        "sop_instance_uid": sop_instance,
+    }
 
 
 def cmd_propose(a) -> dict:
     s = connect(a.host, a.port)
-    s.sendall(associate_rq(a.calling, a.called, [(1, CT_IMAGE_STORAGE, a.ts)],
-                           user=a.user, passcode=a.passcode))
+    s.sendall(
+        associate_rq(
+            a.calling, a.called, [(1, CT_IMAGE_STORAGE, a.ts)], user=a.user, passcode=a.passcode
+        )
+    )
     ptype, body = recv_pdu(s)
     res: dict = {"op": "propose", "proposed": a.ts}
     if ptype == 0x03:

@@ -50,8 +50,10 @@ class Scp:
     def __init__(self, cfg: dict) -> None:
         self.cfg = cfg
         self.ae_title = cfg.get("ae_title", "PYSCP")
-        self.store_status = {str(k): int(v, 16) if isinstance(v, str) else int(v)
-                             for k, v in cfg.get("store_status", {}).items()}
+        self.store_status = {
+            str(k): int(v, 16) if isinstance(v, str) else int(v)
+            for k, v in cfg.get("store_status", {}).items()
+        }
         self.store_delay = cfg.get("store_delay_ms", 0) / 1000.0
         self.find_pending = int(cfg.get("find_pending", 0))
         self.move = cfg.get("move", {})
@@ -72,8 +74,13 @@ class Scp:
         status = self.store_status.get(uid, self.store_status.get(str(index), 0x0000))
         if self.store_delay:
             time.sleep(self.store_delay)
-        self.log(op="C-STORE", index=index, sop_instance_uid=uid, status=f"0x{status:04X}",
-                 calling_ae=event.assoc.requestor.ae_title)
+        self.log(
+            op="C-STORE",
+            index=index,
+            sop_instance_uid=uid,
+            status=f"0x{status:04X}",
+            calling_ae=event.assoc.requestor.ae_title,
+        )
         return status
 
     def on_echo(self, event):
@@ -118,11 +125,14 @@ def build_ae(cfg: dict, scp: Scp) -> AE:
     ae.network_timeout = 30
     ts = cfg.get("transfer_syntaxes", "uncompressed")
     syntaxes = UNCOMPRESSED if ts == "uncompressed" else list(ts)
-    for abstract in (CTImageStorage, Verification,
-                     PatientRootQueryRetrieveInformationModelFind,
-                     StudyRootQueryRetrieveInformationModelFind,
-                     PatientRootQueryRetrieveInformationModelMove,
-                     StudyRootQueryRetrieveInformationModelMove):
+    for abstract in (
+        CTImageStorage,
+        Verification,
+        PatientRootQueryRetrieveInformationModelFind,
+        StudyRootQueryRetrieveInformationModelFind,
+        PatientRootQueryRetrieveInformationModelMove,
+        StudyRootQueryRetrieveInformationModelMove,
+    ):
         ae.add_supported_context(abstract, syntaxes if abstract == CTImageStorage else UNCOMPRESSED)
     # As the C-MOVE sub-operation SCU.
     ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
@@ -139,14 +149,22 @@ def main(argv: list[str] | None = None) -> int:
         with open(text) as f:
             text = f.read()
     cfg = json.loads(text)
-    logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING,
-                        format="scp %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if a.verbose else logging.WARNING, format="scp %(levelname)s %(message)s"
+    )
     scp = Scp(cfg)
     ae = build_ae(cfg, scp)
-    handlers = [(evt.EVT_C_STORE, scp.on_store), (evt.EVT_C_ECHO, scp.on_echo),
-                (evt.EVT_C_FIND, scp.on_find), (evt.EVT_C_MOVE, scp.on_move)]
-    server = ae.start_server((cfg.get("bind", "0.0.0.0"), int(cfg.get("port", 11112))),
-                             block=False, evt_handlers=handlers)
+    handlers = [
+        (evt.EVT_C_STORE, scp.on_store),
+        (evt.EVT_C_ECHO, scp.on_echo),
+        (evt.EVT_C_FIND, scp.on_find),
+        (evt.EVT_C_MOVE, scp.on_move),
+    ]
+    server = ae.start_server(
+        (cfg.get("bind", "0.0.0.0"), int(cfg.get("port", 11112))),
+        block=False,
+        evt_handlers=handlers,
+    )
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
