@@ -12,18 +12,26 @@ substituted with ``.*``) is run through the HTTP API and must return at least on
 sample, and every rule must evaluate without error. The target is
   * a stand-in exporter (MetricsStore.exposition() of hand-made events, fed continuously,
     served on loopback): runs anywhere, proves the PromQL against the exporter's names;
-  * the live daemon (``@pytest.mark.netns``): ``dicomsniffd run`` capturing real DICOM
-    traffic between pynetdicom peers (root needed for the capture).
+  * the live daemon (``@pytest.mark.netns``, root): ``dicomsniffd run`` with its own config
+    file capturing on a veth between two namespaces, where real peers (pynetdicom, DCMTK,
+    OpenSSL, raw sockets in tests/peers/dashboard_peers.py) produce clean DICOM traffic and
+    every kind of trouble the dashboard shows (rejects, aborts, unanswered requests,
+    resets, iptables loss, zero windows, refused and unanswered connections, TLS,
+    protocol errors, label overflow, idle evictions, capture drops and gaps). There every
+    dashboard expression must return data AND each kind of trouble must show in Prometheus
+    as a value > 0 (PROOFS), so no panel passes on a counter that merely exists at 0.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
-import logging
 import math
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -33,12 +41,18 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import netns
 import pytest
+import scenarios
 import yaml
+from netns import VethPair
+from peers import make_ct
 from prometheus_client.parser import text_string_to_metric_families
+from test_daemon_support import Daemon, daemon_env, metric_value
 
 from dicomsniffd.config import MetricsConfig
 from dicomsniffd.dicom.events import (
@@ -65,6 +79,8 @@ DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 
 # Series Prometheus itself creates (not the exporter's).
 PROMETHEUS_BUILTIN = {"up", "ALERTS", "ALERTS_FOR_STATE"}
+
+CLONE_NEWNET = 0x40000000  # sched.h
 
 PROMQL_WORDS = {"and", "or", "unless", "offset", "bool", "inf", "nan"}
 # Label lists of by/without/on/ignoring/group_left/group_right: label names, not metrics.
@@ -102,7 +118,9 @@ def dashboard_exprs(dashboard: dict) -> list[tuple[str, str]]:
             query = var["query"]["query"] if isinstance(var["query"], dict) else var["query"]
             match = re.fullmatch(r"label_values\((.*),\s*(\w+)\)", query.strip())
             assert match, f"variable {var['name']}: only label_values(selector, label) is used"
-            out.append((f"variable {var['name']!r}", f"count by ({match.group(2)}) ({match.group(1)})"))
+            out.append(
+                (f"variable {var['name']!r}", f"count by ({match.group(2)}) ({match.group(1)})")
+            )
     return out
 
 
@@ -121,7 +139,7 @@ def metric_names(expr: str) -> set[str]:
     names = set()
     for match in IDENT.finditer(text):
         word = match.group(0)
-        rest = text[match.end():].lstrip()
+        rest = text[match.end() :].lstrip()
         if rest.startswith("("):  # function or aggregation
             continue
         if word.lower() in PROMQL_WORDS:
@@ -174,9 +192,13 @@ class HandMadeTraffic:
         self.round = 0
         self.flow_id = 0
         self.stats = {
-            "worker": "0", "packets": 0, "bytes": 0,
-            "dropped": {"kernel": 0, "interface": 0}, "flows_active": 0,
-            "evictions": {"capacity": 0, "idle": 0, "memcap": 0}, "buffered_bytes": 0,
+            "worker": "0",
+            "packets": 0,
+            "bytes": 0,
+            "dropped": {"kernel": 0, "interface": 0},
+            "flows_active": 0,
+            "evictions": {"capacity": 0, "idle": 0, "memcap": 0},
+            "buffered_bytes": 0,
         }
         store.set_self_stats_source(lambda: dict(self.stats))
 
@@ -187,22 +209,50 @@ class HandMadeTraffic:
     def _association(self, flow: Flow, ts: float) -> None:
         s = self.store
         s.tcp_event("handshake-rtt", "requestor", flow, 0.0005 + 0.001 * (self.round % 7))
-        s.handle(AssociationRequested(
-            ts, flow.calling_ae, flow.called_ae, "1.2.840.10008.3.1.1.1",
-            (PresentationContext(1, CT, (EXPLICIT_LE, IMPLICIT_LE)),
-             PresentationContext(3, MR, (EXPLICIT_LE,)),
-             PresentationContext(5, ECHO, (IMPLICIT_LE,))),
-            UserInformation(max_pdu_length=16384)), flow)
-        s.handle(AssociationAccepted(
-            ts + 0.01, 0.01 + 0.002 * (self.round % 5), flow.calling_ae, flow.called_ae,
-            (PresentationContext(1, CT, (EXPLICIT_LE, IMPLICIT_LE), 0, EXPLICIT_LE),
-             PresentationContext(3, MR, (EXPLICIT_LE,), 3, ""),
-             PresentationContext(5, ECHO, (IMPLICIT_LE,), 0, IMPLICIT_LE)),
-            UserInformation()), flow)
+        s.handle(
+            AssociationRequested(
+                ts,
+                flow.calling_ae,
+                flow.called_ae,
+                "1.2.840.10008.3.1.1.1",
+                (
+                    PresentationContext(1, CT, (EXPLICIT_LE, IMPLICIT_LE)),
+                    PresentationContext(3, MR, (EXPLICIT_LE,)),
+                    PresentationContext(5, ECHO, (IMPLICIT_LE,)),
+                ),
+                UserInformation(max_pdu_length=16384),
+            ),
+            flow,
+        )
+        s.handle(
+            AssociationAccepted(
+                ts + 0.01,
+                0.01 + 0.002 * (self.round % 5),
+                flow.calling_ae,
+                flow.called_ae,
+                (
+                    PresentationContext(1, CT, (EXPLICIT_LE, IMPLICIT_LE), 0, EXPLICIT_LE),
+                    PresentationContext(3, MR, (EXPLICIT_LE,), 3, ""),
+                    PresentationContext(5, ECHO, (IMPLICIT_LE,), 0, IMPLICIT_LE),
+                ),
+                UserInformation(),
+            ),
+            flow,
+        )
 
-    def _transaction(self, flow: Flow, command: str, sop: str, msg: int, status: int | None,
-                     status_class: str, transfer: float, latency: float, nbytes: int,
-                     **extra) -> None:
+    def _transaction(
+        self,
+        flow: Flow,
+        command: str,
+        sop: str,
+        msg: int,
+        status: int | None,
+        status_class: str,
+        transfer: float,
+        latency: float,
+        nbytes: int,
+        **extra,
+    ) -> None:
         s = self.store
         ts = 1000.0 + self.round
         s.handle(DimseRequestSeen(ts, "requestor", command, sop, 1, msg), flow)
@@ -210,19 +260,36 @@ class HandMadeTraffic:
         if status is None:
             outcome = "unanswered-ended"
         else:
-            s.handle(DimseResponseSeen(ts + transfer + latency, "acceptor", command, status,
-                                       status_class, 1, msg), flow)
-        s.handle(DimseTransaction(
-            command=command, sop_class_uid=sop, context_id=1, message_id=msg, status=status,
-            status_class=status_class, outcome=outcome, request_ts=ts,
-            request_complete_ts=ts + transfer,
-            response_ts=None if status is None else ts + transfer + latency,
-            response_complete_ts=None if status is None else ts + transfer + latency,
-            request_transfer_seconds=transfer,
-            response_latency_seconds=None if status is None else latency,
-            duration_seconds=None if status is None else transfer + latency,
-            request_dataset_bytes=nbytes, response_dataset_bytes=0, pending_responses=0,
-            complete=True, **extra), flow)
+            s.handle(
+                DimseResponseSeen(
+                    ts + transfer + latency, "acceptor", command, status, status_class, 1, msg
+                ),
+                flow,
+            )
+        s.handle(
+            DimseTransaction(
+                command=command,
+                sop_class_uid=sop,
+                context_id=1,
+                message_id=msg,
+                status=status,
+                status_class=status_class,
+                outcome=outcome,
+                request_ts=ts,
+                request_complete_ts=ts + transfer,
+                response_ts=None if status is None else ts + transfer + latency,
+                response_complete_ts=None if status is None else ts + transfer + latency,
+                request_transfer_seconds=transfer,
+                response_latency_seconds=None if status is None else latency,
+                duration_seconds=None if status is None else transfer + latency,
+                request_dataset_bytes=nbytes,
+                response_dataset_bytes=0,
+                pending_responses=0,
+                complete=True,
+                **extra,
+            ),
+            flow,
+        )
 
     def step(self) -> None:
         s = self.store
@@ -237,9 +304,17 @@ class HandMadeTraffic:
                 status, cls = (0xA700, "failure")
             elif i == 4 and r % 3 == 0:
                 status, cls = (0xB000, "warning")
-            self._transaction(flow, "C-STORE", CT, i + 1, status, cls,
-                              transfer=0.02 * (1 + (r + i) % 9), latency=0.05 * (1 + (r * i) % 11),
-                              nbytes=500_000 + 10_000 * i)
+            self._transaction(
+                flow,
+                "C-STORE",
+                CT,
+                i + 1,
+                status,
+                cls,
+                transfer=0.02 * (1 + (r + i) % 9),
+                latency=0.05 * (1 + (r * i) % 11),
+                nbytes=500_000 + 10_000 * i,
+            )
             s.add_bytes("pdata", "requestor", 500_000 + 10_000 * i, flow)
         s.add_bytes("pdata", "acceptor", 2_000, flow)
         self._transaction(flow, "C-ECHO", ECHO, 10, 0x0000, "success", 0.0005, 0.001, 0)
@@ -254,9 +329,20 @@ class HandMadeTraffic:
         self._transaction(flow, "C-ECHO", ECHO, 1, 0x0110, "failure", 0.0005, 0.002, 0)
         s.handle(DimseResponseSeen(ts, "acceptor", "C-FIND", 0xFF00, "pending", 1, 2), flow)
         self._transaction(flow, "C-FIND", FIND, 2, 0x0000, "success", 0.001, 0.3, 120)
-        self._transaction(flow, "C-MOVE", MOVE, 3, 0x0000, "success", 0.001, 1.5, 150,
-                          suboperations_completed=4, suboperations_failed=1,
-                          suboperations_warning=0)
+        self._transaction(
+            flow,
+            "C-MOVE",
+            MOVE,
+            3,
+            0x0000,
+            "success",
+            0.001,
+            1.5,
+            150,
+            suboperations_completed=4,
+            suboperations_failed=1,
+            suboperations_warning=0,
+        )
         self._transaction(flow, "C-FIND", FIND, 4, None, "unanswered", 0.001, 0, 120)
         s.add_bytes("pdata", "requestor", 3_000, flow)
         s.add_bytes("pdata", "acceptor", 9_000, flow)
@@ -267,10 +353,18 @@ class HandMadeTraffic:
         s.handle(AssociationEnded(ts + 1, "aborted", 1.0), flow)
         # US1 -> PACS with the wrong called AE title: rejected.
         flow = self._flow("US1", "PACSS")
-        s.handle(AssociationRequested(ts, "US1", "PACSS", "1.2.840.10008.3.1.1.1", (),
-                                      UserInformation()), flow)
-        s.handle(AssociationRejected(ts + 0.005, 0.005, "permanent", "service-user",
-                                     "called-ae-not-recognized", 1, 1, 7), flow)
+        s.handle(
+            AssociationRequested(
+                ts, "US1", "PACSS", "1.2.840.10008.3.1.1.1", (), UserInformation()
+            ),
+            flow,
+        )
+        s.handle(
+            AssociationRejected(
+                ts + 0.005, 0.005, "permanent", "service-user", "called-ae-not-recognized", 1, 1, 7
+            ),
+            flow,
+        )
         s.handle(AssociationEnded(ts + 0.01, "closed", 0.01), flow)
         # An association left open (the active gauge), server-level events.
         if r == 0:
@@ -349,18 +443,38 @@ def test_dashboard_covers_the_issue_rows() -> None:
     dash = load_dashboard()
     text = json.dumps(dash)
     rows = [p["title"].lower() for p in dash["panels"] if p["type"] == "row"]
-    for word in ("overview", "c-store timing", "status codes", "rejects", "presentation contexts",
-                 "throughput", "tcp health", "sniffer health"):
+    for word in (
+        "overview",
+        "c-store timing",
+        "status codes",
+        "rejects",
+        "presentation contexts",
+        "throughput",
+        "tcp health",
+        "sniffer health",
+    ):
         assert any(word in row for row in rows), word
-    assert any(p["type"] == "heatmap" and "dicom_dimse_duration_seconds_bucket" in json.dumps(p)
-               for p in all_panels(dash))
-    for needed in ("dicom_dimse_request_transfer_seconds", "dicom_dimse_response_latency_seconds",
-                   "dicom_pdata_bytes", "dicom_tcp_retransmi", "dicom_tcp_zero_window",
-                   "dicom_tcp_resets", "dicom_tcp_handshake_rtt_seconds",
-                   "dicomsniffd_capture_dropped_packets", "dicom_capture_missed_bytes",
-                   "dicomsniffd_flows_active", "dicomsniffd_flow_evictions_total",
-                   "dicomsniffd_label_overflow_total", "dicom_presentation_contexts_total",
-                   "dicom_association_rejects", "dicom_association_aborts"):
+    assert any(
+        p["type"] == "heatmap" and "dicom_dimse_duration_seconds_bucket" in json.dumps(p)
+        for p in all_panels(dash)
+    )
+    for needed in (
+        "dicom_dimse_request_transfer_seconds",
+        "dicom_dimse_response_latency_seconds",
+        "dicom_pdata_bytes",
+        "dicom_tcp_retransmi",
+        "dicom_tcp_zero_window",
+        "dicom_tcp_resets",
+        "dicom_tcp_handshake_rtt_seconds",
+        "dicomsniffd_capture_dropped_packets",
+        "dicom_capture_missed_bytes",
+        "dicomsniffd_flows_active",
+        "dicomsniffd_flow_evictions_total",
+        "dicomsniffd_label_overflow_total",
+        "dicom_presentation_contexts_total",
+        "dicom_association_rejects",
+        "dicom_association_aborts",
+    ):
         assert needed in text, needed
 
 
@@ -382,8 +496,10 @@ def test_every_metric_name_exists_in_the_exporter_and_every_recording_rule_is_de
 
 
 def test_metric_name_extraction() -> None:
-    expr = ('histogram_quantile(0.95, sum by (le, command) (rate(foo_bucket{a=~"x|y", b!="z"}[5m])))'
-            ' / on (job) group_left () bar:baz:rate5m and up offset 10m == 1')
+    expr = (
+        'histogram_quantile(0.95, sum by (le, command) (rate(foo_bucket{a=~"x|y", b!="z"}[5m])))'
+        " / on (job) group_left () bar:baz:rate5m and up offset 10m == 1"
+    )
     assert metric_names(expr) == {"foo_bucket", "bar:baz:rate5m", "up"}
 
 
@@ -400,6 +516,7 @@ def test_provisioning_examples() -> None:
 # ------------------------------------------------------------------------------------------
 # Live: a real Prometheus, the rule file, every dashboard expression
 # ------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------
 
 
 def free_port() -> int:
@@ -408,41 +525,87 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def http_json(url: str, timeout: float = 5.0) -> dict:
+def http_get(url: str, timeout: float = 5.0) -> bytes:
     with urllib.request.urlopen(url, timeout=timeout) as resp:
-        return json.load(resp)
+        return resp.read()
+
+
+def _enter_netns(name: str) -> None:
+    """Move the calling thread (only it) into network namespace ``name`` (setns(2))."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns({name}): {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
+class NetnsHttp:
+    """HTTP GETs from inside a network namespace: one worker thread joined it with setns,
+    so its sockets reach the namespace's loopback (Prometheus, the daemon's /metrics)."""
+
+    def __init__(self, namespace: str) -> None:
+        self._pool = ThreadPoolExecutor(1, initializer=_enter_netns, initargs=(namespace,))
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def _get(self, url: str, timeout: float) -> bytes:
+        with self._opener.open(url, timeout=timeout) as resp:
+            return resp.read()
+
+    def get(self, url: str, timeout: float = 5.0) -> bytes:
+        return self._pool.submit(self._get, url, timeout).result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
 
 
 class Prometheus:
-    """A throwaway Prometheus: 1 s scrape and rule evaluation, the repository's rule file."""
+    """A throwaway Prometheus: 1 s scrape and rule evaluation, the repository's rule file.
 
-    def __init__(self, target: str, workdir: Path) -> None:
+    ``net``: run it inside namespace "a" of that VethPair (its loopback), queried through
+    a NetnsHttp thread; otherwise on our loopback."""
+
+    def __init__(self, target: str, workdir: Path, *, net: VethPair | None = None) -> None:
         binary = shutil.which("prometheus")
         if binary is None:
-            pytest.fail("prometheus not found: install Debian's `prometheus` package (scripts/test.sh does)")
-        self.port = free_port()
+            pytest.fail(
+                "prometheus not found: install Debian's `prometheus` package (scripts/test.sh does)"
+            )
+        self.port = 9090 if net is not None else free_port()  # a fresh namespace: free
         self.url = f"http://127.0.0.1:{self.port}"
+        self._ns_http = NetnsHttp(net.ns["a"]) if net is not None else None
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(RULES)],
-            "scrape_configs": [{"job_name": "dicomsniffd-test",
-                                "static_configs": [{"targets": [target]}]}],
+            "scrape_configs": [
+                {
+                    "job_name": "dicomsniffd-test",
+                    "scrape_timeout": "1s",
+                    "static_configs": [{"targets": [target]}],
+                }
+            ],
         }
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
         self.log = open(workdir / "prometheus.log", "w+b")  # noqa: SIM115 (closed in stop)
-        self.proc = subprocess.Popen(
-            [binary, f"--config.file={workdir / 'prometheus.yml'}",
-             f"--storage.tsdb.path={workdir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
-            stdout=self.log, stderr=subprocess.STDOUT,
-        )
+        argv = [
+            binary,
+            f"--config.file={workdir / 'prometheus.yml'}",
+            f"--storage.tsdb.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--log.level=warn",
+        ]
+        if net is not None:
+            self.proc = net.popen("a", argv, stdout=self.log, stderr=subprocess.STDOUT, text=False)
+        else:
+            self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while True:
             try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
+                self.get("/-/ready", timeout=2)
+                break
             except (urllib.error.URLError, OSError):
                 pass
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -450,14 +613,22 @@ class Prometheus:
                 pytest.fail(f"prometheus did not start:\n{self.output()}")
             time.sleep(0.2)
 
+    def get(self, path: str, timeout: float = 5.0) -> bytes:
+        if self._ns_http is not None:
+            return self._ns_http.get(self.url + path, timeout)
+        return http_get(self.url + path, timeout)
+
+    def get_json(self, path: str) -> dict:
+        return json.loads(self.get(path))
+
     def output(self) -> str:
         self.log.seek(0)
         return self.log.read().decode(errors="replace")[-4000:]
 
     def query(self, expr: str) -> list[dict]:
-        url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        path = "/api/v1/query?" + urllib.parse.urlencode({"query": expr})
         try:
-            body = http_json(url)
+            body = self.get_json(path)
         except urllib.error.HTTPError as exc:  # 400: the expression does not parse
             raise AssertionError(f"{expr}: {exc.read().decode(errors='replace')}") from exc
         assert body["status"] == "success", body
@@ -471,47 +642,84 @@ class Prometheus:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self._ns_http is not None:
+            self._ns_http.close()
         self.log.close()
 
 
-def has_value(result: list[dict]) -> bool:
-    """At least one sample that is a number (histogram_quantile of nothing gives NaN)."""
+def values(result: list[dict]) -> list[float]:
+    """The numeric samples of an instant query (histogram_quantile of nothing gives NaN)."""
+    out = []
     for series in result:
-        value = series.get("value", [0, "NaN"])[1]
-        if not math.isnan(float(value)):
-            return True
-    return False
+        value = float(series.get("value", [0, "NaN"])[1])
+        if not math.isnan(value):
+            out.append(value)
+    return out
 
 
-def assert_dashboard_works(target: str, workdir: Path, *, timeout: float = 90.0,
-                           may_be_empty: frozenset[str] = frozenset()) -> None:
-    """Start Prometheus against ``target`` with the rule file; wait until every dashboard
-    expression returns data (except the titles in ``may_be_empty``), then check that every
-    rule evaluated without error. ``target`` must keep producing traffic meanwhile."""
+def has_value(result: list[dict]) -> bool:
+    return bool(values(result))
+
+
+def check_dashboard(
+    prom: Prometheus,
+    *,
+    timeout: float = 90.0,
+    may_be_empty: frozenset[str] = frozenset(),
+    nonzero: frozenset[str] = frozenset(),
+    proofs: dict[str, str] | None = None,
+) -> None:
+    """Wait until every dashboard expression returns data (except the titles in
+    ``may_be_empty``; a value > 0 for the titles in ``nonzero``) and every expression of
+    ``proofs`` returns a value > 0 (what the traffic is known to have caused); then check
+    that every rule evaluated without error. The target must keep producing traffic."""
+    exprs = [(where, substitute(expr)) for where, expr in dashboard_exprs(load_dashboard())]
+    pending = dict(exprs)
+    proofs_pending = dict(proofs or {})
+    deadline = time.monotonic() + timeout
+
+    def required() -> list[str]:
+        return [w for w in pending if not any(s in w for s in may_be_empty)]
+
+    def shows(where: str, result: list[dict]) -> bool:
+        if any(s in where for s in nonzero):
+            return any(v > 0 for v in values(result))
+        return has_value(result)
+
+    while (required() or proofs_pending) and time.monotonic() < deadline:
+        for where, expr in list(pending.items()):
+            if shows(where, prom.query(expr)):
+                del pending[where]
+        for what, expr in list(proofs_pending.items()):
+            if any(v > 0 for v in values(prom.query(expr))):
+                del proofs_pending[what]
+        if required() or proofs_pending:
+            time.sleep(1)
+    missing = {w: pending[w] for w in required()}
+    up = prom.query('up{job="dicomsniffd-test"}')
+    assert not missing, (
+        f"{len(missing)} of {len(exprs)} dashboard queries returned no data (or 0 where "
+        f"the traffic must show) "
+        f"(up={up}):\n" + "\n".join(f"  {w}: {e}" for w, e in missing.items())
+    )
+    assert not proofs_pending, (
+        "the traffic did not show up in Prometheus as it should:\n"
+        + "\n".join(f"  {w}: {e} = {prom.query(e)}" for w, e in proofs_pending.items())
+    )
+    groups = prom.get_json("/api/v1/rules")["data"]["groups"]
+    bad = [
+        (r["name"], r.get("lastError")) for g in groups for r in g["rules"] if r["health"] != "ok"
+    ]
+    assert len(groups) == 3 and not bad, bad
+
+
+def assert_dashboard_works(
+    target: str, workdir: Path, *, timeout: float = 90.0, may_be_empty: frozenset[str] = frozenset()
+) -> None:
+    """Start Prometheus (our loopback) against ``target`` and run check_dashboard."""
     prom = Prometheus(target, workdir)
     try:
-        exprs = [(where, substitute(expr)) for where, expr in dashboard_exprs(load_dashboard())]
-        pending = dict(exprs)
-        deadline = time.monotonic() + timeout
-        def required() -> list[str]:
-            return [w for w in pending if not any(s in w for s in may_be_empty)]
-
-        while required() and time.monotonic() < deadline:
-            for where, expr in list(pending.items()):
-                if has_value(prom.query(expr)):
-                    del pending[where]
-            if required():
-                time.sleep(1)
-        missing = {w: pending[w] for w in required()}
-        up = prom.query('up{job="dicomsniffd-test"}')
-        assert not missing, (
-            f"{len(missing)} of {len(exprs)} dashboard queries returned no data "
-            f"(up={up}):\n" + "\n".join(f"  {w}: {e}" for w, e in missing.items())
-        )
-        groups = http_json(f"{prom.url}/api/v1/rules")["data"]["groups"]
-        bad = [(r["name"], r.get("lastError")) for g in groups for r in g["rules"]
-               if r["health"] != "ok"]
-        assert len(groups) == 3 and not bad, bad
+        check_dashboard(prom, timeout=timeout, may_be_empty=may_be_empty)
     except BaseException:
         sys.stderr.write(f"\n[prometheus log]\n{prom.output()}\n")
         raise
@@ -547,148 +755,460 @@ def stand_in_exporter() -> Iterator[str]:
         thread.join()
 
 
-def test_every_dashboard_query_returns_data_from_prometheus_standin(stand_in_exporter, tmp_path) -> None:
+def test_every_dashboard_query_returns_data_from_prometheus_standin(
+    stand_in_exporter, tmp_path
+) -> None:
     assert_dashboard_works(stand_in_exporter, tmp_path / "prom")
 
 
 # ------------------------------------------------------------------------------------------
-# Live daemon: real DICOM traffic on loopback, captured by `dicomsniffd run`
+# Live daemon: real DICOM traffic between two namespaces, captured by `dicomsniffd run`
 # ------------------------------------------------------------------------------------------
+#
+# Namespace "a" (client side): the SCUs, the C-MOVE destination, the daemon capturing on
+# veth "a" (offloads off) and Prometheus scraping it over the namespace's loopback.
+# Namespace "b" (server side): the SCPs, iptables for the impairments. Every dashboard
+# series comes from something the peers really did on the wire:
+#
+#   pynetdicom loop (CT1 -> PACS, all the time)  associations, C-ECHO, C-STOREs answered
+#       0x0000/0xA700/0xB000/0xC000, C-FIND with pendings, C-MOVE with a sub-operation
+#       (PACS -> DEST), a rejected presentation context (MR), a rejected association
+#       (wrong called AE): the timing histograms get new samples in every rate window.
+#   rawscu abort                 A-ABORT in the middle of a data set
+#   silent SCP, blackhole        a C-ECHO never answered, then the SCU resets: unanswered
+#                                request, TCP reset
+#   silent SCP, stall            the receiver stops reading: zero-window advertisements
+#   garbage                      an undefined PDU type after the association: protocol error
+#   idle association             quiet longer than flows.idle_timeout_s: idle eviction
+#   closed port / SYNs dropped   connection failures refused / unanswered (syn_timeout_s 1)
+#   openssl s_server/s_client    TLS on a DICOM port (2762)
+#   iptables 2 % random drop     retransmissions during a storescu burst
+#   paused sniffer + burst       capture drops and capture gaps, see _capture_pause_burst
+#   metrics.max_ae_titles: 2     every AE title after CT1 and PACS overflows into "other"
 
-# Panels that need network trouble or sniffer overload which clean loopback traffic cannot
-# produce (the lead may drive them in a namespace with netem loss, a tiny receive buffer,
-# a refused port, a TLS peer, ...). Everything else must show data.
-NEEDS_IMPAIRMENT = frozenset({
-    "Retransmission ratio", "Retransmitted segments", "Zero-window", "TCP resets",
-    "Capture drop ratio", "Dropped packets", "Capture gaps", "Flow evictions",
-    "Connection failures", "TLS connections", "Protocol errors", "Label overflow",
-    "Unanswered requests", "Aborts / s", "Abort rate", "A-ABORTs", "Aborts in the time range",
-    "sub-operations",
-})
+# Dashboard titles allowed to return no data from the live daemon: none. Every series is
+# produced by real traffic above (keep the parameter for a platform that cannot).
+NEEDS_IMPAIRMENT: frozenset[str] = frozenset()
+
+# Trouble panels whose expressions look back 5 minutes (recording rules, $__range): they
+# must show a value > 0, not only "data". The $__rate_interval (20 s) panels over one-shot
+# trouble (connection failures, TLS, protocol errors, evictions, drops, gaps, unanswered)
+# would race the clock for that; PROOFS below checks their counters instead.
+NONZERO_PANELS = frozenset(
+    {
+        "'Out of Resources (0xA7xx)'",
+        "'A-ABORTs'",
+        "'Rejects / s by reason'",
+        "'Aborts / s by source and reason'",
+        "'Abort rate vs. normal by AE pair'",
+        "'Rejects in the time range'",
+        "'Aborts in the time range'",
+        "'Rejected presentation contexts (SOP class not accepted)'",
+        "'Retransmission ratio (estimated)'",
+        "'Retransmitted segments / s'",
+        "'Zero-window advertisements / s'",
+        "'TCP resets / s'",
+        "'Capture drop ratio'",
+    }
+)
+
+# What the traffic is known to have caused: each must reach Prometheus as a value > 0
+# (a dashboard query over a counter that stayed 0 would "return data" without proof).
+PROOFS = {
+    "C-STORE 0x0000": 'sum(dicom_dimse_responses_total{command="C-STORE", status="0x0000"})',
+    "C-STORE 0xA700": 'sum(dicom_dimse_responses_total{command="C-STORE", status="0xA700"})',
+    "C-STORE 0xB000": 'sum(dicom_dimse_responses_total{command="C-STORE", status="0xB000"})',
+    "C-STORE 0xC000": 'sum(dicom_dimse_responses_total{command="C-STORE", status="0xC000"})',
+    "C-ECHO": 'sum(dicom_dimse_responses_total{command="C-ECHO", status="0x0000"})',
+    "C-FIND pending": 'sum(dicom_dimse_responses_total{command="C-FIND", status_class="pending"})',
+    "C-MOVE sub-operations": 'sum(dicom_suboperations_total{command="C-MOVE", outcome="completed"})',
+    "association rejected": "sum(dicom_association_rejects_total)",
+    "presentation context rejected": 'sum(dicom_presentation_contexts_total{result!="acceptance"})',
+    "A-ABORT": "sum(dicom_association_aborts_total)",
+    "unanswered request": "sum(dicom_dimse_unanswered_total)",
+    "TCP reset": "sum(dicom_tcp_resets_total)",
+    "retransmissions": "sum(dicom_tcp_retransmitted_segments_total)",
+    "zero window": 'sum(dicom_tcp_zero_window_total{sender="acceptor"})',
+    "connection refused": 'sum(dicom_tcp_connection_failures_total{reason="refused"})',
+    "SYN unanswered": 'sum(dicom_tcp_connection_failures_total{reason="unanswered"})',
+    "TLS": 'sum(dicom_tls_connections_total{outcome="established"})',
+    "protocol error": 'sum(dicom_protocol_errors_total{kind="bad-pdu-type"})',
+    "label overflow": 'sum(dicomsniffd_label_overflow_total{label=~"calling_ae|called_ae"})',
+    "idle eviction": 'sum(dicomsniffd_flow_evictions_total{reason="idle"})',
+    "capture drops": 'sum(dicomsniffd_capture_dropped_packets_total{where="kernel"})',
+    "capture gaps": "sum(dicom_capture_missed_bytes_total)",
+}
+
+REPEATED_PROOFS = {
+    k: PROOFS[k]
+    for k in (
+        "A-ABORT",
+        "unanswered request",
+        "TCP reset",
+        "retransmissions",
+        "zero window",
+        "protocol error",
+    )
+}
+
+PEERS = ROOT / "tests" / "peers"
+DASH_PEERS = str(PEERS / "dashboard_peers.py")
+PACS_PORT, DEST_PORT, BLACKHOLE_PORT, STALL_PORT = 11112, 11113, 11114, 11115
+CLOSED_PORT, SYN_DROP_PORT, TLS_PORT, METRICS_PORT = 11116, 11117, 2762, 9104
+
+DAEMON_CONFIG = """\
+capture:
+  interface: {iface}
+  # Small on purpose: while the sniffer is paused, a burst overflows it (capture drops).
+  buffer_size_mb: 2
+  timeout_ms: 50
+dicom:
+  ports: [{pacs}, {dest}, {blackhole}, {stall}, {closed}, {syn_drop}, {tls}]
+flows:
+  idle_timeout_s: 3
+  closed_timeout_s: 2
+  syn_timeout_s: 1
+metrics:
+  listen: "127.0.0.1:{metrics}"
+  max_ae_titles: 2
+"""
 
 
-class DicomTrafficLoop:
-    """pynetdicom SCP + SCU on loopback, looping: C-ECHO, C-STOREs (one 0xA700 and one
-    0xB000 each round), C-FIND, a rejected association (wrong called AE)."""
-
-    def __init__(self, port: int) -> None:
-        from pydicom.dataset import Dataset, FileMetaDataset
-        from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-        from pynetdicom import AE, evt
-        from pynetdicom.sop_class import (
-            CTImageStorage,
-            MRImageStorage,
-            PatientRootQueryRetrieveInformationModelFind,
-            Verification,
+def _peer(net: VethPair, *args: str, ok: bool = True) -> str:
+    """Run a dashboard_peers.py client in namespace "a"; its JSON line is returned."""
+    p = net.run("a", [sys.executable, DASH_PEERS, *args], check=False, timeout=60)
+    if ok and p.returncode != 0:
+        raise AssertionError(
+            f"dashboard_peers {args} failed ({p.returncode}):\n{p.stdout}{p.stderr}"
         )
+    return p.stdout.strip()
 
-        self.port = port
-        self.stop_event = threading.Event()
-        self.count = 0
 
-        def on_store(event):
-            self.count += 1
-            return {0: 0xA700, 1: 0xB000}.get(self.count % 7, 0x0000)
+def _wait_metric(http: NetnsHttp, check, what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    text = ""
+    while time.monotonic() < deadline:
+        try:
+            text = http.get(f"http://127.0.0.1:{METRICS_PORT}/metrics").decode()
+            if check(text):
+                return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"the daemon never showed {what}:\n{text[-3000:]}")
 
-        def on_find(event):
-            time.sleep(0.05)
-            yield 0xFF00, event.identifier
-            yield 0x0000, None
 
-        scp = AE(ae_title="PACS")
-        scp.require_called_aet = True
-        scp.add_supported_context(Verification)
-        scp.add_supported_context(CTImageStorage, ExplicitVRLittleEndian)
-        scp.add_supported_context(PatientRootQueryRetrieveInformationModelFind)
-        self.server = scp.start_server(
-            ("127.0.0.1", port), block=False,
-            evt_handlers=[(evt.EVT_C_STORE, on_store), (evt.EVT_C_FIND, on_find)])
+def _repeatable_trouble(net: VethPair, storescu: str, big: str, burst_files: list[str]) -> None:
+    """A-ABORT mid-dataset, an unanswered request ended by a RST, a protocol error, a zero
+    window ended by a RST, retransmissions under 2 % iptables loss during a store burst."""
+    b_ip = net.ip("b")
+    p = net.run(
+        "a",
+        [
+            sys.executable,
+            scenarios.RAWSCU_SCRIPT,
+            "abort",
+            b_ip,
+            str(PACS_PORT),
+            big,
+            "--calling",
+            "CT1",
+            "--called",
+            "PACS",
+        ],
+        check=False,
+    )
+    assert p.returncode == 0, p.stdout + p.stderr
+    _peer(net, "unanswered", b_ip, str(BLACKHOLE_PORT))
+    _peer(net, "garbage", b_ip, str(PACS_PORT))
+    _peer(net, "zero-window", b_ip, str(STALL_PORT))
+    # Data segments only (>= 100 bytes): handshakes stay intact, every drop is retransmitted.
+    drop_rule = [
+        "INPUT",
+        "-p",
+        "tcp",
+        "-m",
+        "length",
+        "--length",
+        "100:65535",
+        "-m",
+        "statistic",
+        "--mode",
+        "random",
+        "--probability",
+        "0.02",
+        "-j",
+        "DROP",
+    ]
+    before = _random_drop_count(net)
+    net.run("b", ["iptables", "-w", "-A", *drop_rule])
+    try:
+        p = net.run(
+            "a",
+            [storescu, "-aet", "CT1", "-aec", "PACS", b_ip, str(PACS_PORT), *burst_files],
+            check=False,
+        )
+        dropped = _random_drop_count(net) - before
+    finally:
+        net.run("b", ["iptables", "-w", "-D", *drop_rule])
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert dropped > 0, "iptables dropped nothing during the store burst"
 
-        ds = Dataset()
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.SOPClassUID = CTImageStorage
-        ds.PatientName = "TEST^PATIENT"
-        ds.Rows = ds.Columns = 256
-        ds.BitsAllocated = ds.BitsStored = 16
-        ds.HighBit = 15
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.PixelRepresentation = 0
-        ds.PixelData = bytes(256 * 256 * 2)
-        self.dataset = ds
-        self.generate_uid = generate_uid
-        self.scu = AE(ae_title="CT1")
-        self.scu.add_requested_context(Verification)
-        self.scu.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
-        self.scu.add_requested_context(PatientRootQueryRetrieveInformationModelFind)
-        self.scu.add_requested_context(MRImageStorage)  # the SCP rejects it (negotiation panel)
-        self.scu.dimse_timeout = self.scu.acse_timeout = self.scu.network_timeout = 10
-        self.find_model = PatientRootQueryRetrieveInformationModelFind
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-        self.thread.start()
 
-    def _loop(self) -> None:
-        while not self.stop_event.is_set():
-            try:
-                self._round()
-            except Exception:  # keep the traffic flowing; the dashboard check reports gaps
-                logging.getLogger(__name__).exception("traffic round failed")
-            self.stop_event.wait(0.3)
+def _wait_proofs(prom: Prometheus, proofs: dict[str, str], timeout: float = 30.0) -> None:
+    pending = dict(proofs)
+    deadline = time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        for what, expr in list(pending.items()):
+            if any(v > 0 for v in values(prom.query(expr))):
+                del pending[what]
+        if pending:
+            time.sleep(0.5)
+    assert not pending, f"never reached Prometheus: {pending}"
 
-    def _round(self) -> None:
-        assoc = self.scu.associate("127.0.0.1", self.port, ae_title="PACS")
-        if assoc.is_established:
-            assoc.send_c_echo()
-            for _ in range(3):
-                self.dataset.SOPInstanceUID = self.generate_uid()
-                assoc.send_c_store(self.dataset)
-            query = type(self.dataset)()
-            query.QueryRetrieveLevel = "PATIENT"
-            query.PatientID = "*"
-            for _ in assoc.send_c_find(query, self.find_model):
-                pass
-            assoc.release()
-        self.scu.associate("127.0.0.1", self.port, ae_title="WRONGAE").release()
 
-    def stop(self) -> None:
-        self.stop_event.set()
-        self.thread.join(timeout=30)
-        self.server.shutdown()
+def _random_drop_count(net: VethPair) -> int:
+    """Packets dropped so far by the random-drop rule in namespace "b" (not the SYN rule)."""
+    out = net.run("b", ["iptables", "-w", "-L", "INPUT", "-v", "-x", "-n"]).stdout
+    return sum(
+        int(line.split()[0])
+        for line in out.splitlines()
+        if "statistic mode random" in line and line.split()[0].isdigit()
+    )
+
+
+def _capture_pause_burst(net: VethPair, daemon: Daemon, target: str) -> str:
+    """Capture drops and capture gaps, made certain: the sniffer stops reading (SIGSTOP,
+    as when it gets no CPU) while a 32 MiB C-STORE crosses the veth, far more than the
+    2 MiB capture buffer holds, so the kernel drops frames (dicomsniffd_capture_dropped_
+    packets_total) that the peers did exchange; when the sniffer reads again it sees the
+    receiver acknowledge bytes it never captured (dicom_capture_missed_bytes_total).
+    A free-running burst against a small buffer drops only when the sniffer happens to
+    fall behind, which on a fast or idle machine it may not."""
+    burst = net.popen(
+        "a",
+        [sys.executable, DASH_PEERS, "burst", target, str(BLACKHOLE_PORT)],
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert burst.stdout.readline().strip() == "associated", burst.stderr.read()
+    os.kill(daemon.pid, signal.SIGSTOP)
+    try:
+        burst.stdin.write("go\n")
+        burst.stdin.flush()
+        assert burst.stdout.readline().strip() == "sent", burst.stderr.read()
+    finally:
+        os.kill(daemon.pid, signal.SIGCONT)
+    out, err = burst.communicate("finish\n", timeout=30)
+    assert burst.returncode == 0, out + err
+    return out.strip()
+
+
+def _start_daemon(net: VethPair, workdir: Path, http: NetnsHttp) -> Daemon:
+    config = workdir / "dicomsniffd.yaml"
+    config.write_text(
+        DAEMON_CONFIG.format(
+            iface=net.iface("a"),
+            pacs=PACS_PORT,
+            dest=DEST_PORT,
+            blackhole=BLACKHOLE_PORT,
+            stall=STALL_PORT,
+            closed=CLOSED_PORT,
+            syn_drop=SYN_DROP_PORT,
+            tls=TLS_PORT,
+            metrics=METRICS_PORT,
+        ),
+        encoding="utf-8",
+    )
+    daemon = Daemon(
+        ["-c", str(config)],
+        str(workdir),
+        port=METRICS_PORT,
+        env=daemon_env(),
+        argv_prefix=["ip", "netns", "exec", net.ns["a"]],
+    )
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            http.get(daemon.url("/healthz"), timeout=2)
+            return daemon
+        except (urllib.error.URLError, OSError):
+            pass
+        if daemon.proc.poll() is not None or time.monotonic() > deadline:
+            log = daemon.log()
+            daemon.close()
+            pytest.fail(f"dicomsniffd run did not become healthy:\n{log}")
+        time.sleep(0.2)
 
 
 @pytest.mark.netns
 def test_every_dashboard_query_returns_data_from_the_live_daemon(tmp_path) -> None:
     if os.geteuid() != 0:
-        pytest.fail("the live daemon test captures packets: run it as root (scripts/test.sh)")
-    dicom_port = free_port()
-    metrics_port = free_port()
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "dicomsniffd", "run", "-i", "lo", "-f", f"tcp port {dicom_port}",
-         "--listen", f"127.0.0.1:{metrics_port}"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        pytest.fail(
+            "the live daemon test uses namespaces and captures: run it as root (scripts/test.sh)"
+        )
+    netns.require_tools("ip", "ethtool", "tcpdump", "iptables", "ss", "openssl")
+    storescu, storescp = scenarios.dcmtk("storescu"), scenarios.dcmtk("storescp")
+    loop_series = make_ct.make_series(str(tmp_path / "loop"), 4, 64, series=41)
+    loop_files = [p for p, _ in loop_series]
+    uids = [u for _, u in loop_series]
+    burst_files = [p for p, _ in make_ct.make_series(str(tmp_path / "burst"), 16, 256, series=42)]
+    big = make_ct.make_series(str(tmp_path / "big"), 1, 256, series=43)[0][0]
+    key, cert = str(tmp_path / "tls.key"), str(tmp_path / "tls.pem")
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            key,
+            "-out",
+            cert,
+            "-days",
+            "1",
+            "-subj",
+            "/CN=dsniff-dashboard",
+        ],
+        check=True,
+        capture_output=True,
     )
-    traffic = None
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=2).close()
-                break
-            except (urllib.error.URLError, OSError):
-                if daemon.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("dicomsniffd run did not serve /metrics")
-                time.sleep(0.2)
-        traffic = DicomTrafficLoop(dicom_port)
-        assert_dashboard_works(f"127.0.0.1:{metrics_port}", tmp_path / "prom",
-                               timeout=120, may_be_empty=NEEDS_IMPAIRMENT)
-    finally:
-        if traffic is not None:
-            traffic.stop()
-        daemon.terminate()
+
+    with VethPair(ipv6=False) as net:
+        a_ip, b_ip = net.ip("a"), net.ip("b")
+        # -- servers --------------------------------------------------------------------
+        scenarios.start_pyscp(
+            net,
+            "b",
+            str(tmp_path),
+            {
+                "ae_title": "PACS",
+                "port": PACS_PORT,
+                "require_called_aet": True,
+                "store_status": {uids[1]: "0xA700", uids[2]: "0xB000", uids[3]: "0xC000"},
+                "find_pending": 2,
+                "move": {"destinations": {"DEST": [a_ip, DEST_PORT]}, "files": loop_files[:1]},
+            },
+        )
+        dest = net.popen("a", [storescp, "-aet", "DEST", "--ignore", str(DEST_PORT)])
+        net.wait_listening("a", DEST_PORT, proc=dest)
+        for port, mode in ((BLACKHOLE_PORT, "blackhole"), (STALL_PORT, "stall")):
+            silent = net.popen(
+                "b", [sys.executable, DASH_PEERS, "silent-scp", str(port), "--mode", mode]
+            )
+            net.wait_listening("b", port, proc=silent)
+        tls = net.popen(
+            "b",
+            [
+                "openssl",
+                "s_server",
+                "-accept",
+                str(TLS_PORT),
+                "-cert",
+                cert,
+                "-key",
+                key,
+                "-naccept",
+                "1",
+                "-rev",
+            ],
+        )
+        net.wait_listening("b", TLS_PORT, proc=tls)
+        net.run(
+            "b",
+            [
+                "iptables",
+                "-w",
+                "-A",
+                "INPUT",
+                "-p",
+                "tcp",
+                "--dport",
+                str(SYN_DROP_PORT),
+                "--syn",
+                "-j",
+                "DROP",
+            ],
+        )
+
+        http = NetnsHttp(net.ns["a"])
+        daemon = _start_daemon(net, tmp_path, http)
+        loop_log = open(tmp_path / "loop.log", "w")  # noqa: SIM115 (closed below)
+        prom = None
         try:
-            out, _ = daemon.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            out, _ = daemon.communicate()
-        sys.stderr.write(f"\n[dicomsniffd log]\n{out.decode(errors='replace')[-3000:]}\n")
+            prom = Prometheus(f"127.0.0.1:{METRICS_PORT}", tmp_path / "prom", net=net)
+            # -- clean traffic, all the time; CT1 and PACS are the first AE titles seen --
+            loop = net.popen(
+                "a",
+                [sys.executable, DASH_PEERS, "loop", b_ip, str(PACS_PORT), *loop_files],
+                stdout=loop_log,
+            )
+            _wait_metric(
+                http,
+                lambda t: (
+                    'calling_ae="CT1"' in t
+                    and 'called_ae="PACS"' in t
+                    and metric_value(t, "dicom_suboperations_total") is not None
+                ),
+                "a first round of CT1 -> PACS",
+            )
+            # -- trouble ---------------------------------------------------------------
+            idle = net.popen("a", [sys.executable, DASH_PEERS, "idle", b_ip, str(PACS_PORT), "5"])
+            syn = net.popen(
+                "a", [sys.executable, DASH_PEERS, "syn-timeout", b_ip, str(SYN_DROP_PORT)]
+            )
+            _peer(net, "refused", b_ip, str(CLOSED_PORT))
+            p = net.run(
+                "a",
+                [
+                    "sh",
+                    "-c",
+                    f"(echo dicom-over-tls; sleep 0.4) | openssl s_client "
+                    f"-connect {b_ip}:{TLS_PORT} -tls1_2",
+                ],
+                check=False,
+            )
+            assert "slt-revo-mocid" in p.stdout, p.stdout + p.stderr
+            # Twice: a counter series born with a one-shot event enters Prometheus already
+            # at its value, so rate()/increase() over it stays 0 until it moves again.
+            _repeatable_trouble(net, storescu, big, burst_files)
+            _wait_proofs(prom, REPEATED_PROOFS)  # scraped: the series exist in Prometheus
+            _repeatable_trouble(net, storescu, big, burst_files)
+            _capture_pause_burst(net, daemon, b_ip)
+            for proc in (idle, syn):
+                out, _ = proc.communicate(timeout=30)
+                assert proc.returncode == 0, out
+            # -- every dashboard expression, and the proofs ------------------------------
+            check_dashboard(
+                prom,
+                timeout=60,
+                may_be_empty=NEEDS_IMPAIRMENT,
+                nonzero=NONZERO_PANELS,
+                proofs=PROOFS,
+            )
+            assert loop.poll() is None, (tmp_path / "loop.log").read_text()
+        except BaseException:
+            if prom is not None:
+                sys.stderr.write(f"\n[prometheus log]\n{prom.output()}\n")
+            if (tmp_path / "loop.log").exists():
+                sys.stderr.write(
+                    f"\n[traffic loop]\n{(tmp_path / 'loop.log').read_text()[-2000:]}\n"
+                )
+            raise
+        finally:
+            if prom is not None:
+                prom.stop()
+            http.close()
+            loop_log.close()
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(daemon.pid, signal.SIGCONT)
+            if daemon.proc.poll() is None:
+                daemon.proc.terminate()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    daemon.proc.wait(15)
+            daemon.close()
+            sys.stderr.write(f"\n[dicomsniffd log]\n{daemon.log()[-3000:]}\n")
