@@ -18,4 +18,5 @@ if [ -n "$missing" ]; then
 fi
 python3 -m pip install -q --disable-pip-version-check -e ".[test]"
 python3 -m ruff check .
+python3 -m ruff format --check .
 python3 -m pytest "$@"
