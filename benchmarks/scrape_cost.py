@@ -11,8 +11,11 @@
    TCP events (retransmissions, zero windows, resets, handshake RTT), bytes (pdata and
    missed), connection failures and TLS connections per server. Timed (median of
    ``--runs``, wall and CPU): ``snapshot()`` (what the capture loop pays per publish),
-   ``exposition()`` of the store, and the daemon's scrape path (a second store merging
-   the snapshot, rendered with ``generate_latest``, as ``MetricsView.render`` does).
+   ``exposition()`` of the store (= ``render_text()``, the direct text renderer), the
+   daemon's scrape path (a second store merging the snapshot, rendered with
+   ``render_text()`` as ``MetricsView.render`` does), and for reference the same two
+   rendered the old way, with prometheus-client's ``generate_latest`` over ``collect()``
+   (the bytes must be identical; the script exits 1 if they are not).
 2. **Live** (root, tcpreplay): `dicomsniffd run` on a veth (benchmarks/live_rig.py) is fed a
    generated capture with ``--titles`` AE titles (benchmarks/make_many_flows.py's TCP and
    PDU builders, one calling AE per association, round-robin), then the median wall time of
@@ -155,7 +158,11 @@ def in_process(titles: int, runs: int) -> dict:
     registry.register(view)
     snapshot = store.snapshot()
     view.merge_snapshot("0", snapshot)
-    daemon_render = _timed(lambda: generate_latest(registry), runs)
+    daemon_render = _timed(view.render_text, runs)
+    store_generate_latest = _timed(lambda: generate_latest(store.registry), runs)
+    daemon_generate_latest = _timed(lambda: generate_latest(registry), runs)
+    identical = (store_generate_latest["result"] == expo["result"]
+                 and daemon_generate_latest["result"] == daemon_render["result"])  # fmt: skip
     pickled = _timed(lambda: pickle.dumps(store.snapshot(), pickle.HIGHEST_PROTOCOL), runs)
     result = {
         "titles": titles, "pairs": len(pairs(titles)), "events": events,
@@ -163,6 +170,10 @@ def in_process(titles: int, runs: int) -> dict:
         "snapshot": {k: v for k, v in snap.items() if k != "result"},
         "exposition": {k: v for k, v in expo.items() if k != "result"},
         "daemon_render": {k: v for k, v in daemon_render.items() if k != "result"},
+        "generate_latest": {k: v for k, v in store_generate_latest.items() if k != "result"},
+        "daemon_generate_latest": {k: v for k, v in daemon_generate_latest.items()
+                                   if k != "result"},
+        "identical_to_generate_latest": identical,
         "snapshot_pickle": {k: v for k, v in pickled.items() if k != "result"},
         "pickle_bytes": len(pickled["result"]),
         "label_overflow": sum(float(line.rsplit(b" ", 1)[1]) for line in body.splitlines()
@@ -304,6 +315,9 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     out = {"in_process": in_process(a.titles, a.runs)}
     print(json.dumps(out["in_process"], indent=1))
+    if not out["in_process"]["identical_to_generate_latest"]:
+        print("render_text() differs from generate_latest()", file=sys.stderr)
+        return 1
     if not a.no_live:
         out["live"] = live(a.titles, a.runs, a.mbps, a.burst_seconds)
         print(json.dumps(out["live"], indent=1))
