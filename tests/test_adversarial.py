@@ -13,6 +13,7 @@ measured figures are printed (``pytest -s``) and recorded in docs/robustness.md.
 from __future__ import annotations
 
 import dataclasses
+import os
 import struct
 import sys
 import tracemalloc
@@ -80,6 +81,11 @@ def interleave(attack: list[bytes], legit: list[bytes], window=(0.05, 0.95)) -> 
         out.append(fr)
     out.extend(legit[j:])
     return out
+
+
+# CI runs the floods scaled down; DSNIFF_ADVERSARIAL_FULL=1 runs the sizes of issue 6
+# (1 M SYNs, 100 k fake A-ASSOCIATE-RQs) with the same memory bounds.
+FULL = os.environ.get("DSNIFF_ADVERSARIAL_FULL") == "1"
 
 
 def write_pcap(path: Path, frames: Iterable[bytes], step: float) -> Path:
@@ -157,7 +163,7 @@ def test_syn_flood_flow_table_stays_at_capacity(tmp_path):
     SYN-only flows have the earliest deadline, so they are evicted first, oldest first;
     the legitimate connection, busy while in its handshake, gets a second chance and is
     never evicted: exactly the surplus attack flows are."""
-    n, cap = 50_000, 1_000
+    n, cap = (1_000_000 if FULL else 50_000), 1_000
     attack = []
     for i in range(n):
         src = (bytes([172, 16 + (i >> 16), (i >> 8) & 0xFF, i & 0xFF]), 1024 + i % 60000)
@@ -173,7 +179,11 @@ def test_syn_flood_flow_table_stays_at_capacity(tmp_path):
         evictions=r.m("dicomsniffd_flow_evictions_total", reason="capacity"),
     )
     assert r.max_flows == cap
-    assert r.m("dicomsniffd_flow_evictions_total", reason="capacity") == n - cap
+    # At full size the table holds only 10 ms of flood, less than the gap between the
+    # legitimate connection's packets, so LRU rightly evicts it too (picked up again
+    # midstream, still counted exactly below); at CI size it is never evicted.
+    evictions = r.m("dicomsniffd_flow_evictions_total", reason="capacity")
+    assert n - cap <= evictions <= n - cap + (3 if FULL else 0)
     assert r.m("dicomsniffd_flow_evictions_total", reason="memcap") == 0
     # a SYN-only flow costs < 2 KiB (Flow + two halves + two dict keys); 50k unbounded
     # flows would be > 75 MiB
@@ -188,7 +198,7 @@ def test_fake_associate_requests_never_completed(tmp_path):
     flows. The table holds 2.5 s of this flood; the legitimate association sends at least
     every 0.5 s, so it is never the least recently seen (see docs/robustness.md for what
     happens when the flood outruns capacity within one second)."""
-    n, cap = 10_000, 1_000
+    n, cap = (100_000 if FULL else 10_000), 1_000
     attack = []
     for i in range(n):
         rq = dicomgen.associate_rq(
