@@ -90,13 +90,9 @@ class _FlowContext:
 class DicomFlowHandler:
     """StreamHandler of one DICOM TCP connection: bytes to the core, events to the sinks."""
 
-    __slots__ = (
-        "pipeline", "ctx", "conv", "deliver", "requestor_direction", "_flushed_pdata", "closed",
-    )  # fmt: skip
+    __slots__ = ("pipeline", "ctx", "conv", "deliver", "_flushed_pdata", "closed")
 
-    def __init__(
-        self, pipeline: Pipeline, ctx: _FlowContext, conv: DicomConversation, requestor: int
-    ) -> None:
+    def __init__(self, pipeline: Pipeline, ctx: _FlowContext, conv: DicomConversation) -> None:
         self.pipeline = pipeline
         self.ctx = ctx
         self.conv = conv
@@ -105,7 +101,6 @@ class DicomFlowHandler:
         # costs one Python call (feed) instead of two (data -> feed). data() below is the
         # same thing in one call, for everyone else.
         self.deliver = conv.feed
-        self.requestor_direction = requestor
         self._flushed_pdata = [0, 0]
         self.closed = False
 
@@ -305,21 +300,7 @@ class Pipeline:
         hands each segment straight to the flow table: one call per batch here instead of
         a frame copy and a decode call per packet (see docs/performance.md).
         """
-        decode_batch = getattr(decoder, "decode_batch", None)
-        if decode_batch is not None:
-            packets, nbytes, ts = decode_batch(packet_bytes, records, self.flows.segment)
-        else:  # a decoder with only the per-frame interface
-            decode = decoder.decode
-            segment = self.flows.segment
-            packets = nbytes = 0
-            ts = 0.0
-            for sec, usec, offset, caplen in records:
-                ts = sec + usec * 1e-6
-                packets += 1
-                nbytes += caplen
-                seg = decode(packet_bytes[offset : offset + caplen])
-                if seg is not None:
-                    segment(ts, seg)
+        packets, nbytes, ts = decoder.decode_batch(packet_bytes, records, self.flows.segment)
         if packets:
             if self.first_ts is None:
                 self.first_ts = ts if packets == 1 else self._first_ts_of(records)
@@ -382,7 +363,7 @@ class Pipeline:
             transaction_timeout=self.config.transactions.timeout_s,
             max_pending=self.config.transactions.max_pending_per_association,
         )
-        handler = DicomFlowHandler(self, ctx, conv, requestor)
+        handler = DicomFlowHandler(self, ctx, conv)
         self.handlers[ctx.flow_id] = handler
         return handler
 
