@@ -754,6 +754,12 @@ def sc_k_ipv6(wd: str, img: Images) -> Scenario:
 L_VLAN = 100
 
 
+def _store_five(net: VethPair, img: Images) -> None:
+    """DCMTK storescu in namespace a sends the five "s5" images to the SCP in b."""
+    argv = [dcmtk("storescu"), "-aet", "STORESCU", "-aec", "VLAN-SCP", net.ip("b")]
+    _check(net.run("a", [*argv, str(SCP_PORT), *img.paths("s5")]), "storescu")
+
+
 def sc_l_vlan(wd: str, img: Images) -> Scenario:
     """(l) 802.1Q-tagged frames (VLAN 100), captured on the parent veth.
 
@@ -769,22 +775,7 @@ def sc_l_vlan(wd: str, img: Images) -> Scenario:
         with VethPair(vlan=L_VLAN) as net:
             scp = start_storescp(net, "b", SCP_PORT, "STORESCP")
             with net.capture("a", pcap, iface=net.iface("a")):
-                _check(
-                    net.run(
-                        "a",
-                        [
-                            dcmtk("storescu"),
-                            "-aet",
-                            "STORESCU",
-                            "-aec",
-                            "VLAN-SCP",
-                            net.ip("b"),
-                            str(SCP_PORT),
-                            *img.paths("s5"),
-                        ],
-                    ),
-                    "storescu",
-                )
+                _store_five(net, img)
             stop(scp)
     else:
         plain = os.path.join(wd, "l_untagged.pcap")
@@ -792,22 +783,7 @@ def sc_l_vlan(wd: str, img: Images) -> Scenario:
         with VethPair() as net:
             scp = start_storescp(net, "b", SCP_PORT, "STORESCP")
             with net.capture("a", plain):
-                _check(
-                    net.run(
-                        "a",
-                        [
-                            dcmtk("storescu"),
-                            "-aet",
-                            "STORESCU",
-                            "-aec",
-                            "VLAN-SCP",
-                            net.ip("b"),
-                            str(SCP_PORT),
-                            *img.paths("s5"),
-                        ],
-                    ),
-                    "storescu",
-                )
+                _store_five(net, img)
             stop(scp)
         _check(
             subprocess.run(
