@@ -69,6 +69,36 @@ HOT_KEYS = frozenset({
 RELOAD_FAILURES_METRIC = "dicomsniffd_config_reload_failures_total"
 
 
+class Waker:
+    """A flag the capture loop can also select() on, next to its capture socket.
+
+    A scrape sets it to get a fresh snapshot; through the pipe the loop wakes at once
+    instead of at the end of its read timeout (which made idle scrapes ~100 ms). The
+    pipe lives as long as the process: closing it while a scrape thread may still write
+    could hand its number to another file.
+    """
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.fd, self._write_fd = os.pipe()
+        os.set_blocking(self.fd, False)
+        os.set_blocking(self._write_fd, False)
+
+    def set(self) -> None:
+        self._event.set()
+        with contextlib.suppress(BlockingIOError):  # a full pipe already wakes the loop
+            os.write(self._write_fd, b"\0")
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def clear(self) -> None:
+        self._event.clear()
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self.fd, 4096):
+                pass
+
+
 class StartupError(Exception):
     """Start-up cannot go on; ``str()`` is the one line for the user, ``code`` the exit."""
 
@@ -462,7 +492,7 @@ class CaptureWorker:
         self.pipeline = Pipeline(config, sinks, worker)
         self.metrics.set_self_stats_source(self.pipeline.self_stats)
         self.decoder = Decoder(source.linktype)
-        self.want_snapshot = threading.Event()
+        self.want_snapshot = Waker()
         self.pending_config: Config | None = None
         self._last_packet_wall = time.monotonic()
         self._next_publish = 0.0
@@ -485,7 +515,9 @@ class CaptureWorker:
         process = self.pipeline.process_batch
         try:
             while not stop.is_set():
-                packet_bytes, records = self.source.read(self.config.capture.batch_size, wait_s)
+                packet_bytes, records = self.source.read(
+                    self.config.capture.batch_size, wait_s, self.want_snapshot.fd
+                )
                 now = time.monotonic()
                 if records:
                     process(self.decoder, packet_bytes, records)

@@ -192,19 +192,21 @@ class LiveSource:
     def fileno(self) -> int:
         return self._fd
 
-    def read(self, max_n: int, wait_s: float) -> tuple[bytes, Records]:
+    def read(self, max_n: int, wait_s: float, wake_fd: int | None = None) -> tuple[bytes, Records]:
         """One batch; when nothing is pending, wait up to ``wait_s`` for the socket first.
 
-        An empty batch means nothing arrived in time (the caller's idle tick).
+        An empty batch means nothing arrived in time (the caller's idle tick), or that
+        ``wake_fd`` became readable: someone (a scrape) wants the loop's attention now.
         """
         packet_bytes, meta = self._next(max_n)
         if meta:
             return packet_bytes, Records(meta)
+        fds = [self._fd] if wake_fd is None else [self._fd, wake_fd]
         try:
-            ready, _, _ = select.select([self._fd], [], [], wait_s)
+            ready, _, _ = select.select(fds, [], [], wait_s)
         except InterruptedError:  # pragma: no cover - PEP 475 retries; kept for clarity
             ready = []
-        if not ready:
+        if self._fd not in ready:
             return b"", Records(b"")
         packet_bytes, meta = self._next(max_n)
         return packet_bytes, Records(meta)
