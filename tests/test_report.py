@@ -10,11 +10,11 @@ import shutil
 import struct
 import subprocess
 import zlib
-from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from sink_fakes import Flow as _Flow
 
 from dicomsniffd.dicom.events import (
     ACCEPTOR,
@@ -47,16 +47,8 @@ CHART_IDS = ("chart-timeline", "chart-latency", "chart-throughput", "chart-servi
 T0 = 1_700_000_000.0
 
 
-@dataclass
-class Flow:
-    flow_id: int = 1
-    client: str = "10.1.2.3:50000"
-    server: str = "10.9.9.9:104"
-    server_label: str = "10.9.9.9:104"
-    calling_ae: str = "CT_SCANNER"
-    called_ae: str = "PACS"
-    calling_ae_label: str = "CT_SCANNER"
-    called_ae_label: str = "PACS"
+def Flow(**kw) -> _Flow:  # noqa: N802 - stands in for the dataclass
+    return _Flow(**{"calling_ae": "CT_SCANNER", "calling_ae_label": "CT_SCANNER", **kw})
 
 
 def capture_info(**kw) -> dict:

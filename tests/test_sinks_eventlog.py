@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
 from pathlib import Path
+
+from sink_fakes import Flow
 
 from dicomsniffd.dicom.events import (
     Aborted,
@@ -24,18 +25,6 @@ from dicomsniffd.sinks.eventlog import EventLog
 CT = "1.2.840.10008.5.1.4.1.1.2"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 INSTANCE = "1.2.826.0.1.3680043.2.1125.1.123456789"
-
-
-@dataclass
-class Flow:
-    flow_id: int = 1
-    client: str = "10.1.2.3:50000"
-    server: str = "10.9.9.9:104"
-    server_label: str = "10.9.9.9:104"
-    calling_ae: str = "MODALITY"
-    called_ae: str = "PACS"
-    calling_ae_label: str = "MODALITY"
-    called_ae_label: str = "PACS"
 
 
 USER_INFO = UserInformation(

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pickle
-from dataclasses import dataclass
 
 import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from sink_fakes import Flow
 
 from dicomsniffd.config import MetricsConfig
 from dicomsniffd.dicom.events import (
@@ -74,18 +74,6 @@ CATALOGUE = {
     "dicomsniffd_label_overflow_total": ("counter", {"label"}),
     "dicomsniffd_build_info": ("gauge", {"version", "pcapy_ng", "libpcap", "python"}),
 }
-
-
-@dataclass
-class Flow:
-    flow_id: int = 1
-    client: str = "10.1.2.3:50000"
-    server: str = "10.9.9.9:104"
-    server_label: str = "10.9.9.9:104"
-    calling_ae: str = "MODALITY"
-    called_ae: str = "PACS"
-    calling_ae_label: str = "MODALITY"
-    called_ae_label: str = "PACS"
 
 
 def self_stats(worker: str = "0", packets: int = 10) -> dict:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 import pytest
+from sink_fakes import Flow
 
 from dicomsniffd.dicom.events import (
     Aborted,
@@ -27,18 +27,6 @@ MR = "1.2.840.10008.5.1.4.1.1.4"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 IMPLICIT_LE = "1.2.840.10008.1.2"
 J2K = "1.2.840.10008.1.2.4.90"
-
-
-@dataclass
-class Flow:
-    flow_id: int = 1
-    client: str = "10.1.2.3:50000"
-    server: str = "10.9.9.9:104"
-    server_label: str = "10.9.9.9:104"
-    calling_ae: str = "MODALITY"
-    called_ae: str = "PACS"
-    calling_ae_label: str = "MODALITY"
-    called_ae_label: str = "PACS"
 
 
 def capture_info(**kw) -> dict:
