@@ -21,13 +21,8 @@ from typing import Any
 
 import pcapy
 
-try:  # the capture layer's error, so callers catch one type for files and interfaces
-    from dicomsniffd.capture import CaptureError
-except ImportError:  # pragma: no cover - capture.py is being written in parallel
-
-    class CaptureError(Exception):  # type: ignore[no-redef]
-        """A capture source cannot be opened or read."""
-
+from dicomsniffd.capture import CaptureError
+from dicomsniffd.config import DEFAULT_BPF
 
 log = logging.getLogger("dicomsniffd.live")
 
@@ -114,6 +109,23 @@ def describe_open_error(interface: str, status: int) -> str:
     return f"cannot capture on {interface!r}: {message}"
 
 
+_COOKED_LINKTYPES = (113, 276)  # Linux SLL and SLL2: what the "any" pseudo-interface gives
+
+
+def filter_for_link(bpf: str, linktype: int) -> str:
+    """The default filter as this link type can take it.
+
+    libpcap has no ``vlan`` keyword for Linux cooked captures (the "any" pseudo-interface,
+    the embedded default): compiling the default filter there fails. On "any" the kernel
+    hands over frames with the 802.1Q tag already moved into packet metadata, so the
+    default's plain ``tcp`` branch matches tagged and untagged traffic alike. A filter
+    the user wrote is never rewritten.
+    """
+    if linktype in _COOKED_LINKTYPES and bpf == DEFAULT_BPF:
+        return "tcp"
+    return bpf
+
+
 class LiveSource:
     """A live capture handle: BPF, snaplen, kernel buffer, optional PACKET_FANOUT group."""
 
@@ -176,6 +188,7 @@ class LiveSource:
 
     def set_filter(self, bpf: str) -> None:
         """Compile and install a BPF filter (also on a running handle, for SIGHUP)."""
+        bpf = filter_for_link(bpf, self.linktype)
         try:
             self._handle.setfilter(bpf)
         except pcapy.PcapError as exc:

@@ -10,16 +10,19 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 
 import pytest
 
 from dicomsniffd.capture import CaptureError
+from dicomsniffd.config import DEFAULT_BPF
 from dicomsniffd.live import (
     PACKET_FANOUT_FLAG_DEFRAG,
     PACKET_FANOUT_HASH,
     BpfError,
     LiveCaptureError,
     LiveSource,
+    filter_for_link,
 )
 
 SOL_PACKET = 263
@@ -131,3 +134,40 @@ def test_missing_privilege_names_the_fix() -> None:
     assert "no permission to capture on 'lo'" in line, p.stdout + p.stderr
     assert "CAP_NET_RAW" in line and "setcap" in line and "AmbientCapabilities" in line
     assert len(line.splitlines()) == 1
+
+
+@pytest.mark.parametrize("interface", ["any", "lo"])
+def test_default_filter_compiles_on_any_and_on_ethernet(interface: str) -> None:
+    """The embedded default (interface any, a BPF that matches 802.1Q and QinQ on
+    Ethernet) must open: libpcap has no `vlan` keyword on Linux cooked captures."""
+    with LiveSource(interface, DEFAULT_BPF, buffer_size_mb=4) as src:
+        assert src.linktype in ((113, 276) if interface == "any" else (1,))
+
+
+def test_user_filters_are_never_rewritten() -> None:
+    assert filter_for_link(DEFAULT_BPF, 113) == "tcp"
+    assert filter_for_link(DEFAULT_BPF, 1) == DEFAULT_BPF
+    assert filter_for_link("vlan and tcp port 104", 113) == "vlan and tcp port 104"
+    with pytest.raises(CaptureError, match="invalid BPF filter"):
+        LiveSource("any", "vlan and tcp", buffer_size_mb=4)
+
+
+def test_readme_first_command_runs_on_the_embedded_defaults() -> None:
+    """`dicomsniffd` with no arguments: capture on any, metrics on 0.0.0.0:9104."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dicomsniffd"], stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 20
+        status = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:9104/healthz", timeout=1) as r:
+                    status = r.status
+                    break
+            except OSError:
+                time.sleep(0.2)
+        assert status == 200, proc.stderr.read() if proc.poll() is not None else "no answer"
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=20) == 0
