@@ -244,22 +244,7 @@ def sc_a_store50(wd: str, img: Images) -> Scenario:
     with VethPair() as net:
         scp = start_storescp(net, "b", SCP_PORT, "STORESCP")
         with net.capture("a", pcap):
-            _check(
-                net.run(
-                    "a",
-                    [
-                        dcmtk("storescu"),
-                        "-aet",
-                        "STORESCU",
-                        "-aec",
-                        "ANY-SCP",
-                        net.ip("b"),
-                        str(SCP_PORT),
-                        *img.paths("s50"),
-                    ],
-                ),
-                "storescu",
-            )
+            _storescu(net, "ANY-SCP", img.paths("s50"))
         stop(scp)
     exp = _store_expect("STORESCU", "ANY-SCP", 50)
     return Scenario("a_store50", pcap, exp)
@@ -689,23 +674,7 @@ def sc_j_loss(wd: str, img: Images) -> Scenario:
         scp = start_storescp(net, "b", SCP_PORT, "STORESCP")
         net.add_random_drop("b", J_DROP, min_length=100)
         with net.capture("a", pcap):
-            _check(
-                net.run(
-                    "a",
-                    [
-                        dcmtk("storescu"),
-                        "-aet",
-                        "STORESCU",
-                        "-aec",
-                        "ANY-SCP",
-                        net.ip("b"),
-                        str(SCP_PORT),
-                        *img.paths("s30"),
-                    ],
-                    timeout=120,
-                ),
-                "storescu",
-            )
+            _storescu(net, "ANY-SCP", img.paths("s30"), timeout=120)
         dropped = net.dropped_packets("b")
         stop(scp)
     if dropped < 1:
@@ -754,10 +723,10 @@ def sc_k_ipv6(wd: str, img: Images) -> Scenario:
 L_VLAN = 100
 
 
-def _store_five(net: VethPair, img: Images) -> None:
-    """DCMTK storescu in namespace a sends the five "s5" images to the SCP in b."""
-    argv = [dcmtk("storescu"), "-aet", "STORESCU", "-aec", "VLAN-SCP", net.ip("b")]
-    _check(net.run("a", [*argv, str(SCP_PORT), *img.paths("s5")]), "storescu")
+def _storescu(net: VethPair, called_ae: str, paths: list[str], **run_kw) -> None:
+    """DCMTK storescu (calling AE STORESCU) in namespace a sends ``paths`` to the SCP in b."""
+    argv = [dcmtk("storescu"), "-aet", "STORESCU", "-aec", called_ae, net.ip("b")]
+    _check(net.run("a", [*argv, str(SCP_PORT), *paths], **run_kw), "storescu")
 
 
 def sc_l_vlan(wd: str, img: Images) -> Scenario:
@@ -775,7 +744,7 @@ def sc_l_vlan(wd: str, img: Images) -> Scenario:
         with VethPair(vlan=L_VLAN) as net:
             scp = start_storescp(net, "b", SCP_PORT, "STORESCP")
             with net.capture("a", pcap, iface=net.iface("a")):
-                _store_five(net, img)
+                _storescu(net, "VLAN-SCP", img.paths("s5"))
             stop(scp)
     else:
         plain = os.path.join(wd, "l_untagged.pcap")
@@ -783,7 +752,7 @@ def sc_l_vlan(wd: str, img: Images) -> Scenario:
         with VethPair() as net:
             scp = start_storescp(net, "b", SCP_PORT, "STORESCP")
             with net.capture("a", plain):
-                _store_five(net, img)
+                _storescu(net, "VLAN-SCP", img.paths("s5"))
             stop(scp)
         _check(
             subprocess.run(
