@@ -107,7 +107,10 @@ def child_ours(path: str) -> dict:
     seconds = time.process_time() - t
     wall = time.perf_counter() - w
     rss_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    from dicomsniffd import accel
+
     return {
+        "fast_path": accel.describe(),
         "seconds": seconds,
         "wall": wall,
         "packets": info["packets"],
@@ -123,11 +126,14 @@ def child_ours(path: str) -> dict:
 # -- parent --------------------------------------------------------------------------------
 
 
-def _run_child(mode: str, path: str, cpu: int | None, root: str = ROOT) -> dict:
+def _run_child(mode: str, path: str, cpu: int | None, root: str = ROOT, pure: bool = False) -> dict:
     argv = [sys.executable, os.path.abspath(__file__), "--child", mode, path]
     if cpu is not None:
         argv += ["--cpu", str(cpu)]
     env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("DICOMSNIFFD_PURE_PYTHON", None)
+    if pure:  # the same code without the compiled hot path (dicomsniffd/accel.py)
+        env["DICOMSNIFFD_PURE_PYTHON"] = "1"
     p = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
     if p.returncode != 0:
         raise SystemExit(f"benchmark child {mode} failed:\n{p.stderr}")
@@ -198,6 +204,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--no-many", action="store_true")
     ap.add_argument("--no-tshark", action="store_true")
+    ap.add_argument(
+        "--no-pure",
+        action="store_true",
+        help="do not also time the pure-Python path (DICOMSNIFFD_PURE_PYTHON=1)",
+    )
     ap.add_argument("--json", help="also write the results to this file")
     ap.add_argument(
         "--baseline",
@@ -230,7 +241,18 @@ def main(argv: list[str] | None = None) -> int:
     ours_s, ours_t, ours = _median_runs(lambda: _run_child("ours", a.capture, cpu), a.runs)
     assert ours["packets"] == packets, (ours["packets"], packets)
     ours_pps = packets / ours_s
-    print(f"ours         {ours_pps:12,.0f} pkt/s   ({_fmt_times(ours_t)} s)")
+    print(f"ours         {ours_pps:12,.0f} pkt/s   ({_fmt_times(ours_t)} s)  [{ours['fast_path']}]")
+    if not a.no_pure:
+        pure_s, pure_t, pure = _median_runs(
+            lambda: _run_child("ours", a.capture, cpu, pure=True), a.runs
+        )
+        same = "same" if pure["counts"] == ours["counts"] else "DIFFER"
+        print(
+            f"pure Python  {packets / pure_s:12,.0f} pkt/s   ({_fmt_times(pure_t)} s)"
+            f"  compiled/pure {pure_s / ours_s:.2f}x  [counts {same}]"
+        )
+        res["pure_pps"] = packets / pure_s
+        res["pure_counts_same"] = same == "same"
     if a.baseline:
         base_s, base_t, base = _median_runs(
             lambda: _run_child("ours", a.capture, cpu, os.path.abspath(a.baseline)), a.runs
@@ -271,6 +293,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"many flows   {a.many}: {many['packets']} packets")
         print(f"many flows   {many_pps:12,.0f} pkt/s   ({_fmt_times(many_t)} s)")
         print(f"many/single  {many_pps / ours_pps:12.3f}")
+        if not a.no_pure:
+            pm_s, pm_t, pm = _median_runs(
+                lambda: _run_child("ours", a.many, cpu, pure=True), a.runs
+            )
+            same = "same" if pm["counts"] == many["counts"] else "DIFFER"
+            print(
+                f"pure Python  {many['packets'] / pm_s:12,.0f} pkt/s   ({_fmt_times(pm_t)} s)"
+                f"  many/single {many['packets'] / pm_s / res['pure_pps']:.3f}  [counts {same}]"
+            )
+            res["pure_many_pps"] = many["packets"] / pm_s
         if a.baseline:
             bm_s, bm_t, bm = _median_runs(
                 lambda: _run_child("ours", a.many, cpu, os.path.abspath(a.baseline)), a.runs

@@ -48,6 +48,11 @@ class BatchRecords(Sequence[Record]):
         it = iter(self._words)
         return zip(it, it, it, it, strict=False)
 
+    @property
+    def packed(self) -> array.array:
+        """The records as native uint32 words, four per record (for the compiled path)."""
+        return self._words
+
     def __len__(self) -> int:
         return len(self._words) // 4
 

@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from dicomsniffd import __version__
+from dicomsniffd import __version__, accel
 
 _SUBCOMMANDS = ("run", "analyze", "check-config")
 
@@ -18,7 +18,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Passive DICOM network monitor: Prometheus metrics from a mirror port, "
         "and troubleshooting summaries of capture files.",
     )
-    parser.add_argument("--version", action="version", version=f"dicomsniffd {__version__}")
+    parser.add_argument(
+        "--version", action="version", version=f"dicomsniffd {__version__} ({accel.describe()})"
+    )
     sub = parser.add_subparsers(dest="command")
 
     run = sub.add_parser("run", help="capture live and serve /metrics (the default)")

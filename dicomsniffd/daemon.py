@@ -41,6 +41,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import CollectorRegistry
 
 import dicomsniffd
+from dicomsniffd import accel
 from dicomsniffd.config import Config, ConfigError, LoggingConfig, apply_overrides, load_config
 from dicomsniffd.httpserver import Heartbeat, ListenError, MetricsHTTPServer, tls_context
 from dicomsniffd.live import BpfError, CaptureError, LiveSource, default_fanout_group
@@ -799,9 +800,9 @@ def _announce(config: Config, server: MetricsHTTPServer, linktype: int) -> None:
     cap = config.capture
     scheme = "https" if server.ssl_context else "http"
     log.info(
-        "capturing on %s (linktype %d, %d worker%s), metrics on %s://%s:%d/metrics",
+        "capturing on %s (linktype %d, %d worker%s), metrics on %s://%s:%d/metrics; %s",
         cap.interface, linktype, cap.workers, "" if cap.workers == 1 else "s",
-        scheme, server.server_address[0], server.port,
+        scheme, server.server_address[0], server.port, accel.describe(),
     )  # fmt: skip
 
 

@@ -21,12 +21,14 @@ counter, never an exception: ``decode`` must not raise on any input.
 
 from __future__ import annotations
 
+import array
 import struct
 from collections.abc import Callable
 from typing import Any
 
 import dpkt
 
+from dicomsniffd import accel
 from dicomsniffd.capture import CaptureError
 
 # (src, sport, dst, dport, seq, ack, flags, window, payload, seg_len, ip_id); see
@@ -99,6 +101,12 @@ _BATCH_METHODS = {
     DLT_EN10MB: "_batch_ethernet",
     DLT_LINUX_SLL: "_batch_sll",
     DLT_LINUX_SLL2: "_batch_sll2",
+}
+# The compiled decode_batch: link kind (as _fastpath.c numbers them) and general path.
+_C_LINKS = {
+    DLT_EN10MB: (0, "_ethernet_general"),
+    DLT_LINUX_SLL: (1, "_sll_general"),
+    DLT_LINUX_SLL2: (2, "_sll2_general"),
 }
 
 COUNTER_NAMES = (
@@ -217,6 +225,21 @@ def _link_fast_batch(
     return decode_batch
 
 
+def _compiled_batch(self: Decoder, buf: bytes, records: Any, emit: Any) -> BatchResult:
+    """decode_batch() through ``_fastpath.decode_batch`` (the same clean shapes in C, every
+    other frame through the same general path). ``emit`` may be the flow table's Bypass,
+    which consumes skipped in-order segments without building a tuple for them."""
+    packed = getattr(records, "packed", None)
+    if packed is None:  # a plain sequence of records (tests, tools)
+        packed = array.array("I", [word for record in records for word in record])
+    packets, nbytes, ts, super_packets = accel.fastpath.decode_batch(  # type: ignore[union-attr]
+        self._c_link, self._c_general, buf, packed, emit
+    )
+    self.packets += packets
+    self.super_packets += super_packets
+    return packets, nbytes, ts
+
+
 def _generic_batch(self: Decoder, buf: bytes, records: Any, emit: _Emit) -> BatchResult:
     """decode_batch() for link types without a fused fast path: frame by frame."""
     decode = self.decode
@@ -244,7 +267,8 @@ class Decoder:
     # of a pcapy-ng batch ((sec, usec, offset, caplen) records), each segment to emit(ts, seg)
     decode_batch: Callable[[bytes, Any, _Emit], BatchResult]
 
-    def __init__(self, linktype: int) -> None:
+    def __init__(self, linktype: int, accelerate: bool | None = None) -> None:
+        """``accelerate``: use the compiled decode_batch (None: whenever it is built)."""
         method = _LINK_METHODS.get(linktype)
         if method is None:
             raise UnsupportedLinkType(linktype)
@@ -260,6 +284,15 @@ class Decoder:
         self.decode = getattr(self, method)
         batch = _BATCH_METHODS.get(linktype)
         self.decode_batch = getattr(self, batch) if batch else self._generic_batch
+        if accelerate is None:
+            accelerate = accel.fastpath is not None
+        c_link = _C_LINKS.get(linktype)
+        # decode_batch's emit may be a _fastpath.Bypass only when this is True.
+        self.accelerated = bool(accelerate and c_link and accel.fastpath is not None)
+        if self.accelerated:
+            self._c_link = c_link[0]  # type: ignore[index]
+            self._c_general = getattr(self, c_link[1])  # type: ignore[index]
+            self.decode_batch = self._compiled_batch
 
     def counters(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in COUNTER_NAMES}
@@ -305,6 +338,7 @@ class Decoder:
     _batch_sll = _link_fast_batch(_SLL_IP4_TCP, SLL_HEADER_LEN, _sll_general)
     _batch_sll2 = _link_fast_batch(_SLL2_IP4_TCP, SLL2_HEADER_LEN, _sll2_general)
     _generic_batch = _generic_batch
+    _compiled_batch = _compiled_batch
 
     def _decode_raw(self, frame: bytes) -> Segment | None:
         self.packets += 1

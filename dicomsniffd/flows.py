@@ -16,6 +16,13 @@ Design notes (the why):
   approximately LRU within a state and naturally prefers closed, then SYN-only, flows.
 - Hot path: an in-order data segment of a classified flow is handed to the handler as the
   very ``payload`` object from the segment (no copy). All other cases go to ``_slow``.
+- Bypass (when the compiled ``_fastpath`` is in use): a handler that can say how many of
+  the next bytes it would skip unseen (``skip_budget``) gets a *lease* for that direction
+  in the C table. The compiled decode_batch then consumes the flow's in-order segments
+  shorter than the budget, and its in-order pure ACKs, without calling Python at all.
+  Any other packet of the flow ends the lease first; every lease is written back at the
+  end of each batch (``_lease_synced``), so between batches this table is exact, and
+  ``_release`` ends a lease before a flow's state is torn down.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Protocol
 
+from dicomsniffd import accel
 from dicomsniffd.config import FlowsConfig
 
 log = logging.getLogger(__name__)
@@ -52,6 +60,11 @@ S_CLOSED = 3  # FIN both ways, RST, or closed by us
 S_FAILED = 4  # SYN reported unanswered; absorbs the client's SYN retries
 S_GONE = 5  # removed from the table
 
+# Lease only when more than a full segment is left to skip: a lease that consumes nothing
+# costs two C calls and a write-back for no packet saved.
+LEASE_MIN_BUDGET = 1460
+MAX_LEASES = 4096  # bounded C table: beyond it, flows simply take the Python path
+
 # After "unanswered" the flow stays to absorb SYN retransmits without a second report;
 # 64 s covers the Linux back-off gaps (1, 2, 4, 8, 16, 32 s) between retries.
 SYN_RETRY_LINGER_S = 64.0
@@ -66,6 +79,11 @@ class StreamHandler(Protocol):
     r = deliver(...)". The table then calls ``deliver`` (which may be a bound method of
     another object, e.g. the protocol parser itself) and ``dispatch`` only for a
     non-empty result. It never looks at the results.
+
+    Optional skipping contract (the compiled bypass): ``skip_budget(direction) -> int``
+    is N such that ``data``/``deliver`` of any chunk shorter than N would produce nothing
+    and only count it; ``skip_taken(direction, nbytes)`` must then be exactly equivalent
+    to having delivered chunks totalling ``nbytes`` (< N).
     """
 
     def data(self, direction: int, data: bytes, ts: float) -> None: ...
@@ -153,6 +171,9 @@ class _Half:
         "feed",
         "dispatch",
         "fast",
+        "budget",
+        "taken",
+        "leased",
         "next",
         "prov",
         "ooo",
@@ -173,6 +194,10 @@ class _Half:
         self.feed: Callable[[int, bytes, float], object] | None = None
         self.dispatch: Callable[[object], None] = _no_results
         self.fast = False  # the next in-order segment may take the hot path
+        # handler.skip_budget / skip_taken when the compiled bypass may lease this half
+        self.budget: Callable[[int], int] | None = None
+        self.taken: Callable[[int, int], None] | None = None
+        self.leased = False  # the C bypass holds this flow's in-order state right now
         self.next: int | None = None  # next expected sequence number
         self.prov: int | None = None  # provisional midstream anchor (pure ACKs only so far)
         self.ooo: dict[int, tuple] | None = None  # seq -> (payload, wire_len, ip_id, ack, ts)
@@ -209,7 +234,9 @@ class FlowTable:
         config: FlowsConfig,
         classify: Classify,
         on_connection_failure: ConnectionFailure,
+        accelerate: bool | None = None,
     ) -> None:
+        """``accelerate``: keep a compiled Bypass (None: whenever _fastpath is built)."""
         self.config = config
         self._classify_fn = classify
         self._on_failure = on_connection_failure
@@ -230,10 +257,40 @@ class FlowTable:
         self.gap_bytes = 0
         self.buffered_bytes = 0
         self.evictions = {"capacity": 0, "idle": 0, "memcap": 0}
+        if accelerate is None:
+            accelerate = accel.fastpath is not None
+        self._leasing = False  # this batch runs through the bypass: leases may be granted
+        self._bypass = (
+            accel.fastpath.Bypass(self.segment, self._lease_synced, MAX_LEASES)  # type: ignore[union-attr]
+            if accelerate and accel.fastpath is not None
+            else None
+        )
 
     @property
     def flows_active(self) -> int:
         return self._nflows
+
+    @property
+    def segments_total(self) -> int:
+        """Segments seen, the ones the compiled bypass consumed included."""
+        return self.segments + (self._bypass.consumed if self._bypass is not None else 0)
+
+    def emit_for(self, decoder: object) -> object:
+        """What a decoder's decode_batch should hand this batch's segments to.
+
+        The Bypass only goes to a compiled decoder (it is not callable from Python);
+        for any other decoder the leases end first, since Python is about to process
+        those flows' packets itself.
+        """
+        bypass = self._bypass
+        self._leasing = bypass is not None and getattr(decoder, "accelerated", False)
+        if bypass is None:
+            return self.segment
+        if self._leasing:
+            return bypass
+        if bypass.leases:
+            bypass.revoke_all()
+        return self.segment
 
     # ------------------------------------------------------------------ hot path
 
@@ -261,10 +318,71 @@ class FlowTable:
                         results = h.feed(h.d, payload, ts)  # type: ignore[misc]
                         if results:
                             h.dispatch(results)
+                        elif h.budget is not None:
+                            self._lease(h)
                     except Exception as exc:
                         self._handler_failed(h.flow, exc)
                 return
         self._slow(ts, seg, h)
+
+    # ------------------------------------------------------------------ bypass leases
+
+    def _lease(self, h: _Half) -> None:
+        """Hand this half's in-order skipping to the compiled bypass, if worth it."""
+        if not self._leasing:
+            return
+        budget = h.budget(h.d)  # type: ignore[misc]
+        if budget <= LEASE_MIN_BUDGET or not h.fast:
+            return
+        flow = h.flow
+        opp = flow.h1 if h.d == 0 else flow.h0
+        if h.d == 0:
+            src, sport, dst, dport = (
+                flow.client_ip,
+                flow.client_port,
+                flow.server_ip,
+                flow.server_port,
+            )
+        else:
+            src, sport, dst, dport = (
+                flow.server_ip,
+                flow.server_port,
+                flow.client_ip,
+                flow.client_port,
+            )
+        # The other direction's pure ACKs are consumed too, if it is on the hot path.
+        rev_next = opp.next if opp.fast and opp.next is not None else -1
+        if self._bypass.grant(h, src, sport, dst, dport, h.next, budget, rev_next):  # type: ignore[union-attr]
+            h.leased = True
+
+    def _lease_synced(
+        self,
+        h: _Half,
+        nxt: int,
+        taken: int,
+        last_seen: float | None,
+        nrec: int,
+        last: tuple | None,
+        prev: tuple | None,
+        ended: int,
+    ) -> None:
+        """The bypass writes a lease back: exactly what the hot path would have done for
+        the packets it consumed (next seq, SPAN-duplicate history, last_seen, and the
+        handler's skipped bytes)."""
+        h.next = nxt
+        if nrec:
+            h.prev = prev if nrec >= 2 else h.last
+            h.last = last
+        if last_seen is not None and h.flow is not None:
+            h.flow.last_seen = last_seen
+        if taken:
+            h.taken(h.d, taken)  # type: ignore[misc]
+        if ended:
+            h.leased = False
+
+    def _end_lease(self, flow: Flow) -> None:
+        if flow.h0.leased or flow.h1.leased:
+            self._bypass.revoke(flow.client_ip, flow.client_port, flow.server_ip, flow.server_port)  # type: ignore[union-attr]
 
     # ------------------------------------------------------------------ slow path
 
@@ -652,6 +770,7 @@ class FlowTable:
                 self._give_up_hole(h, ts)
 
     def _release(self, flow: Flow) -> None:
+        self._end_lease(flow)  # its in-order state first: handlers may still be closed
         for h in (flow.h0, flow.h1):
             if h.ooo is not None:
                 self.buffered_bytes -= h.ooo_bytes
@@ -662,6 +781,7 @@ class FlowTable:
             h.feed = None
             h.dispatch = _no_results
             h.fast = False
+            h.budget = h.taken = None
         self._buffering.pop(flow, None)
 
     def _refresh(self, h: _Half) -> None:
@@ -724,6 +844,10 @@ class FlowTable:
             feed, dispatch = deliver, handler.dispatch  # type: ignore[attr-defined]
         flow.h0.feed = flow.h1.feed = feed
         flow.h0.dispatch = flow.h1.dispatch = dispatch
+        budget = getattr(handler, "skip_budget", None) if self._bypass is not None else None
+        if budget is not None:
+            flow.h0.budget = flow.h1.budget = budget
+            flow.h0.taken = flow.h1.taken = handler.skip_taken  # type: ignore[attr-defined]
         if flow.rtt is not None:
             self._event(flow, "handshake-rtt", 0, flow.rtt_ts, flow.rtt)
         for h in (flow.h0, flow.h1):
@@ -892,6 +1016,8 @@ class FlowTable:
 
     def _evict_capacity(self, ts: float) -> None:
         """Drop the flow with the earliest deadline to make room for a new one."""
+        if self._bypass is not None:
+            self._bypass.sync()  # last_seen of leased flows, for the second chance
         heap = self._heap
         wheel = self._wheel
         while heap:

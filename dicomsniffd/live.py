@@ -72,6 +72,11 @@ class Records:
     def __len__(self) -> int:
         return len(self._meta) // 16
 
+    @property
+    def packed(self) -> bytes:
+        """The records as native uint32 words, four per record (for the compiled path)."""
+        return self._meta
+
     def __bool__(self) -> bool:
         return bool(self._meta)
 

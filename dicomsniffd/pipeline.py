@@ -90,7 +90,16 @@ class _FlowContext:
 class DicomFlowHandler:
     """StreamHandler of one DICOM TCP connection: bytes to the core, events to the sinks."""
 
-    __slots__ = ("pipeline", "ctx", "conv", "deliver", "_flushed_pdata", "closed")
+    __slots__ = (
+        "pipeline",
+        "ctx",
+        "conv",
+        "deliver",
+        "skip_budget",
+        "skip_taken",
+        "_flushed_pdata",
+        "closed",
+    )
 
     def __init__(self, pipeline: Pipeline, ctx: _FlowContext, conv: DicomConversation) -> None:
         self.pipeline = pipeline
@@ -101,6 +110,10 @@ class DicomFlowHandler:
         # costs one Python call (feed) instead of two (data -> feed). data() below is the
         # same thing in one call, for everyone else.
         self.deliver = conv.feed
+        # The skipping contract (flows.StreamHandler): PDV bytes the core would skip
+        # unseen may be consumed by the compiled bypass and handed over as a count.
+        self.skip_budget = conv.skip_budget
+        self.skip_taken = conv.skip_taken
         self._flushed_pdata = [0, 0]
         self.closed = False
 
@@ -300,7 +313,8 @@ class Pipeline:
         hands each segment straight to the flow table: one call per batch here instead of
         a frame copy and a decode call per packet (see docs/performance.md).
         """
-        packets, nbytes, ts = decoder.decode_batch(packet_bytes, records, self.flows.segment)
+        emit = self.flows.emit_for(decoder)  # the compiled Bypass, or FlowTable.segment
+        packets, nbytes, ts = decoder.decode_batch(packet_bytes, records, emit)
         if packets:
             if self.first_ts is None:
                 self.first_ts = ts if packets == 1 else self._first_ts_of(records)

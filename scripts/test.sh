@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
 export DEBIAN_FRONTEND=noninteractive
-debs="dcmtk tshark tcpdump tcpreplay iproute2 ethtool iptables libpcap0.8 prometheus systemd openssl util-linux chromium"
+# gcc + libc6-dev: the compiled hot path (dicomsniffd/_fastpath.c); a test fails without it.
+debs="gcc libc6-dev dcmtk tshark tcpdump tcpreplay iproute2 ethtool iptables libpcap0.8 prometheus systemd openssl util-linux chromium"
 missing=""
 for p in $debs; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

@@ -199,6 +199,18 @@ class DicomConversation:
             return _NO_EVENTS
         return self._handle(direction, items, ts)
 
+    def skip_budget(self, direction: int) -> int:
+        """N such that feeding any chunk shorter than N only counts it (the hot path in
+        ``feed``): the rest of a PDV being skipped. 0 when the framer is not skipping."""
+        return self._framers[direction].skip
+
+    def skip_taken(self, direction: int, nbytes: int) -> None:
+        """Account for ``nbytes`` (< ``skip_budget``) fed elsewhere as chunks shorter than
+        the budget: exactly what ``feed`` does for each of them."""
+        framer = self._framers[direction]
+        framer.skip -= nbytes
+        framer.pdata_bytes += nbytes
+
     def gap(self, direction: int, nbytes: int, ts: float) -> Sequence[Event]:
         try:
             self.missed_bytes[direction] += nbytes
