@@ -50,8 +50,13 @@ def _cached_build_info(self):  # type: ignore[no-untyped-def]
 MetricsStore._build_info_family = _cached_build_info  # type: ignore[method-assign]
 
 
+# DSNIFF_FUZZ_DIFFERENTIAL=1: every input also through pure Python, outputs must match
+# the compiled hot path's (dicomsniffd/_fastpath.c) exactly.
+DIFFERENTIAL = os.environ.get("DSNIFF_FUZZ_DIFFERENTIAL", "") not in ("", "0")
+
+
 def TestOneInput(data: bytes) -> None:  # noqa: N802 - atheris' name
-    harness.run_input(data, CONFIG)
+    harness.run_input(data, CONFIG, differential=DIFFERENTIAL)
 
 
 def main() -> None:

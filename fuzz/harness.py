@@ -36,6 +36,7 @@ import struct
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from dicomsniffd import accel
 from dicomsniffd.config import Config
 from dicomsniffd.decode import Decoder
 from dicomsniffd.dicom.conversation import DicomConversation
@@ -449,18 +450,30 @@ class _Ctx:
     calling_ae = called_ae = calling_ae_label = called_ae_label = "unknown"
 
 
-def run_input(data: bytes, config: Config | None = None) -> None:
-    """The fuzz target: any bytes. Raises only on a broken invariant (a finding)."""
+def run_input(data: bytes, config: Config | None = None, *, differential: bool = False) -> None:
+    """The fuzz target: any bytes. Raises only on a broken invariant (a finding).
+
+    ``differential``: run the frames through the compiled hot path and through pure
+    Python (dicomsniffd/accel.py) and count any difference in the outputs as a finding.
+    """
     if not data:
         return
     mode = data[0] % 3
-    if mode == MODE_FRAMES:
-        run_frames(raw_frames(data), config)
-    elif mode == MODE_TCP:
-        frames, times = tcp_frames(data)
-        run_frames(frames, config, times)
-    else:
+    if mode == MODE_CONV:
         run_conversation(data, 1, config)
+        return
+    frames, times = (raw_frames(data), None) if mode == MODE_FRAMES else tcp_frames(data)
+    compiled = run_frames(frames, config, times)
+    if differential and accel.fastpath is not None:
+        saved = accel.fastpath
+        accel.fastpath = None
+        try:
+            pure = run_frames(frames, config, times)
+        finally:
+            accel.fastpath = saved
+        for part in ("exposition", "summary_json", "summary_text", "eventlog_text"):
+            if getattr(compiled, part) != getattr(pure, part):
+                raise InvariantError(f"compiled and pure-Python paths differ in {part}")
 
 
 # --------------------------------------------------------------------------------------

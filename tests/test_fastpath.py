@@ -293,6 +293,7 @@ def _analyze(paths, pure: bool, batch_size: int, monkeypatch) -> dict:
             "events": events.getvalue(),
             "summary": json.dumps(summary.to_dict(info), sort_keys=True, default=str),
             "segments": pipeline.flows.segments_total,
+            "tcp": (pipeline.flows.duplicates, pipeline.flows.retransmissions),
             "consumed": bypass.consumed if bypass is not None else 0,
         }
 
@@ -301,7 +302,7 @@ def _assert_same(paths, monkeypatch, batch_size=512) -> dict:
     c = _analyze(paths, False, batch_size, monkeypatch)
     p = _analyze(paths, True, batch_size, monkeypatch)
     assert p["consumed"] == 0
-    for part in ("metrics", "events", "summary", "segments"):
+    for part in ("metrics", "events", "summary", "segments", "tcp"):
         assert c[part] == p[part], f"{part} differ for {paths} (batch size {batch_size})"
     return c
 
@@ -392,3 +393,35 @@ def test_compiled_equals_pure_python_across_files_of_different_link_types(
     assert not Decoder(101).accelerated
     result = _assert_same([first, second], monkeypatch)
     assert result["consumed"] > 0
+
+
+def test_span_duplicates_interleaved_with_leased_segments(real_traffic, monkeypatch, tmp_path):
+    # A mirror port shows frame k again after frame k+1. With k and k+1 consumed in C, the
+    # copy must still be recognised as a duplicate (not a retransmission): the write-back
+    # has to hand over the last *two* segments, not one.
+    with open(real_traffic["a_store50"].pcap, "rb") as f:
+        packets = list(dpkt.pcap.UniversalReader(f))
+    data_idx = []
+    for i, (_ts, frame) in enumerate(packets):
+        tcp_seg = getattr(dpkt.ethernet.Ethernet(frame).data, "data", None)
+        if not isinstance(tcp_seg, dpkt.tcp.TCP):
+            continue
+        if len(tcp_seg.data) >= 1000 and tcp_seg.dport == real_traffic["a_store50"].ports[0]:
+            data_idx.append(i)
+    # frame k, the flow's next data frame k+1, then frame k again (same capture time)
+    picks = data_idx[20:-1:40]
+    copies = {data_idx[data_idx.index(i) + 1]: packets[i] for i in picks}
+    out = []
+    for i, pkt in enumerate(packets):
+        out.append(pkt)
+        if i in copies:
+            out.append((pkt[0], copies[i][1]))
+    path = str(tmp_path / "interleaved-dups.pcap")
+    with open(path, "wb") as f:
+        w = dpkt.pcap.Writer(f, snaplen=262144, linktype=1)
+        for ts, frame in out:
+            w.writepkt(frame, ts=ts)
+    original = _analyze([real_traffic["a_store50"].pcap], False, 512, monkeypatch)
+    result = _assert_same([path], monkeypatch)
+    assert result["consumed"] > 0 and len(copies) >= 5
+    assert result["tcp"] == (original["tcp"][0] + len(copies), original["tcp"][1])

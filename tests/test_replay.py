@@ -3,8 +3,8 @@
 A real capture is made once per session between two namespaces (DCMTK storescu →
 storescp, 6 associations × 10 CT images of 512×512, ~27k frames of at most 1514 bytes).
 It is then replayed with `tcpreplay --mbps 1000 --loop N --unique-ip` for at least 20
-seconds out of veth "a" of a fresh pair (offloads off), while `dicomsniffd run` with two
-workers captures on veth "b" (benchmarks/live_rig.py). ``--unique-ip`` gives every loop its
+seconds out of veth "a" of a fresh pair (offloads off), while `dicomsniffd run` with one
+worker, then two, captures on veth "b" (benchmarks/live_rig.py). ``--unique-ip`` gives every loop its
 own addresses, so every loop's associations are new flows and the counts must be exactly
 loops × what the capture holds. What one loop holds is not assumed: `dicomsniffd analyze
 --metrics` on the capture file says it.
@@ -71,14 +71,14 @@ def replay_capture(tmp_path_factory) -> tuple[str, live_rig.Counts]:
     return pcap, one
 
 
-def test_replay_1000_mbps_counts_every_store(replay_capture) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_replay_1000_mbps_counts_every_store(replay_capture, workers) -> None:
     pcap, one = replay_capture
     loops = live_rig.loops_for(pcap, RATE_MBPS, MIN_SECONDS)
-    # Two workers in one PACKET_FANOUT group, each with its own 128 MiB ring: one worker
-    # needs ~0.6 of a core at 1 Gbit/s (docs/performance.md, Live) and tcpreplay another
-    # 0.5, which leaves a 2-core machine no headroom for anything else; issue 5 tracks the
-    # one-worker figure.
-    with live_rig.ReplayRig(workers=2, capture={"buffer_size_mb": 128}) as rig:
+    # One worker (issue 5's target: with the compiled hot path it needs ~0.25 of a core at
+    # 1 Gbit/s, docs/performance.md, Live), and two in one PACKET_FANOUT group; each with
+    # its own 128 MiB ring.
+    with live_rig.ReplayRig(workers=workers, capture={"buffer_size_mb": 128}) as rig:
         r = rig.replay(pcap, RATE_MBPS, loops)
         counts = rig.settle()
         log = rig.log()
