@@ -520,8 +520,17 @@ static int key_from_py(PyObject *src, PyObject *sport, PyObject *dst, PyObject *
     return 0;
 }
 
+/* Methods of a Bypass whose __init__ never ran (Bypass.__new__(Bypass)) must not crash. */
+static int ready(Bypass *self)
+{
+    if (self->slots != NULL && self->on_sync != NULL) return 1;
+    PyErr_SetString(PyExc_RuntimeError, "Bypass is not initialised");
+    return 0;
+}
+
 static PyObject *Bypass_grant(Bypass *self, PyObject *args)
 {
+    if (!ready(self)) return NULL;
     PyObject *half, *src, *sport, *dst, *dport;
     unsigned long next;
     long long budget, rev_next;
@@ -570,6 +579,7 @@ static PyObject *Bypass_grant(Bypass *self, PyObject *args)
 
 static PyObject *Bypass_revoke(Bypass *self, PyObject *args)
 {
+    if (!ready(self)) return NULL;
     PyObject *src, *sport, *dst, *dport;
     if (!PyArg_ParseTuple(args, "OOOO", &src, &sport, &dst, &dport)) return NULL;
     Key k;
@@ -582,12 +592,14 @@ static PyObject *Bypass_revoke(Bypass *self, PyObject *args)
 
 static PyObject *Bypass_sync(Bypass *self, PyObject *Py_UNUSED(ignored))
 {
+    if (!ready(self)) return NULL;
     if (sync_dirty(self) < 0) return NULL;
     Py_RETURN_NONE;
 }
 
 static PyObject *Bypass_revoke_all(Bypass *self, PyObject *Py_UNUSED(ignored))
 {
+    if (!ready(self)) return NULL;
     for (int32_t i = 0; i < self->capacity && self->nleases > 0; i++)
         if (self->leases[i].used && lease_end(self, i) < 0) return NULL;
     Py_RETURN_NONE;
@@ -704,7 +716,7 @@ static PyObject *decode_batch(PyObject *Py_UNUSED(module), PyObject *args)
     }
     Bypass *bp = Py_IS_TYPE(emit, &BypassType) ? (Bypass *)emit : NULL;
     PyObject *target = bp ? bp->segment : emit;
-    if (bp && target == NULL) {
+    if (bp && (target == NULL || bp->slots == NULL)) {
         PyBuffer_Release(&buf);
         PyBuffer_Release(&meta);
         PyErr_SetString(PyExc_RuntimeError, "Bypass is not initialised");
@@ -713,15 +725,17 @@ static PyObject *decode_batch(PyObject *Py_UNUSED(module), PyObject *args)
     Py_XINCREF(target);
     const uint8_t *data = buf.buf;
     Py_ssize_t blen = buf.len;
-    const uint32_t *rec = meta.buf;
+    const uint8_t *rec = meta.buf;
     Py_ssize_t nrec = meta.len / 16;
     long long packets = 0, nbytes = 0, super_packets = 0;
     double ts = 0.0;
     int failed = 0;
 
     for (Py_ssize_t i = 0; i < nrec && !failed; i++) {
-        uint32_t sec = rec[4 * i], usec = rec[4 * i + 1];
-        Py_ssize_t off = rec[4 * i + 2], caplen = rec[4 * i + 3];
+        uint32_t w[4]; /* sec, usec, offset, caplen; memcpy: the buffer may be unaligned */
+        memcpy(w, rec + 16 * i, sizeof(w));
+        uint32_t sec = w[0], usec = w[1];
+        Py_ssize_t off = w[2], caplen = w[3];
         ts = (double)sec + (double)usec * 1e-6;
         packets++;
         nbytes += caplen;

@@ -141,7 +141,27 @@ def test_compiled_decode_batch_never_reads_past_the_buffer():
     assert got_counters["packets"] == 3
 
 
+def test_compiled_decode_batch_reads_unaligned_record_buffers():
+    frames = [ethernet(ipv4(tcp(seq=i, payload=b"y" * i))) for i in range(1, 6)]
+    buf, records = _batch(frames)
+    packed = memoryview(b"\0" + array_of(records).tobytes())[1:]  # misaligned by one byte
+    got: list = []
+    accel.fastpath.decode_batch(0, lambda f: None, buf, packed, lambda ts, seg: got.append(seg))
+    assert [seg[4] for seg in got] == [1, 2, 3, 4, 5]
+
+
 # -- the Bypass table: leases, hand-back, bounds ------------------------------------------
+
+
+def test_an_uninitialised_bypass_refuses_instead_of_crashing():
+    b = accel.fastpath.Bypass.__new__(accel.fastpath.Bypass)
+    for call in (lambda: b.grant(_Half(), A, 1, B, 2, 0, 10, 0), lambda: b.revoke(A, 1, B, 2),
+                 b.sync, b.revoke_all):  # fmt: skip
+        with pytest.raises(RuntimeError):
+            call()
+    buf, records = _batch([ethernet(ipv4(tcp()))])
+    with pytest.raises(RuntimeError):
+        accel.fastpath.decode_batch(0, lambda f: None, buf, array_of(records), b)
 
 
 class _Half:
