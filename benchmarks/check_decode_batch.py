@@ -1,4 +1,5 @@
-"""Check that Decoder.decode_batch gives exactly what Decoder.decode gives frame by frame.
+"""Check that Decoder.decode_batch (the compiled one when dicomsniffd._fastpath is built)
+gives exactly what Decoder.decode gives frame by frame.
 
     python3 benchmarks/check_decode_batch.py [CAPTURE...]
 
