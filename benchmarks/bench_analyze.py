@@ -188,6 +188,13 @@ def _ensure(path: str, maker: str, default: str) -> None:
     subprocess.run([sys.executable, os.path.join(HERE, maker), "-o", path], check=True)
 
 
+def _time_pure(path: str, cpu: int | None, runs: int, compiled: dict) -> tuple[float, str, str]:
+    """The same tree with DICOMSNIFFD_PURE_PYTHON=1: (pkt/s, run times, counts verdict)."""
+    s, times, r = _median_runs(lambda: _run_child("ours", path, cpu, pure=True), runs)
+    same = "same" if r["counts"] == compiled["counts"] else "DIFFER"
+    return r["packets"] / s, _fmt_times(times), same
+
+
 def _fmt_times(times: list[float]) -> str:
     return " ".join(f"{t:.3f}" for t in times)
 
@@ -243,15 +250,12 @@ def main(argv: list[str] | None = None) -> int:
     ours_pps = packets / ours_s
     print(f"ours         {ours_pps:12,.0f} pkt/s   ({_fmt_times(ours_t)} s)  [{ours['fast_path']}]")
     if not a.no_pure:
-        pure_s, pure_t, pure = _median_runs(
-            lambda: _run_child("ours", a.capture, cpu, pure=True), a.runs
-        )
-        same = "same" if pure["counts"] == ours["counts"] else "DIFFER"
+        pure_pps, times, same = _time_pure(a.capture, cpu, a.runs, ours)
         print(
-            f"pure Python  {packets / pure_s:12,.0f} pkt/s   ({_fmt_times(pure_t)} s)"
-            f"  compiled/pure {pure_s / ours_s:.2f}x  [counts {same}]"
+            f"pure Python  {pure_pps:12,.0f} pkt/s   ({times} s)"
+            f"  compiled/pure {ours_pps / pure_pps:.2f}x  [counts {same}]"
         )
-        res["pure_pps"] = packets / pure_s
+        res["pure_pps"] = pure_pps
         res["pure_counts_same"] = same == "same"
     if a.baseline:
         base_s, base_t, base = _median_runs(
@@ -294,15 +298,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"many flows   {many_pps:12,.0f} pkt/s   ({_fmt_times(many_t)} s)")
         print(f"many/single  {many_pps / ours_pps:12.3f}")
         if not a.no_pure:
-            pm_s, pm_t, pm = _median_runs(
-                lambda: _run_child("ours", a.many, cpu, pure=True), a.runs
-            )
-            same = "same" if pm["counts"] == many["counts"] else "DIFFER"
+            pure_many_pps, times, same = _time_pure(a.many, cpu, a.runs, many)
             print(
-                f"pure Python  {many['packets'] / pm_s:12,.0f} pkt/s   ({_fmt_times(pm_t)} s)"
-                f"  many/single {many['packets'] / pm_s / res['pure_pps']:.3f}  [counts {same}]"
+                f"pure Python  {pure_many_pps:12,.0f} pkt/s   ({times} s)"
+                f"  many/single {pure_many_pps / res['pure_pps']:.3f}  [counts {same}]"
             )
-            res["pure_many_pps"] = many["packets"] / pm_s
+            res["pure_many_pps"] = pure_many_pps
         if a.baseline:
             bm_s, bm_t, bm = _median_runs(
                 lambda: _run_child("ours", a.many, cpu, os.path.abspath(a.baseline)), a.runs
