@@ -27,6 +27,11 @@ def _load() -> tuple[ModuleType | None, str]:
 fastpath, status = _load()
 
 
+def use(accelerate: bool | None) -> bool:
+    """Whether a component asked with ``accelerate`` (None: if built) runs compiled."""
+    return fastpath is not None and accelerate is not False
+
+
 def describe() -> str:
     """One line for logs and ``--version``: which hot path this process runs."""
     if fastpath is not None:

@@ -284,11 +284,9 @@ class Decoder:
         self.decode = getattr(self, method)
         batch = _BATCH_METHODS.get(linktype)
         self.decode_batch = getattr(self, batch) if batch else self._generic_batch
-        if accelerate is None:
-            accelerate = accel.fastpath is not None
         c_link = _C_LINKS.get(linktype)
         # decode_batch's emit may be a _fastpath.Bypass only when this is True.
-        self.accelerated = bool(accelerate and c_link and accel.fastpath is not None)
+        self.accelerated = c_link is not None and accel.use(accelerate)
         if self.accelerated:
             self._c_link = c_link[0]  # type: ignore[index]
             self._c_general = getattr(self, c_link[1])  # type: ignore[index]

@@ -92,6 +92,13 @@ class StreamHandler(Protocol):
     def close(self, how: str, ts: float) -> None: ...
 
 
+def _key(flow: FlowInfo, d: int) -> tuple:
+    """The table key of direction ``d``'s packets: (src, sport, dst, dport) as sent."""
+    if d == 0:
+        return (flow.client_ip, flow.client_port, flow.server_ip, flow.server_port)
+    return (flow.server_ip, flow.server_port, flow.client_ip, flow.client_port)
+
+
 def _no_results(results: object) -> None:
     """``dispatch`` of a handler without ``deliver``: its ``data`` returns nothing."""
 
@@ -257,12 +264,10 @@ class FlowTable:
         self.gap_bytes = 0
         self.buffered_bytes = 0
         self.evictions = {"capacity": 0, "idle": 0, "memcap": 0}
-        if accelerate is None:
-            accelerate = accel.fastpath is not None
         self._leasing = False  # this batch runs through the bypass: leases may be granted
         self._bypass = (
             accel.fastpath.Bypass(self.segment, self._lease_synced, MAX_LEASES)  # type: ignore[union-attr]
-            if accelerate and accel.fastpath is not None
+            if accel.use(accelerate)
             else None
         )
 
@@ -336,23 +341,9 @@ class FlowTable:
             return
         flow = h.flow
         opp = flow.h1 if h.d == 0 else flow.h0
-        if h.d == 0:
-            src, sport, dst, dport = (
-                flow.client_ip,
-                flow.client_port,
-                flow.server_ip,
-                flow.server_port,
-            )
-        else:
-            src, sport, dst, dport = (
-                flow.server_ip,
-                flow.server_port,
-                flow.client_ip,
-                flow.client_port,
-            )
         # The other direction's pure ACKs are consumed too, if it is on the hot path.
         rev_next = opp.next if opp.fast and opp.next is not None else -1
-        if self._bypass.grant(h, src, sport, dst, dport, h.next, budget, rev_next):  # type: ignore[union-attr]
+        if self._bypass.grant(h, *_key(flow, h.d), h.next, budget, rev_next):  # type: ignore[union-attr]
             h.leased = True
 
     def _lease_synced(
@@ -382,7 +373,7 @@ class FlowTable:
 
     def _end_lease(self, flow: Flow) -> None:
         if flow.h0.leased or flow.h1.leased:
-            self._bypass.revoke(flow.client_ip, flow.client_port, flow.server_ip, flow.server_port)  # type: ignore[union-attr]
+            self._bypass.revoke(*_key(flow, 0))  # type: ignore[union-attr]
 
     # ------------------------------------------------------------------ slow path
 
@@ -437,8 +428,8 @@ class FlowTable:
             flow = Flow(dst, dport, src, sport, bool(flags & SYN))
         flow.last_seen = ts
         # Reverse first: for a self-connection (same key both ways) direction 0 wins.
-        self._halves[(flow.server_ip, flow.server_port, flow.client_ip, flow.client_port)] = flow.h1
-        self._halves[(flow.client_ip, flow.client_port, flow.server_ip, flow.server_port)] = flow.h0
+        self._halves[_key(flow, 1)] = flow.h1
+        self._halves[_key(flow, 0)] = flow.h0
         self._nflows += 1
         self._schedule(flow)
         return flow.h0 if client_is_src else flow.h1
@@ -927,8 +918,7 @@ class FlowTable:
         self._release(flow)
         flow.handler = None
         flow.state = S_GONE
-        key = (flow.client_ip, flow.client_port, flow.server_ip, flow.server_port)
-        rkey = (flow.server_ip, flow.server_port, flow.client_ip, flow.client_port)
+        key, rkey = _key(flow, 0), _key(flow, 1)
         if self._halves.get(key) in (flow.h0, flow.h1):
             del self._halves[key]
         if self._halves.get(rkey) in (flow.h0, flow.h1):
