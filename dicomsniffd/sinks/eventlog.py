@@ -38,6 +38,7 @@ from dicomsniffd.dicom.events import (
     UserInformation,
 )
 from dicomsniffd.sinks._names import context_result, status_hex, uid_display_name
+from dicomsniffd.sinks.dispatch import EventSink
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,18 @@ class _Tracked:
         self.zero_windows = {REQUESTOR: 0, ACCEPTOR: 0}
 
 
-class EventLog:
+class EventLog(EventSink):
+    EVENTS = {
+        DimseTransaction: "_dimse",
+        AssociationRequested: "_requested",
+        AssociationAccepted: "_accepted",
+        AssociationRejected: "_rejected",
+        Aborted: "_aborted",
+        AssociationEnded: "_ended",
+        ProtocolError: "_protocol_error",
+        Resynchronised: "_resynchronised",
+    }
+
     def __init__(
         self,
         target: str | os.PathLike[str] | IO[str],
@@ -74,6 +86,7 @@ class EventLog:
     ) -> None:
         """``target``: a path (opened for append, rotated by size) or an open text stream
         (written as is, never rotated or closed by us)."""
+        super().__init__()
         self.keep_instance_uids = keep_instance_uids
         self.max_bytes = max(1, max_bytes)
         self.backups = max(0, backups)
@@ -194,29 +207,23 @@ class EventLog:
 
     # -- sink interface ----------------------------------------------------------------------
 
-    def handle(self, event: Any, flow: Any) -> None:
-        if isinstance(event, DimseTransaction):
-            self._dimse(event, flow)
-        elif isinstance(event, AssociationRequested):
-            self._tracked_for(flow).request = event
-        elif isinstance(event, AssociationAccepted):
-            self._accepted(event, flow)
-        elif isinstance(event, AssociationRejected):
-            self._rejected(event, flow)
-        elif isinstance(event, Aborted):
-            record = self._base("abort", event.ts, flow)
-            record.update(sender=event.sender, source=event.source, reason=event.reason)
-            self._write(record)
-        elif isinstance(event, AssociationEnded):
-            self._ended(event, flow)
-        elif isinstance(event, ProtocolError):
-            record = self._base("protocol_error", event.ts, flow)
-            record.update(sender=event.sender, kind=event.kind, detail=event.detail[:_MAX_DETAIL])
-            self._write(record)
-        elif isinstance(event, Resynchronised):
-            record = self._base("protocol_error", event.ts, flow)
-            record.update(sender=event.sender, kind="resync", skipped_bytes=event.skipped_bytes)
-            self._write(record)
+    def _requested(self, event: AssociationRequested, flow: Any) -> None:
+        self._tracked_for(flow).request = event
+
+    def _aborted(self, event: Aborted, flow: Any) -> None:
+        record = self._base("abort", event.ts, flow)
+        record.update(sender=event.sender, source=event.source, reason=event.reason)
+        self._write(record)
+
+    def _protocol_error(self, event: ProtocolError, flow: Any) -> None:
+        record = self._base("protocol_error", event.ts, flow)
+        record.update(sender=event.sender, kind=event.kind, detail=event.detail[:_MAX_DETAIL])
+        self._write(record)
+
+    def _resynchronised(self, event: Resynchronised, flow: Any) -> None:
+        record = self._base("protocol_error", event.ts, flow)
+        record.update(sender=event.sender, kind="resync", skipped_bytes=event.skipped_bytes)
+        self._write(record)
 
     def _accepted(self, event: AssociationAccepted, flow: Any) -> None:
         tracked = self._tracked_for(flow)
@@ -306,8 +313,8 @@ class EventLog:
             tracked = self._tracked_for(flow)
             tracked.zero_windows[sender] = tracked.zero_windows.get(sender, 0) + 1
 
-    def add_bytes(self, kind: str, sender: str, nbytes: int, flow: Any) -> None:
-        pass  # volumes belong in the metrics and the summary, not one line per flush
+    # add_bytes: EventSink's no-op; volumes belong in the metrics and the summary, not
+    # one line per flush.
 
     def connection_failure(self, server_label: str, reason: str, ts: float | None = None) -> None:
         self._write(
