@@ -1,4 +1,4 @@
-"""Shared fixtures. The real-traffic captures are made once per session (scenarios.py)."""
+"""Shared fixtures. The real-traffic captures are made once per session (tests/scenarios/)."""
 
 from __future__ import annotations
 
