@@ -4,7 +4,6 @@ fixture ``real_traffic`` (tests/test_real_traffic.py)."""
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -20,7 +19,7 @@ from .exchanges import (
     sc_i_move5,
 )
 from .network import sc_j_loss, sc_k_ipv6, sc_l_vlan, sc_m_midstream
-from .plumbing import Images, Scenario, make_images, require_all_tools
+from .plumbing import Images, Scenario, make_images, require_all_tools, run_timed
 
 SCENARIOS: dict[str, Callable[[str, Images], Scenario]] = {
     "a_store50": sc_a_store50,
@@ -50,12 +49,7 @@ def generate_all(
     out: dict[str, Scenario] = {}
 
     def one(name: str) -> Scenario:
-        wd = os.path.join(workdir, name)
-        os.makedirs(wd, exist_ok=True)
-        t0 = time.monotonic()
-        sc = SCENARIOS[name](wd, img)
-        sc.seconds = time.monotonic() - t0
-        return sc
+        return run_timed(workdir, name, lambda wd: SCENARIOS[name](wd, img))
 
     todo = [n for n in names if n in SCENARIOS]
     if "m_midstream" in names and "a_store50" not in todo:
@@ -68,9 +62,8 @@ def generate_all(
         for n, sc in zip(rest, ex.map(one, rest), strict=True):
             out[n] = sc
     if "m_midstream" in names:
-        t0 = time.monotonic()
-        wd = os.path.join(workdir, "m_midstream")
-        os.makedirs(wd, exist_ok=True)
-        out["m_midstream"] = sc_m_midstream(wd, img, out["a_store50"])
-        out["m_midstream"].seconds = time.monotonic() - t0
+        base = out["a_store50"]
+        out["m_midstream"] = run_timed(
+            workdir, "m_midstream", lambda wd: sc_m_midstream(wd, img, base)
+        )
     return out

@@ -24,6 +24,7 @@ from .plumbing import (
     _store_expect,
     dcmtk,
     require_all_tools,
+    run_timed,
     start_storescp,
     stop,
 )
@@ -412,12 +413,7 @@ def generate_more(workdir: str, *, parallel: int = 5) -> dict[str, Scenario]:
     files = [p for p, _ in make_ct.make_series(os.path.join(workdir, "images"), 5, 64, series=21)]
 
     def one(name: str) -> Scenario:
-        wd = os.path.join(workdir, name)
-        os.makedirs(wd, exist_ok=True)
-        t0 = time.monotonic()
-        sc = MORE_SCENARIOS[name](wd, files)
-        sc.seconds = time.monotonic() - t0
-        return sc
+        return run_timed(workdir, name, lambda wd: MORE_SCENARIOS[name](wd, files))
 
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as ex:
         return dict(zip(MORE_SCENARIOS, ex.map(one, MORE_SCENARIOS), strict=True))

@@ -9,6 +9,8 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -204,27 +206,7 @@ def _start_tcpdump(
     net: VethPair, side: str, path: str, *extra: str, iface: str | None = None, snaplen: int = 0
 ) -> netns.Capture:
     """tcpdump with extra options (``-y LINUX_SLL``...); stop with ``.stop()``."""
-    argv = [
-        "tcpdump",
-        "-i",
-        iface or net.iface(side),
-        "-w",
-        path,
-        "-U",
-        "-s",
-        str(snaplen),
-        "-n",
-        "-B",
-        "16384",
-        "-Z",
-        "root",
-        "--immediate-mode",
-        *extra,
-    ]
-    proc = net.popen(side, argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    cap = netns.Capture(proc, path)
-    cap.start()
-    return cap
+    return net.start_capture(side, path, iface=iface, options=extra, snaplen=snaplen)
 
 
 def _stop_capture(cap: netns.Capture) -> None:
@@ -233,6 +215,16 @@ def _stop_capture(cap: netns.Capture) -> None:
         raise netns.NetnsError(f"tcpdump dropped {cap.dropped_by_kernel} packets: {cap.path}")
     if not cap.captured:
         raise netns.NetnsError(f"tcpdump captured nothing: {cap.path}")
+
+
+def run_timed(workdir: str, name: str, make: Callable[[str], Scenario]) -> Scenario:
+    """Run one scenario in its own folder ``workdir/name``; its wall time goes in ``seconds``."""
+    wd = os.path.join(workdir, name)
+    os.makedirs(wd, exist_ok=True)
+    t0 = time.monotonic()
+    sc = make(wd)
+    sc.seconds = time.monotonic() - t0
+    return sc
 
 
 def cleanup(workdir: str) -> None:
