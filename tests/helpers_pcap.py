@@ -126,6 +126,7 @@ def write_pcap(
     return _write(dpkt.pcap.Writer, path, frames, linktype, start_ts, step)
 
 
+# Same signature as write_pcap on purpose: tests pick the file format by the function's name.
 def write_pcapng(
     path: Path,
     frames: Iterable[bytes],

@@ -123,6 +123,7 @@ def sc_n_tls(wd: str, files: list[str]) -> Scenario:
             )
             if ok.returncode != 0:
                 raise netns.NetnsError(f"storescu over TLS failed:\n{ok.stdout}{ok.stderr}")
+            # The call above without "+cf server.pem", spelled out: the difference is the point.
             bad = net.run(
                 "a",
                 [
