@@ -3,7 +3,7 @@
     python3 fuzz/accuracy.py [--step 1] [--seeds 5] [--out docs/robustness-curve.md]
 
 (root: it captures real DCMTK storescu -> pynetdicom SCP traffic between two network
-namespaces, tests/scenarios.py machinery). ``evaluate`` is shared with
+namespaces, tests/scenarios/ machinery). ``evaluate`` is shared with
 tests/test_midstream_accuracy.py, which runs a coarser grid.
 
 Truth comes from the SCP's own log (which status it answered for which instance) and,

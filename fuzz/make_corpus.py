@@ -4,7 +4,7 @@
 
 Always writes synthetic seeds (fuzz/dicomgen.py: stores, statuses, echo, reject, abort,
 user identity) in all three input modes. With ``--real`` (root: network namespaces) it
-also runs real-traffic scenarios from tests/scenarios.py (DCMTK / pynetdicom peers,
+also runs real-traffic scenarios from tests/scenarios/ (DCMTK / pynetdicom peers,
 captured with tcpdump), and turns every DICOM TCP connection in each capture into a
 TCP-mode seed (one record per captured segment, in capture order: retransmissions and
 all) plus a FRAMES-mode seed of the first frames of the raw capture.

@@ -1,4 +1,4 @@
-"""Shared fixtures. The real-traffic captures are made once per session (scenarios.py)."""
+"""Shared fixtures. The real-traffic captures are made once per session (tests/scenarios/)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,14 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import scenarios  # noqa: E402
+from sink_fakes import Flow  # noqa: E402
+
+
+@pytest.fixture
+def flow() -> Flow:
+    """The flow context a sink is handed with every event (sink_fakes.Flow defaults);
+    a fresh one per test, so a test may change its fields."""
+    return Flow()
 
 
 @pytest.fixture(scope="session")

@@ -123,13 +123,10 @@ def write_pcap(
     start_ts: float = 1_700_000_000.0,
     step: float = 0.001,
 ) -> Path:
-    with open(path, "wb") as f:
-        writer = dpkt.pcap.Writer(f, snaplen=262144, linktype=linktype)
-        for i, frame in enumerate(frames):
-            writer.writepkt(frame, ts=start_ts + i * step)
-    return path
+    return _write(dpkt.pcap.Writer, path, frames, linktype, start_ts, step)
 
 
+# Same signature as write_pcap on purpose: tests pick the file format by the function's name.
 def write_pcapng(
     path: Path,
     frames: Iterable[bytes],
@@ -137,8 +134,20 @@ def write_pcapng(
     start_ts: float = 1_700_000_000.0,
     step: float = 0.001,
 ) -> Path:
+    return _write(dpkt.pcapng.Writer, path, frames, linktype, start_ts, step)
+
+
+def _write(
+    writer_class: type,
+    path: Path,
+    frames: Iterable[bytes],
+    linktype: int,
+    start_ts: float,
+    step: float,
+) -> Path:
+    """One frame every ``step`` seconds from ``start_ts``, with dpkt's pcap or pcapng writer."""
     with open(path, "wb") as f:
-        writer = dpkt.pcapng.Writer(f, snaplen=262144, linktype=linktype)
+        writer = writer_class(f, snaplen=262144, linktype=linktype)
         for i, frame in enumerate(frames):
             writer.writepkt(frame, ts=start_ts + i * step)
     return path

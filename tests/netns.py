@@ -220,27 +220,7 @@ class VethPair:
             dev = self._iface[s]
             self.run(s, ["ip", "link", "set", "lo", "up"])
             if self.offloads_off:
-                self.run(
-                    s,
-                    [
-                        "ethtool",
-                        "-K",
-                        dev,
-                        "tso",
-                        "off",
-                        "gso",
-                        "off",
-                        "gro",
-                        "off",
-                        "lro",
-                        "off",
-                        "tx",
-                        "off",
-                        "rx",
-                        "off",
-                    ],
-                    check=False,
-                )
+                self._offloads_off(s, dev, ("tso", "gso", "gro", "lro", "tx", "rx"))
                 self._verify_offloads(s)
             if self.ipv6:
                 self.run(s, ["sysctl", "-qw", f"net.ipv6.conf.{dev}.accept_dad=0"], check=False)
@@ -272,31 +252,20 @@ class VethPair:
                         f"{p.stderr.strip()}"
                     )
                 if self.offloads_off:
-                    self.run(
-                        s,
-                        [
-                            "ethtool",
-                            "-K",
-                            sub,
-                            "tso",
-                            "off",
-                            "gso",
-                            "off",
-                            "gro",
-                            "off",
-                            "tx",
-                            "off",
-                            "rx",
-                            "off",
-                        ],
-                        check=False,
-                    )
+                    self._offloads_off(s, sub, ("tso", "gso", "gro", "tx", "rx"))
                 self.run(s, ["ip", "link", "set", sub, "up"])
             l3 = self.l3_iface(s)
             self.run(s, ["ip", "addr", "add", f"{self.ip(s)}/24", "dev", l3])
             if self.ipv6:
                 self.run(s, ["ip", "-6", "addr", "add", f"{self.ip6(s)}/64", "dev", l3, "nodad"])
         self._wait_link()
+
+    def _offloads_off(self, side: str, dev: str, features: Sequence[str]) -> None:
+        """ethtool -K dev <feature> off ...: the capture sees the frames the wire carries."""
+        argv = ["ethtool", "-K", dev]
+        for feature in features:
+            argv += [feature, "off"]
+        self.run(side, argv, check=False)
 
     def _verify_offloads(self, side: str) -> None:
         out = self.run(side, ["ethtool", "-k", self._iface[side]]).stdout
@@ -390,8 +359,17 @@ class VethPair:
 
     # -- capture -------------------------------------------------------------------------
     def start_capture(
-        self, side: str, path: str, *, iface: str | None = None, bpf: str | None = None
+        self,
+        side: str,
+        path: str,
+        *,
+        iface: str | None = None,
+        bpf: str | None = None,
+        options: Sequence[str] = (),
+        snaplen: int = 0,
     ) -> Capture:
+        """tcpdump on ``iface`` (default: this side's veth), ``options`` (``-y LINUX_SLL``...)
+        before the ``bpf`` filter; stop with ``.stop()``."""
         argv = [
             "tcpdump",
             "-i",
@@ -400,13 +378,14 @@ class VethPair:
             path,
             "-U",
             "-s",
-            "0",
+            str(snaplen),
             "-n",
             "-B",
             "16384",
             "-Z",
             "root",
             "--immediate-mode",
+            *options,
         ]
         if bpf:
             argv += bpf.split()
