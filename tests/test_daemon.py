@@ -22,7 +22,7 @@ from test_daemon_support import (
     write_config,
 )
 
-from dicomsniffd.httpserver import Heartbeat, MetricsHTTPServer
+from dicomsniffd.daemon.http import Heartbeat, MetricsHTTPServer
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="live capture needs root")
 
@@ -311,7 +311,7 @@ def test_metrics_over_mutual_tls(tmp_path) -> None:
     import ssl
     import urllib.request
 
-    from dicomsniffd.httpserver import tls_context
+    from dicomsniffd.daemon.http import tls_context
 
     server_cert, server_key = _self_signed(tmp_path, "server")
     client_cert, client_key = _self_signed(tmp_path, "client")
