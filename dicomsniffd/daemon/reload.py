@@ -12,7 +12,7 @@ import dataclasses
 import enum
 import logging
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pcapy
 from prometheus_client.core import CounterMetricFamily
@@ -20,7 +20,10 @@ from prometheus_client.core import CounterMetricFamily
 from dicomsniffd.config import Config, ConfigError, apply_overrides, load_config
 from dicomsniffd.daemon.errors import EXIT_CONFIG, StartupError
 from dicomsniffd.daemon.logs import setup_logging
-from dicomsniffd.live import BpfError
+from dicomsniffd.live import BpfError, LiveSource
+
+if TYPE_CHECKING:
+    from dicomsniffd.sinks.metrics import MetricsStore
 
 log = logging.getLogger("dicomsniffd.daemon")
 
@@ -41,10 +44,10 @@ class Reloadable:
     target: Target
     # For a value the capture handle holds itself: install(source, value); a BpfError
     # leaves that worker on its old value.
-    install: Callable[[Any, Any], None] | None = None
+    install: Callable[[LiveSource, Any], None] | None = None
 
 
-def _install_filter(source: Any, bpf: str) -> None:
+def _install_filter(source: LiveSource, bpf: str) -> None:
     source.set_filter(bpf)
 
 
@@ -112,7 +115,7 @@ def apply_to_logging(new: Config) -> None:
     setup_logging(new.logging)
 
 
-def apply_to_metrics(store: Any, new: Config) -> None:
+def apply_to_metrics(store: MetricsStore, new: Config) -> None:
     """Label caps are read by the store at call time: swapping them in is enough."""
     updates = {
         entry.key.removeprefix("metrics."): _get(new, entry.key)
@@ -122,7 +125,7 @@ def apply_to_metrics(store: Any, new: Config) -> None:
     store.config = dataclasses.replace(store.config, **updates)
 
 
-def apply_to_capture(worker: str, source: Any, running: Config, new: Config) -> Config:
+def apply_to_capture(worker: str, source: LiveSource, running: Config, new: Config) -> Config:
     """Install what the handle holds itself; returns the capture loop's new config.
 
     A value the handle refuses stays as it was, for that worker only (the parent checked
