@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dicomsniffd.config.errors import ConfigError
 from dicomsniffd.config.load import (
+    OVERRIDES,
     apply_overrides,
     config_from_mapping,
     dump_config,
@@ -42,6 +43,7 @@ __all__ = [
     "DEFAULT_DURATION_BUCKETS",
     "DEFAULT_LATENCY_BUCKETS",
     "DEFAULT_SIZE_BUCKETS",
+    "OVERRIDES",
     "CaptureConfig",
     "Config",
     "ConfigError",

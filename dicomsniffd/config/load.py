@@ -112,8 +112,9 @@ def _child(node: yaml.Node | None, part: str | int) -> tuple[yaml.Node, yaml.Nod
     return None
 
 
-# command-line flag -> (section, key); the flag name is what error messages show
-_OVERRIDES: dict[str, tuple[str, str, str]] = {
+# argparse name of a `dicomsniffd run` flag -> (section, key, the flag as error messages show
+# it); the daemon reads exactly these from its arguments, at start and on every reload.
+OVERRIDES: dict[str, tuple[str, str, str]] = {
     "interface": ("capture", "interface", "--interface"),
     "bpf": ("capture", "bpf", "--bpf"),
     "listen": ("metrics", "listen", "--listen"),
@@ -127,11 +128,11 @@ def apply_overrides(config: Config, /, **overrides: object) -> Config:
     Errors name the flag (``--workers: 0 is not allowed: expected an integer from 1 to 64``).
     """
     for name, value in overrides.items():
-        if name not in _OVERRIDES:
+        if name not in OVERRIDES:
             raise TypeError(f"apply_overrides() got an unknown override {name!r}")
         if value is None:
             continue
-        section_name, key, flag = _OVERRIDES[name]
+        section_name, key, flag = OVERRIDES[name]
         section = getattr(config, section_name)
         hint = _hints(type(section))[key]
         if (

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pcapy
 from prometheus_client.core import CounterMetricFamily
 
-from dicomsniffd.config import Config, ConfigError, apply_overrides, load_config
+from dicomsniffd.config import OVERRIDES, Config, ConfigError, apply_overrides, load_config
 from dicomsniffd.daemon.errors import EXIT_CONFIG, StartupError
 from dicomsniffd.daemon.logs import setup_logging
 from dicomsniffd.live import BpfError, LiveSource
@@ -148,19 +148,11 @@ def apply_to_capture(worker: str, source: LiveSource, running: Config, new: Conf
 # ---------------------------------------------------------------------------------------
 
 
-def _overrides(args: Any) -> dict[str, Any]:
-    return {
-        "interface": getattr(args, "interface", None),
-        "bpf": getattr(args, "bpf", None),
-        "listen": getattr(args, "listen", None),
-        "workers": getattr(args, "workers", None),
-    }
-
-
 def load_effective_config(args: Any) -> Config:
     """The config file (or the embedded defaults) with the command-line flags applied."""
+    flags = {name: getattr(args, name, None) for name in OVERRIDES}
     try:
-        return apply_overrides(load_config(getattr(args, "config", None)), **_overrides(args))
+        return apply_overrides(load_config(getattr(args, "config", None)), **flags)
     except ConfigError as exc:
         raise StartupError(str(exc), EXIT_CONFIG) from None
 
