@@ -5,6 +5,9 @@
 - ``convert``: the walk that type-checks a parsed document against the dataclasses;
 - ``errors``: ``ConfigError``, one line naming the key path, the bad value and what is allowed;
 - ``load``: YAML file → Config (``load_config``), command-line flags, Config → YAML.
+
+A new key: a field in ``sections``, its constraint in ``rules._SPECS``, its documentation
+in config/dicomsniffd.yaml (tests/test_config.py checks that the file mirrors the sections).
 """
 
 from __future__ import annotations

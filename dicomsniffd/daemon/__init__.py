@@ -6,6 +6,9 @@
 - ``http``: /metrics and /healthz (``MetricsHTTPServer``, ``Heartbeat``, ``MetricsView``);
 - ``reload``: SIGHUP, with the one table of reloadable settings (``RELOADABLE``);
 - ``privileges``, ``logs``, ``systemd``, ``signals``, ``errors`` (exit codes).
+
+A new reloadable key: one line in ``reload.RELOADABLE`` and the SIGHUP list in README.md
+(tests/test_daemon_reload.py checks both).
 """
 
 from __future__ import annotations
