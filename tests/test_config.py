@@ -14,7 +14,6 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dicomsniffd import config as config_module
 from dicomsniffd.config import (
     DEFAULT_BPF,
     Config,
@@ -26,6 +25,7 @@ from dicomsniffd.config import (
     parse_listen,
     to_mapping,
 )
+from dicomsniffd.config import rules as config_module
 
 DOCUMENTED = Path(__file__).resolve().parent.parent / "config" / "dicomsniffd.yaml"
 

@@ -1,7 +1,7 @@
 """The HTTP endpoint: /metrics (Prometheus text exposition) and /healthz.
 
-A scrape never touches capture state: ``render_metrics`` works on snapshots the capture
-loop published between batches. Every connection gets its own thread, a socket timeout
+A scrape never touches capture state: ``render_metrics`` (``MetricsView.render``) works on
+snapshots the capture loop published between batches. Every connection gets its own thread, a socket timeout
 and (with TLS) its handshake in that thread, so a client that connects and stalls holds
 only its own thread, never the accept loop or the capture. Concurrent connections are
 capped so a flood of idle clients cannot make unbounded threads.
@@ -16,14 +16,24 @@ import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import CollectorRegistry
+
+from dicomsniffd.config import Config
+from dicomsniffd.daemon.errors import EXIT_CONFIG, EXIT_FAILURE, StartupError
+from dicomsniffd.sinks.metrics import MetricsStore
+
+if TYPE_CHECKING:
+    from dicomsniffd.daemon.reload import ReloadCounter
 
 log = logging.getLogger("dicomsniffd.http")
+daemon_log = logging.getLogger("dicomsniffd.daemon")
 
 CONNECTION_TIMEOUT_S = 10.0
 MAX_CONNECTIONS = 32
+SCRAPE_FRESHNESS_WAIT_S = 0.5  # how long a scrape waits for a fresh in-process snapshot
 
 
 class ListenError(Exception):
@@ -31,7 +41,11 @@ class ListenError(Exception):
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
-    """'0.0.0.0:9104', '[::]:9104', ':9104' (all IPv4 interfaces) → (host, port)."""
+    """'0.0.0.0:9104', '[::]:9104', ':9104' (all IPv4 interfaces) → (host, port).
+
+    Looser than ``config.parse_listen`` on purpose: the config is validated already, and
+    port 0 (any free port) must stay possible for a server started without a config.
+    """
     host, sep, port = listen.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ListenError(f"metrics listen address {listen!r} is not HOST:PORT")
@@ -208,3 +222,79 @@ class MetricsHTTPServer(ThreadingHTTPServer):
             self.shutdown()
             self._thread.join(5)
         self.server_close()
+
+
+# ---------------------------------------------------------------------------------------
+# What /metrics serves: the merged worker snapshots plus the daemon's own counters
+# ---------------------------------------------------------------------------------------
+
+
+class MetricsView:
+    """Merged worker snapshots plus the daemon's own counters, rendered per scrape."""
+
+    def __init__(self, config: Config, reloads: ReloadCounter) -> None:
+        self.store = MetricsStore(config.metrics)  # own state stays empty: a pure merger
+        # Everything on /metrics, for prometheus-client users; a scrape does not go through
+        # it: render() joins the store's direct text exposition (MetricsStore.render_text,
+        # the same bytes as generate_latest, ~20x cheaper) and the daemon's own counters.
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self.store)
+        self.registry.register(reloads)
+        self._own_registry = CollectorRegistry(auto_describe=False)
+        self._own_registry.register(reloads)
+        self._seq = 0
+        self._fresh = threading.Condition()
+        self.request_fresh: Callable[[], None] | None = None
+        self._reloads = reloads
+        # One render at a time, shared by every scrape that arrived before it started:
+        # a render costs CPU (and the GIL) in proportion to the series, so a burst of
+        # concurrent scrapes must cost one render, not one each (benchmarks/scrape_cost.py).
+        self._render_lock = threading.Lock()
+        self._rendered: tuple[tuple[int, int], bytes] | None = None
+
+    def publish(self, worker: str, snap: dict[str, Any]) -> None:
+        try:
+            self.store.merge_snapshot(worker, snap)
+        except ValueError as exc:
+            daemon_log.error("snapshot of worker %s refused: %s", worker, exc)
+            return
+        with self._fresh:
+            self._seq += 1
+            self._fresh.notify_all()
+
+    def render(self) -> bytes:
+        if self.request_fresh is not None:
+            # In-process capture: ask for a snapshot taken now and wait a little for it;
+            # if the loop is busy the last published one is served (at most ~1 s old).
+            with self._fresh:
+                seq = self._seq
+                self.request_fresh()
+                self._fresh.wait_for(lambda: self._seq != seq, SCRAPE_FRESHNESS_WAIT_S)
+        wanted = self._seq  # the state this scrape must see (or a newer one)
+        with self._render_lock:
+            cached = self._rendered
+            if (
+                cached is not None
+                and cached[0][0] >= wanted
+                and cached[0][1] == self._reloads.failures
+            ):
+                return cached[1]
+            key = (self._seq, self._reloads.failures)
+            body = self.store.render_text() + generate_latest(self._own_registry)
+            self._rendered = (key, body)
+            return body
+
+
+def open_http_server(config: Config, view: MetricsView, heartbeat: Heartbeat) -> MetricsHTTPServer:
+    """Bound now (a busy port fails before capture starts); served once ``start()`` is called."""
+    tls = config.metrics.tls
+    try:
+        ctx = (
+            tls_context(tls.cert_file, tls.key_file, tls.client_ca_file) if tls.cert_file else None
+        )
+    except ListenError as exc:
+        raise StartupError(str(exc), EXIT_CONFIG) from None
+    try:
+        return MetricsHTTPServer(config.metrics.listen, view.render, heartbeat, ctx)
+    except ListenError as exc:
+        raise StartupError(str(exc), EXIT_FAILURE) from None
