@@ -588,12 +588,12 @@ def test_histogram_text_places_le_among_labels_that_sort_after_it() -> None:
     """The catalogue's histogram labels all sort before "le"; the renderer must not rely on it."""
     from prometheus_client.core import HistogramMetricFamily
 
-    from dicomsniffd.sinks.metrics import _FamilyText
+    from dicomsniffd.sinks.metrics.exposition import FamilyText
 
     labels = ("zone", "a_label", "mode")  # label names are valid ones, as in the catalogue
     bounds = (0.5, 1e6)
     rows = {("z\n1", 'a"', "m"): [1, 0, 2, 7.5], ("z2", "", "é"): [0, 3, 0, 1e-9]}
-    renderer = _FamilyText("h_seconds", "histogram", labels, "Help \\ with\nnewline.", bounds)
+    renderer = FamilyText("h_seconds", "histogram", labels, "Help \\ with\nnewline.", bounds)
     out: list[bytes] = []
     renderer.histogram(out, rows)
 
