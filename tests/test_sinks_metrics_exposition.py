@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sink_fakes import Flow
 
 from dicomsniffd.config import MetricsConfig
-from dicomsniffd.sinks.metrics import CONFIG_RELOAD_FAILURES, MetricsStore
+from dicomsniffd.sinks.metrics import CONFIG_RELOAD_FAILURES, MetricsStore, metric_family
 
 # Nine titles, paired first with last: with max_ae_titles=8 the middle one ("FOLDED")
 # is the ninth distinct title and goes to "other".
@@ -166,3 +166,22 @@ def test_histogram_text_places_le_among_labels_that_sort_after_it() -> None:
             yield family
 
     assert b"".join(out) == generate_latest(One())
+
+
+def test_render_text_then_the_daemon_families_is_generate_latest_of_both() -> None:
+    """What the daemon serves: the store, then its own families built from the catalogue."""
+    from prometheus_client import CollectorRegistry
+
+    class Reloads:
+        def collect(self):
+            family = metric_family(CONFIG_RELOAD_FAILURES)
+            family.add_metric((), 3)
+            yield family
+
+    store = _hostile_store(MetricsConfig(max_ae_titles=8), "0", 1)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(store)
+    registry.register(Reloads())
+    body = store.render_text(Reloads().collect())
+    assert body == generate_latest(registry)
+    assert body.endswith(b"dicomsniffd_config_reload_failures_total 3.0\n")

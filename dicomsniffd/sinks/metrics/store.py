@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 from bisect import bisect_left
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, ClassVar
 
 from prometheus_client import CollectorRegistry
@@ -309,13 +309,15 @@ class MetricsStore(LabelCaps, EventSink):
         yield from store_families(merged, self._bounds)
         yield from extra
 
-    def render_text(self) -> bytes:
-        """The Prometheus text format 0.0.4 of ``collect()``, byte for byte what
-        ``generate_latest`` makes of it, without building Metric objects (exposition.py)."""
+    def render_text(self, after: Iterable[Metric] = ()) -> bytes:
+        """The Prometheus text format 0.0.4 of ``collect()`` and then of the families
+        in ``after`` (the daemon's own, catalogue source "daemon"), byte for byte what
+        ``generate_latest`` makes of them, without building the store's Metric objects
+        (exposition.py)."""
         merged = self._merged()
         if self._text is None:
             self._text = TextExposition(self._bounds)
-        return self._text.render(merged, self._extra_families(merged))
+        return self._text.render(merged, [*self._extra_families(merged), *after])
 
     def exposition(self) -> bytes:
         """The Prometheus text format of the current (merged) state."""
