@@ -10,7 +10,12 @@ rename one.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
+
+Key = tuple[str, ...]  # a series' label values, in the family's label order
+# One worker's self statistics, as its pipeline reports them (Pipeline.self_stats):
+# {"worker": "0", "packets": int, "bytes": int, "dropped": {"kernel": int, ...}, ...}
+SelfStats = dict[str, Any]
 
 Kind = Literal["counter", "gauge", "histogram"]
 # Who fills a family:

@@ -25,10 +25,9 @@ from dicomsniffd.sinks.metrics.catalogue import (
     SELF_STATS_FAMILIES,
     STORE_FAMILIES,
     Family,
+    Key,
+    SelfStats,
 )
-
-Key = tuple[str, ...]
-SelfStats = dict[str, Any]
 
 
 def metric_family(family: Family) -> CounterMetricFamily | GaugeMetricFamily:

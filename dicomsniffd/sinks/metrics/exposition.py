@@ -17,9 +17,7 @@ from typing import Any
 from prometheus_client.core import Metric
 from prometheus_client.utils import floatToGoString
 
-from dicomsniffd.sinks.metrics.catalogue import STORE_FAMILIES
-
-Key = tuple[str, ...]
+from dicomsniffd.sinks.metrics.catalogue import STORE_FAMILIES, Key
 
 _RENDER_CACHE_SLACK = 1024  # cached label keys beyond the live ones before a cache reset
 _VALUE_CACHE_MAX = 65536

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from dicomsniffd.config import MetricsConfig
 from dicomsniffd.sinks._names import sop_class_keyword
-from dicomsniffd.sinks.metrics.catalogue import LABEL_OVERFLOW
-
-Key = tuple[str, ...]
+from dicomsniffd.sinks.metrics.catalogue import LABEL_OVERFLOW, Key
 
 OTHER = "other"
 UNKNOWN = "unknown"

@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-Key = tuple[str, ...]
+from dicomsniffd.sinks.metrics.catalogue import Key, SelfStats
+
 Snapshot = dict[str, Any]
-SelfStats = dict[str, Any]
 
 SNAPSHOT_FORMAT = 1
 

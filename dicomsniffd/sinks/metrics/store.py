@@ -34,18 +34,16 @@ from dicomsniffd.dicom.events import (
 from dicomsniffd.sinks._names import context_result, status_hex, transfer_syntax_keyword
 from dicomsniffd.sinks.dispatch import EventSink
 from dicomsniffd.sinks.metrics import snapshots
-from dicomsniffd.sinks.metrics.catalogue import STORE_FAMILIES
+from dicomsniffd.sinks.metrics.catalogue import STORE_FAMILIES, Key, SelfStats
 from dicomsniffd.sinks.metrics.collectors import (
     build_info_family,
     self_stats_families,
     store_families,
 )
 from dicomsniffd.sinks.metrics.exposition import TextExposition
-from dicomsniffd.sinks.metrics.labels import Key, LabelCaps
+from dicomsniffd.sinks.metrics.labels import LabelCaps
 
 log = logging.getLogger(__name__)
-
-SelfStats = dict[str, Any]
 
 _PC_MEMO_ENTRIES = 1024  # distinct negotiated context lists remembered per MetricsStore
 
