@@ -1,0 +1,16 @@
+"""Prometheus metrics: the DESIGN §4 catalogue, fed by events, published at scrape time.
+
+- ``catalogue.py``: every family on /metrics (name, type, labels, help, buckets, source)
+- ``labels.py``: the cardinality caps (AE titles, servers, SOP classes -> ``other``)
+- ``store.py``: MetricsStore: the sink mapping events onto plain counters
+- ``snapshots.py``: a store's state as plain data, and the parent's merge of its workers'
+- ``collectors.py``: the families as prometheus-client Metric objects (``collect()``)
+- ``exposition.py``: the same as text, byte for byte generate_latest's, without the objects
+- ``build_info.py``: the versions dicomsniffd_build_info reports (libpcap's included)
+"""
+
+from dicomsniffd.sinks.metrics.catalogue import CONFIG_RELOAD_FAILURES, FAMILIES, Family
+from dicomsniffd.sinks.metrics.collectors import metric_family
+from dicomsniffd.sinks.metrics.store import MetricsStore
+
+__all__ = ["CONFIG_RELOAD_FAILURES", "FAMILIES", "Family", "MetricsStore", "metric_family"]

@@ -1,0 +1,79 @@
+"""Cardinality caps: the label values a MetricsStore admits (DESIGN §4, "bounded").
+
+AE titles, ``server`` endpoints and SOP class keywords are admitted up to a configured
+number of distinct values each; later ones are folded into ``other`` and every fold is
+counted in ``dicomsniffd_label_overflow_total{label=...}``. Instance UIDs, patient data
+and client addresses never become label values.
+"""
+
+from __future__ import annotations
+
+from dicomsniffd.config import MetricsConfig
+from dicomsniffd.sinks._names import sop_class_keyword
+from dicomsniffd.sinks.metrics.catalogue import LABEL_OVERFLOW, Key
+
+OTHER = "other"
+UNKNOWN = "unknown"
+ALL = "all"  # the value of an optional label that is switched off
+
+# Labels with a cap: the overflow counter is always exported for them (at 0) so an alert
+# on it has a series to look at.
+CAPPED_LABELS = ("calling_ae", "called_ae", "server", "sop_class")
+
+
+class LabelCaps:
+    """The capped label values, as methods of the store (a base class, not a member:
+    the caps read ``self.config`` at call time, so a reload that swaps the store's
+    config changes the caps, and an event handler reaches them in one lookup)."""
+
+    config: MetricsConfig
+    _values: dict[str, dict[Key, float]]
+
+    def _init_caps(self) -> None:
+        overflow = self._values[LABEL_OVERFLOW]
+        for label in CAPPED_LABELS:
+            overflow[(label,)] = 0
+        # Distinct values admitted per capped label family; bounded by the caps.
+        self._ae_seen: set[str] = set()
+        self._servers_seen: set[str] = set()
+        self._sop_seen: set[str] = set()
+
+    def _capped(self, value: str, seen: set[str], cap: int, label: str) -> str:
+        if value in seen:
+            return value
+        if len(seen) < cap:
+            seen.add(value)
+            return value
+        self._values[LABEL_OVERFLOW][(label,)] = self._values[LABEL_OVERFLOW].get((label,), 0) + 1
+        return OTHER
+
+    def ae_label(self, title: str, label: str = "ae_title") -> str:
+        """The metric label value for an AE title: the title while fewer than
+        ``max_ae_titles`` distinct titles (calling and called together) have been seen,
+        then ``other``; each fold into ``other`` counts once under ``label``."""
+        if not self.config.ae_title_labels:
+            return ALL
+        if not title or title == UNKNOWN:
+            return UNKNOWN
+        if title == OTHER:
+            return OTHER
+        return self._capped(title, self._ae_seen, self.config.max_ae_titles, label)
+
+    def server_label(self, server: str) -> str:
+        """The ``server`` label value ("ip:port") under the ``max_servers`` cap.
+
+        Idempotent: an already capped value (``other``) passes through uncounted, so the
+        pipeline may hand either the raw endpoint or its label to the sinks."""
+        if not server or server in (OTHER, UNKNOWN):
+            return server or UNKNOWN
+        return self._capped(server, self._servers_seen, self.config.max_servers, "server")
+
+    def sop_class_label(self, uid: str, label: str = "sop_class") -> str:
+        """Keyword of a SOP class UID (``private``/``unknown`` outside the dictionary),
+        capped at ``max_sop_classes``; never the UID itself."""
+        if not self.config.sop_class_label:
+            return ALL
+        keyword = sop_class_keyword(uid)
+        if keyword in (UNKNOWN, "private"):
+            return keyword
+        return self._capped(keyword, self._sop_seen, self.config.max_sop_classes, label)

@@ -1,0 +1,322 @@
+"""MetricsStore: the sink that turns events into the catalogue's plain counters.
+
+The hot path only touches plain dicts: ``{family name: {label tuple: number}}`` for
+counters and gauges, ``{family name: {label tuple: [bucket counts..., +Inf, sum]}}`` for
+histograms. No prometheus-client child objects are ever created; Metric objects
+(collectors.py) or text (exposition.py) are made at scrape time from a merged snapshot
+(snapshots.py) of those dicts.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, ClassVar
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import Metric
+
+from dicomsniffd.config import MetricsConfig
+from dicomsniffd.dicom.events import (
+    Aborted,
+    AssociationAccepted,
+    AssociationEnded,
+    AssociationRejected,
+    AssociationRequested,
+    DimseRequestSeen,
+    DimseResponseSeen,
+    DimseTransaction,
+    ProtocolError,
+    Resynchronised,
+)
+from dicomsniffd.sinks._names import context_result, status_hex, transfer_syntax_keyword
+from dicomsniffd.sinks.dispatch import EventSink
+from dicomsniffd.sinks.metrics import snapshots
+from dicomsniffd.sinks.metrics.catalogue import STORE_FAMILIES, Key, SelfStats
+from dicomsniffd.sinks.metrics.collectors import (
+    build_info_family,
+    self_stats_families,
+    store_families,
+)
+from dicomsniffd.sinks.metrics.exposition import TextExposition
+from dicomsniffd.sinks.metrics.labels import LabelCaps
+
+log = logging.getLogger(__name__)
+
+_PC_MEMO_ENTRIES = 1024  # distinct negotiated context lists remembered per MetricsStore
+
+# Sub-operation counts live in these fields of the final C-MOVE/C-GET response.
+_SUBOP_FIELDS = (
+    ("completed", "suboperations_completed"),
+    ("failed", "suboperations_failed"),
+    ("warning", "suboperations_warning"),
+)
+
+# N-GET carries its data set in the response; every other command in the request.
+_RESPONSE_DATASET_COMMANDS = frozenset({"N-GET"})
+
+
+def _clean_bounds(bounds: tuple[float, ...]) -> tuple[float, ...]:
+    """Sorted, unique, finite upper bounds (+Inf is implicit and always added)."""
+    return tuple(sorted({float(b) for b in bounds if math.isfinite(b)}))
+
+
+class MetricsStore(LabelCaps, EventSink):
+    """Every DESIGN §4 metric, fed by the pipeline, published by ``collect()`` (a
+    prometheus-client custom Collector) and ``render_text()``."""
+
+    EVENTS: ClassVar[dict[type, str]] = {
+        AssociationRequested: "_on_requested",
+        AssociationAccepted: "_on_accepted",
+        AssociationRejected: "_on_rejected",
+        Aborted: "_on_aborted",
+        AssociationEnded: "_on_ended",
+        DimseRequestSeen: "_on_request",
+        DimseResponseSeen: "_on_response",
+        DimseTransaction: "_on_transaction",
+        ProtocolError: "_on_protocol_error",
+        Resynchronised: "_on_resync",
+    }
+
+    def __init__(self, config: MetricsConfig) -> None:
+        super().__init__()
+        self.config = config
+        self._bounds: dict[str, tuple[float, ...]] = {}
+        self._values: dict[str, dict[Key, float]] = {}
+        self._hists: dict[str, dict[Key, list[float]]] = {}
+        for family in STORE_FAMILIES:
+            if family.kind == "histogram":
+                self._bounds[family.name] = _clean_bounds(getattr(config, family.buckets))
+                self._hists[family.name] = {}
+            else:
+                self._values[family.name] = {}
+        self._init_caps()
+        # flow_id -> AE label key under which the association was counted active, so the
+        # gauge goes down under the same key even if the labels changed in between.
+        self._active: dict[int, Key] = {}
+        # id(presentation contexts tuple) -> (the tuple, its label values); see
+        # _context_labels. Bounded; the tuple is kept so its id cannot be reused.
+        self._pc_memo: dict[int, tuple[tuple, list[tuple[str, str, str]]]] = {}
+        self._self_stats_source: Callable[[], SelfStats] | None = None
+        self._workers: dict[str, snapshots.Snapshot] = {}
+        self._text: TextExposition | None = None  # render_text(), built lazily
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self)
+
+    # -- hot-path primitives -----------------------------------------------------------------
+
+    def _inc(self, name: str, key: Key, amount: float = 1) -> None:
+        values = self._values[name]
+        values[key] = values.get(key, 0) + amount
+
+    def _observe(self, name: str, key: Key, value: float) -> None:
+        rows = self._hists[name]
+        bounds = self._bounds[name]
+        row = rows.get(key)
+        if row is None:
+            row = rows[key] = [0] * (len(bounds) + 2)
+        # bisect_left: a value equal to a bound belongs to that bucket ("le").
+        row[bisect_left(bounds, value)] += 1
+        row[-1] += value
+
+    @staticmethod
+    def _ae(flow: Any) -> Key:
+        return (flow.calling_ae_label, flow.called_ae_label)
+
+    # -- sink interface (handle() is EventSink's: EVENTS above) ------------------------------
+
+    def tcp_event(
+        self, kind: str, sender: str, flow: Any, value: float = 0.0, ts: float | None = None
+    ) -> None:
+        if kind == "retransmission":
+            self._inc("dicom_tcp_retransmitted_segments_total", (*self._ae(flow), sender))
+        elif kind == "zero-window":
+            self._inc("dicom_tcp_zero_window_total", (*self._ae(flow), sender))
+        elif kind == "reset":
+            self._inc("dicom_tcp_resets_total", (*self._ae(flow), sender))
+        elif kind == "handshake-rtt":
+            self._observe("dicom_tcp_handshake_rtt_seconds", self._ae(flow), value)
+        # "duplicate" and "out-of-order" are capture facts, not DICOM health: not exported.
+
+    def add_bytes(self, kind: str, sender: str, nbytes: int, flow: Any) -> None:
+        if nbytes <= 0:
+            return
+        if kind == "pdata":
+            self._inc("dicom_pdata_bytes_total", (*self._ae(flow), sender), nbytes)
+        elif kind == "missed":
+            self._inc("dicom_capture_missed_bytes_total", (*self._ae(flow), sender), nbytes)
+
+    def connection_failure(self, server_label: str, reason: str, ts: float | None = None) -> None:
+        server = self.server_label(server_label)
+        self._inc("dicom_tcp_connection_failures_total", (server, reason))
+
+    def tls_connection(self, server_label: str, outcome: str, ts: float | None = None) -> None:
+        server = self.server_label(server_label)
+        self._inc("dicom_tls_connections_total", (server, outcome))
+
+    def set_self_stats_source(self, fn: Callable[[], SelfStats]) -> None:
+        """``fn`` is called at every scrape/snapshot; it returns one SelfStats dict."""
+        self._self_stats_source = fn
+
+    # -- events ------------------------------------------------------------------------------
+
+    def _on_requested(self, event: AssociationRequested, flow: Any) -> None:
+        key = self._ae(flow)
+        self._inc("dicom_association_requests_total", key)
+        if flow.flow_id not in self._active:
+            self._active[flow.flow_id] = key
+            self._inc("dicom_associations_active", key)
+
+    def _on_accepted(self, event: AssociationAccepted, flow: Any) -> None:
+        ae = self._ae(flow)
+        if event.setup_seconds is not None:
+            self._observe("dicom_association_setup_seconds", ae, event.setup_seconds)
+        values = self._values["dicom_presentation_contexts_total"]
+        for labels in self._context_labels(event.presentation_contexts):
+            key = (*ae, *labels)
+            values[key] = values.get(key, 0) + 1
+
+    def _context_labels(self, contexts: tuple) -> list[tuple[str, str, str]]:
+        """(abstract syntax, transfer syntax, result) label values of each context.
+
+        Memoised by the identity of the contexts tuple: the DICOM core hands the same
+        (frozen) tuple to every association that negotiated byte-identical PDUs. Only a
+        computation that folded nothing into ``other`` is kept, so a memo hit has no side
+        effect to repeat (admitted label values stay admitted; a fold would be counted).
+        """
+        memo = self._pc_memo.get(id(contexts))
+        if memo is not None and memo[0] is contexts:
+            return memo[1]
+        overflow = self._values["dicomsniffd_label_overflow_total"]
+        folded_before = overflow.get(("abstract_syntax",), 0)
+        labels = []
+        for pc in contexts:
+            labels.append(
+                (
+                    self.sop_class_label(pc.abstract_syntax, "abstract_syntax"),
+                    transfer_syntax_keyword(pc.accepted_transfer_syntax) if pc.result == 0 else "",
+                    context_result(pc.result),
+                )
+            )
+        if overflow.get(("abstract_syntax",), 0) == folded_before:
+            if len(self._pc_memo) >= _PC_MEMO_ENTRIES:
+                self._pc_memo.clear()
+            self._pc_memo[id(contexts)] = (contexts, labels)  # keeps `contexts` alive
+        return labels
+
+    def _on_rejected(self, event: AssociationRejected, flow: Any) -> None:
+        ae = self._ae(flow)
+        self._inc(
+            "dicom_association_rejects_total", (*ae, event.result, event.source, event.reason)
+        )
+        if event.setup_seconds is not None:
+            self._observe("dicom_association_setup_seconds", ae, event.setup_seconds)
+
+    def _on_aborted(self, event: Aborted, flow: Any) -> None:
+        self._inc("dicom_association_aborts_total", (*self._ae(flow), event.source, event.reason))
+
+    def _on_ended(self, event: AssociationEnded, flow: Any) -> None:
+        ae = self._ae(flow)
+        self._inc("dicom_association_ends_total", (*ae, event.how))
+        active_key = self._active.pop(flow.flow_id, None)
+        if active_key is not None:
+            self._inc("dicom_associations_active", active_key, -1)
+        if event.duration_seconds is not None:
+            self._observe("dicom_association_duration_seconds", ae, event.duration_seconds)
+
+    def _on_request(self, event: DimseRequestSeen, flow: Any) -> None:
+        sop = self.sop_class_label(event.sop_class_uid)
+        self._inc("dicom_dimse_requests_total", (*self._ae(flow), event.command, sop))
+
+    def _on_response(self, event: DimseResponseSeen, flow: Any) -> None:
+        key = (*self._ae(flow), event.command, status_hex(event.status), event.status_class)
+        self._inc("dicom_dimse_responses_total", key)
+
+    def _on_transaction(self, event: DimseTransaction, flow: Any) -> None:
+        key = (*self._ae(flow), event.command)
+        if event.duration_seconds is not None:
+            self._observe("dicom_dimse_duration_seconds", key, event.duration_seconds)
+        if event.request_transfer_seconds is not None:
+            self._observe(
+                "dicom_dimse_request_transfer_seconds", key, event.request_transfer_seconds
+            )
+        if event.response_latency_seconds is not None:
+            self._observe(
+                "dicom_dimse_response_latency_seconds", key, event.response_latency_seconds
+            )
+        if event.command in _RESPONSE_DATASET_COMMANDS:
+            dataset = event.response_dataset_bytes
+        else:
+            dataset = event.request_dataset_bytes
+        # Commands without a data set (C-ECHO, N-DELETE...) would only pile up in the
+        # first bucket and hide the sizes that matter.
+        if dataset > 0:
+            self._observe("dicom_dimse_dataset_bytes", key, dataset)
+        if event.outcome.startswith("unanswered"):
+            self._inc("dicom_dimse_unanswered_total", key)
+        elif event.command in ("C-MOVE", "C-GET"):
+            for outcome, field in _SUBOP_FIELDS:
+                count = getattr(event, field)
+                if count:
+                    self._inc("dicom_suboperations_total", (*key, outcome), count)
+
+    def _on_protocol_error(self, event: ProtocolError, flow: Any) -> None:
+        self._inc("dicom_protocol_errors_total", (*self._ae(flow), event.kind))
+
+    def _on_resync(self, event: Resynchronised, flow: Any) -> None:
+        self._inc("dicom_protocol_errors_total", (*self._ae(flow), "resync"))
+
+    # -- snapshots (snapshots.py, DESIGN §6) -------------------------------------------------
+
+    def snapshot(self) -> snapshots.Snapshot:
+        """The whole state as plain, picklable data (safe to send to a parent process)."""
+        return snapshots.take(self._values, self._hists, self._bounds, self._read_self_stats())
+
+    def merge_snapshot(self, worker: str, snap: snapshots.Snapshot) -> None:
+        """Remember the latest snapshot of ``worker``; collect() exports own state plus
+        the latest snapshot of every worker. A newer snapshot replaces the older one
+        (snapshots are cumulative). Raises ValueError when the histogram buckets differ
+        (workers must run with the parent's metrics config)."""
+        snapshots.check(worker, snap, self._bounds)
+        self._workers[worker] = snap
+
+    def _merged(self) -> snapshots.Snapshot:
+        return snapshots.merge(self.snapshot(), list(self._workers.values()))
+
+    def _read_self_stats(self) -> list[SelfStats]:
+        if self._self_stats_source is None:
+            return []
+        try:
+            return [self._self_stats_source()]
+        except Exception:  # a scrape must never fail because of a statistics source
+            log.exception("self statistics source failed")
+            return []
+
+    # -- publication -------------------------------------------------------------------------
+
+    def _extra_families(self, merged: snapshots.Snapshot) -> list[Metric]:
+        """The families after the store's own: self statistics of every worker, build info."""
+        self_stats = snapshots.all_self_stats(merged, self._workers)
+        return [*self_stats_families(self_stats), build_info_family()]
+
+    def collect(self) -> Iterator[Metric]:
+        merged = self._merged()
+        extra = self._extra_families(merged)  # of the same moment as the merged state
+        yield from store_families(merged, self._bounds)
+        yield from extra
+
+    def render_text(self, after: Iterable[Metric] = ()) -> bytes:
+        """The Prometheus text format 0.0.4 of ``collect()`` and then of the families
+        in ``after`` (the daemon's own, catalogue source "daemon"), byte for byte what
+        ``generate_latest`` makes of them, without building the store's Metric objects
+        (exposition.py)."""
+        merged = self._merged()
+        if self._text is None:
+            self._text = TextExposition(self._bounds)
+        return self._text.render(merged, [*self._extra_families(merged), *after])
+
+    def exposition(self) -> bytes:
+        """The Prometheus text format of the current (merged) state."""
+        return self.render_text()

@@ -1,0 +1,63 @@
+"""The cardinality caps: AE titles, servers, SOP classes folded into 'other', and counted."""
+
+from __future__ import annotations
+
+from metrics_events import CT, MR, PRIVATE_SOP, families, sample_value
+from sink_fakes import Flow
+
+from dicomsniffd.config import MetricsConfig
+from dicomsniffd.dicom.events import (
+    DimseRequestSeen,
+)
+from dicomsniffd.sinks.metrics import MetricsStore
+
+
+def test_ae_title_cap_and_overflow_counting() -> None:
+    store = MetricsStore(MetricsConfig(max_ae_titles=2))
+    assert store.ae_label("A", "calling_ae") == "A"
+    assert store.ae_label("B", "called_ae") == "B"
+    assert store.ae_label("A", "called_ae") == "A"  # already admitted: no overflow
+    assert store.ae_label("C", "calling_ae") == "other"
+    assert store.ae_label("D", "called_ae") == "other"
+    assert store.ae_label("E", "called_ae") == "other"
+    assert store.ae_label("unknown") == "unknown"  # reserved, never takes a slot
+    assert store.ae_label("") == "unknown"
+    overflow = families(store)["dicomsniffd_label_overflow_total"]
+    assert sample_value(overflow, "_total", label="calling_ae") == 1
+    assert sample_value(overflow, "_total", label="called_ae") == 2
+    assert sample_value(overflow, "_total", label="server") == 0
+
+
+def test_server_cap_is_idempotent_on_labels() -> None:
+    store = MetricsStore(MetricsConfig(max_servers=1))
+    assert store.server_label("10.0.0.1:104") == "10.0.0.1:104"
+    assert store.server_label("10.0.0.2:104") == "other"
+    # the pipeline may pass the capped label to connection_failure: no double counting
+    store.connection_failure("other", "unanswered")
+    store.connection_failure("10.0.0.3:104", "refused")
+    f = families(store)
+    assert sample_value(f["dicomsniffd_label_overflow_total"], "_total", label="server") == 2
+    failures = f["dicom_tcp_connection_failures_total"]
+    assert sample_value(failures, "_total", server="other", reason="unanswered") == 1
+    assert sample_value(failures, "_total", server="other", reason="refused") == 1
+
+
+def test_sop_class_cap_and_private_uids() -> None:
+    store = MetricsStore(MetricsConfig(max_sop_classes=1))
+    flow = Flow()
+    for uid in (CT, MR, PRIVATE_SOP, ""):
+        store.handle(DimseRequestSeen(1.0, "requestor", "C-STORE", uid, 1, 1), flow)
+    f = families(store)
+    labels = {s.labels["sop_class"] for s in f["dicom_dimse_requests_total"].samples}
+    assert labels == {"CTImageStorage", "other", "private", "unknown"}
+    assert sample_value(f["dicomsniffd_label_overflow_total"], "_total", label="sop_class") == 1
+
+
+def test_optional_labels_switched_off_keep_the_label_with_value_all() -> None:
+    store = MetricsStore(MetricsConfig(ae_title_labels=False, sop_class_label=False))
+    flow = Flow()
+    assert store.ae_label("CT_SCANNER", "calling_ae") == "all"
+    for uid in (CT, MR):
+        store.handle(DimseRequestSeen(1.0, "requestor", "C-STORE", uid, 1, 1), flow)
+    samples = families(store)["dicom_dimse_requests_total"].samples
+    assert [(s.labels["sop_class"], s.value) for s in samples] == [("all", 2.0)]
