@@ -18,7 +18,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import CollectorRegistry
 
 from dicomsniffd.config import Config
@@ -240,8 +240,6 @@ class MetricsView:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self.store)
         self.registry.register(reloads)
-        self._own_registry = CollectorRegistry(auto_describe=False)
-        self._own_registry.register(reloads)
         self._seq = 0
         self._fresh = threading.Condition()
         self.request_fresh: Callable[[], None] | None = None
@@ -280,7 +278,7 @@ class MetricsView:
             ):
                 return cached[1]
             key = (self._seq, self._reloads.failures)
-            body = self.store.render_text() + generate_latest(self._own_registry)
+            body = self.store.render_text(after=self._reloads.collect())
             self._rendered = (key, body)
             return body
 

@@ -15,19 +15,20 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pcapy
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import Metric
 
 from dicomsniffd.config import OVERRIDES, Config, ConfigError, apply_overrides, load_config
 from dicomsniffd.daemon.errors import EXIT_CONFIG, StartupError
 from dicomsniffd.daemon.logs import setup_logging
 from dicomsniffd.live import BpfError, LiveSource
+from dicomsniffd.sinks.metrics import CONFIG_RELOAD_FAILURES, metric_family
 
 if TYPE_CHECKING:
     from dicomsniffd.sinks.metrics import MetricsStore
 
 log = logging.getLogger("dicomsniffd.daemon")
 
-RELOAD_FAILURES_METRIC = "dicomsniffd_config_reload_failures_total"
+RELOAD_FAILURES_METRIC = CONFIG_RELOAD_FAILURES.name
 
 
 class Target(enum.Enum):
@@ -165,18 +166,15 @@ def check_bpf(bpf: str, linktype: int, snaplen: int) -> None:
         raise BpfError(f"invalid BPF filter {bpf!r}: {exc}") from None
 
 
-# TODO(issue 11): the family moves into the sinks/metrics catalogue at merge.
 class ReloadCounter:
-    """A prometheus-client collector for the daemon's own counters."""
+    """A prometheus-client collector for the daemon's own counter (name and help from the
+    metrics catalogue, like every other family)."""
 
     def __init__(self) -> None:
         self.failures = 0
 
-    def collect(self) -> Iterator[CounterMetricFamily]:
-        family = CounterMetricFamily(
-            RELOAD_FAILURES_METRIC,
-            "SIGHUP config reloads refused (the old config stayed in force).",
-        )
+    def collect(self) -> Iterator[Metric]:
+        family = metric_family(CONFIG_RELOAD_FAILURES)
         family.add_metric((), self.failures)
         yield family
 
