@@ -43,6 +43,7 @@ def resets(c: Collected, info: Mapping[str, Any]) -> list[Found]:
     hit = [a for a in c.associations if a.end == "reset" or any(a.resets.values())]
     if not hit:
         return []
+    # same shape as associations.aborts (one evidence line per association), other facts
     evidence = []
     for a in hit:
         senders = [s for s in (REQUESTOR, ACCEPTOR) if a.resets.get(s)]

@@ -56,14 +56,10 @@ def _records(summary: Any) -> tuple[list[dict[str, Any]], int, dict[str, Any]]:
 # -- sections ---------------------------------------------------------------------------------
 
 
-def _header(data: dict[str, Any], summary: Any, dropped: int, n_records: int) -> str:
+def _blind_spots(data: dict[str, Any], summary: Any) -> list[str]:
+    """What the sniffer could not see in this capture, one line each."""
     capture = data["capture"]
-    files = capture.get("files") or []
-    first, last = capture.get("first_ts"), capture.get("last_ts")
-    span = (last - first) if first is not None and last is not None else None
     assocs = data["associations"]
-    n_tx = sum(s.get("requests", 0) for s in data["dimse"].values())
-
     missed = int(capture.get("missed_bytes") or 0)
     if hasattr(summary, "missed_bytes_total"):
         missed = max(missed, int(summary.missed_bytes_total()))
@@ -102,6 +98,11 @@ def _header(data: dict[str, Any], summary: Any, dropped: int, n_records: int) ->
             f"{plural(unknown, 'association')} already running when the capture started "
             "(negotiation not seen: AE titles and contexts may be unknown)"
         )
+    return blind
+
+
+def _limits(blind: list[str], dropped: int, n_records: int) -> str:
+    """What the conclusions below can and cannot say, given the blind spots."""
     if blind:
         limit = (
             "Because of this, counts, byte totals and timings below are lower bounds; a "
@@ -121,7 +122,18 @@ def _header(data: dict[str, Any], summary: Any, dropped: int, n_records: int) ->
             f"{n_records} of {n_records + dropped} transactions (every failure first); "
             "the statistics and findings are computed over all of them."
         )
+    return limit
 
+
+def _header(data: dict[str, Any], summary: Any, dropped: int, n_records: int) -> str:
+    capture = data["capture"]
+    files = capture.get("files") or []
+    first, last = capture.get("first_ts"), capture.get("last_ts")
+    span = (last - first) if first is not None and last is not None else None
+    assocs = data["associations"]
+    n_tx = sum(s.get("requests", 0) for s in data["dimse"].values())
+    blind = _blind_spots(data, summary)
+    limit = _limits(blind, dropped, n_records)
     files_html = "".join(f"<li><code>{esc(f)}</code></li>" for f in files) or "<li>-</li>"
     rows = [
         ("Capture files", f"<ul class='files'>{files_html}</ul>"),
