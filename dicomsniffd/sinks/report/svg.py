@@ -38,6 +38,8 @@ _OUTCOME_COLORS = {
 
 
 def _e(value: Any) -> str:
+    # Not escape.esc: chart text shows a control character as "?", the page spells it out
+    # as "\\xNN"; two behaviours kept so the report stays byte-identical.
     text = "" if value is None else str(value)
     text = "".join(ch if ord(ch) >= 0x20 and ord(ch) != 0x7F else "?" for ch in text)
     return html.escape(text, quote=True)
