@@ -30,10 +30,12 @@ from dicomsniffd.dicom.events import (
     PresentationContext,
     UserInformation,
 )
-from dicomsniffd.sinks import report as report_mod
-from dicomsniffd.sinks import report_svg
+from dicomsniffd.sinks.report import escape as escape_mod
 from dicomsniffd.sinks.report import render_report, write_report
-from dicomsniffd.sinks.summary import Summary, TransactionLog
+from dicomsniffd.sinks.report import svg as report_svg
+from dicomsniffd.sinks.report import tables as tables_mod
+from dicomsniffd.sinks.report.trace import TransactionLog
+from dicomsniffd.sinks.summary import Summary
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
 MR = "1.2.840.10008.5.1.4.1.1.4"
@@ -362,8 +364,8 @@ def test_hostile_strings_are_escaped(html_text):
 
 
 def test_control_characters_are_made_visible():
-    assert report_mod.esc("AE\x00\x1b[31m") == "AE\\x00\\x1b[31m"
-    assert report_mod.esc("a'b\"c&") == "a&#x27;b&quot;c&amp;"
+    assert escape_mod.esc("AE\x00\x1b[31m") == "AE\\x00\\x1b[31m"
+    assert escape_mod.esc("a'b\"c&") == "a&#x27;b&quot;c&amp;"
 
 
 def test_no_patient_data_or_instance_uids(html_text):
@@ -451,9 +453,9 @@ def test_report_size_bounded_for_huge_capture():
     text = render_report(s, capture_info(last_ts=T0 + 3000))
     assert len(text.encode()) < 6_000_000
     trace = text[text.index("id='trace-table'") :]
-    assert trace.count("<tr data-assoc=") == report_mod.MAX_TRACE_ROWS
+    assert trace.count("<tr data-assoc=") == tables_mod.MAX_TRACE_ROWS
     assert trace.count("data-status='failure'") == 120  # every failure is kept
-    assert text.count("<tr id='assoc-") == report_mod.MAX_ASSOC_ROWS
+    assert text.count("<tr id='assoc-") == tables_mod.MAX_ASSOC_ROWS
     assert "Showing 500 of 800 associations" in text
     checker = parse(text)
     assert checker.errors == [] and checker.stack == []

@@ -124,3 +124,8 @@ def status_text(status: int | None) -> str:
     if 0xC000 <= status <= 0xCFFF:
         return "Error: cannot understand (SCP-specific failure)"
     return "status not in the standard tables (vendor-specific)"
+
+
+# Their first response comes after the first sub-operation (PS3.4 C.4.2/C.4.3), so the
+# request -> first response latency is not the SCP's service time.
+NO_SERVICE_TIME = frozenset({"C-MOVE", "C-GET"})

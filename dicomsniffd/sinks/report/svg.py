@@ -38,6 +38,8 @@ _OUTCOME_COLORS = {
 
 
 def _e(value: Any) -> str:
+    # Not escape.esc: chart text shows a control character as "?", the page spells it out
+    # as "\\xNN"; two behaviours kept so the report stays byte-identical.
     text = "" if value is None else str(value)
     text = "".join(ch if ord(ch) >= 0x20 and ord(ch) != 0x7F else "?" for ch in text)
     return html.escape(text, quote=True)
@@ -70,7 +72,8 @@ def _empty(chart_id: str, height: int, message: str) -> str:
     )
 
 
-def _spread(items: Sequence[Any], n: int) -> list[Any]:
+def spread(items: Sequence[Any], n: int) -> list[Any]:
+    """``n`` items taken evenly from ``items`` (all of them if it has no more than n)."""
     if n <= 0:
         return []
     if len(items) <= n:
@@ -85,7 +88,7 @@ def _priority_sample(records: Sequence[dict[str, Any]], n: int) -> list[dict[str
         return list(records)
     notable = [r for r in records if r["status_class"] != "success"][:n]
     ok = [r for r in records if r["status_class"] == "success"]
-    return notable + _spread(ok, n - len(notable))
+    return notable + spread(ok, n - len(notable))
 
 
 def _nice_step(span: float, target: int) -> float:

@@ -1,0 +1,92 @@
+"""Can the capture be trusted? Bytes never captured, snaplen cuts, offloads that blur
+timing, and a capture with no DICOM in it at all."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from dicomsniffd.findings.rule import Collected, FindingKind, Found, rule
+
+CAPTURE_INCOMPLETE = FindingKind(
+    "capture-incomplete",
+    "warning",
+    "The capture is incomplete: numbers are lower bounds",
+    "Capture with a full snaplen (-s 0), a bigger capture buffer, and make sure the "
+    "mirror port is not oversubscribed and mirrors both directions. Turn off offloads "
+    "on the capture interface (ethtool -K IFACE gro off lro off tso off gso off).",
+)
+CAPTURE_OFFLOADS = FindingKind(
+    "capture-offloads",
+    "info",
+    "Offloads were on where the capture was taken",
+    "Turn offloads off on the capture interface: ethtool -K IFACE gro off lro off tso off gso off.",
+)
+NO_DICOM = FindingKind(
+    "no-dicom",
+    "info",
+    "No DICOM traffic found",
+    "Check that the capture holds the DICOM traffic (filter, ports, both directions) "
+    "and that it is not DICOM over TLS. Associations already running when the capture "
+    "started are only recognised on the configured DICOM ports.",
+)
+
+
+def _gaps_evidence(c: Collected, info: Mapping[str, Any], missed: int, truncated: int) -> list[str]:
+    incomplete = sum(s.incomplete for s in c.commands.values())
+    resyncs = c.protocol_errors.get("resync", 0)
+    evidence = []
+    if missed:
+        evidence.append(f"{missed} bytes on DICOM connections were never captured")
+    if truncated:
+        evidence.append(f"{truncated} packets cut by the snapshot length (snaplen)")
+    if incomplete:
+        evidence.append(f"{incomplete} DIMSE transactions hit by a capture gap")
+    if resyncs:
+        evidence.append(f"{resyncs} resynchronisations of the DICOM stream after a gap")
+    one_sided = c.protocol_errors.get("one-direction-only", 0)
+    if one_sided:
+        evidence.append(
+            f"{one_sided} connections seen in one direction only (one-sided mirror, "
+            "or a peer that never answered)"
+        )
+    for path in info.get("truncated_files") or ():
+        evidence.append(f"capture file {path} is truncated")
+    return evidence
+
+
+@rule(CAPTURE_INCOMPLETE)
+def capture_incomplete(c: Collected, info: Mapping[str, Any]) -> list[Found]:
+    missed = max(int(info.get("missed_bytes") or 0), c.missed_total)
+    truncated = int(info.get("truncated_packets") or 0)
+    evidence = _gaps_evidence(c, info, missed, truncated)
+    if not evidence:
+        return []
+    detail = (
+        "The capture does not contain everything that went over the wire, so counts, "
+        "sizes and timings in this summary are incomplete (lower bounds)."
+    )
+    return [CAPTURE_INCOMPLETE.found(detail, evidence, missed + truncated)]
+
+
+@rule(CAPTURE_OFFLOADS)
+def capture_offloads(c: Collected, info: Mapping[str, Any]) -> list[Found]:
+    # Merged super-packets lose nothing (their bytes are all there) but blur timing:
+    # every merged frame gets one timestamp. Worth fixing, not a gap in the numbers.
+    super_packets = int((info.get("decode") or {}).get("super_packets") or 0)
+    if not super_packets:
+        return []
+    detail = (
+        "Some captured packets are larger than the wire MTU: the capturing host merged "
+        "frames (GRO/LRO) or captured before segmentation (TSO/GSO). Nothing is lost, "
+        "but merged frames share one timestamp, which blurs sub-millisecond timings."
+    )
+    evidence = [f"{super_packets} packets larger than a 1500-byte MTU frame"]
+    return [CAPTURE_OFFLOADS.found(detail, evidence, super_packets)]
+
+
+@rule(NO_DICOM)
+def no_dicom(c: Collected, info: Mapping[str, Any]) -> list[Found]:
+    if c.associations or c.connection_failures or c.tls:
+        return []
+    return [NO_DICOM.found("No DICOM association was recognised in the capture.", [], 0)]

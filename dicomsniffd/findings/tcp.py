@@ -1,0 +1,117 @@
+"""Is the TCP path healthy? Connections reset instead of released, packet loss
+(retransmissions) and receivers that could not keep up (zero windows)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from dicomsniffd.dicom.events import ACCEPTOR, REQUESTOR
+from dicomsniffd.findings.rule import Collected, FindingKind, Found, rule
+from dicomsniffd.sinks._format import plural
+
+RESETS = FindingKind(
+    "resets",
+    "warning",
+    "Connections reset",
+    "A reset without an A-RELEASE/A-ABORT means the application closed its socket "
+    "abruptly (crash, restart, kill) or a firewall/load balancer cut the connection "
+    "(idle timeout, inspection). Check which side sent it, firewall session timeouts, "
+    "and the application logs at that time.",
+)
+RETRANSMISSIONS = FindingKind(
+    "retransmissions",
+    "warning",  # graded by the share of packets: critical ≥ 5%, warning ≥ 1%, info ≥ 0.1%
+    "TCP retransmissions",
+    "Retransmissions mean packets are lost between the capture point and the receiver: "
+    "check interface error counters, duplex settings, congested links and firewalls. "
+    "The side that retransmits is the one whose packets get lost.",
+)
+ZERO_WINDOW = FindingKind(
+    "zero-window",
+    "warning",
+    "TCP zero window: a receiver could not keep up",
+    "Zero windows from the SCP during C-STORE mean the PACS cannot write as fast as "
+    "the data arrives (storage, CPU, ingest queue): that is SCP slowness seen on the "
+    "network. Zero windows from the SCU (C-GET, C-FIND results) mean the SCU is slow to "
+    "consume. Check the receiving host's disk and CPU load.",
+)
+
+
+@rule(RESETS)
+def resets(c: Collected, info: Mapping[str, Any]) -> list[Found]:
+    hit = [a for a in c.associations if a.end == "reset" or any(a.resets.values())]
+    if not hit:
+        return []
+    # same shape as associations.aborts (one evidence line per association), other facts
+    evidence = []
+    for a in hit:
+        senders = [s for s in (REQUESTOR, ACCEPTOR) if a.resets.get(s)]
+        by = " and ".join(senders) if senders else "unknown side"
+        line = f"flow {a.flow_id} {a.pair} ({a.client} → {a.server}): reset by {by}"
+        if a.unanswered:
+            line += f", {plural(a.unanswered, 'request')} unanswered"
+        evidence.append(line)
+    detail = (
+        f"{plural(len(hit), 'connection')} ended with a TCP reset instead of a DICOM "
+        "release or abort."
+    )
+    return [RESETS.found(detail, evidence, len(hit))]
+
+
+def _retransmission_severity(ratio: float) -> str | None:
+    if ratio >= 0.05:
+        return "critical"
+    if ratio >= 0.01:
+        return "warning"
+    if ratio >= 0.001:
+        return "info"
+    return None
+
+
+@rule(RETRANSMISSIONS)
+def retransmissions(c: Collected, info: Mapping[str, Any]) -> list[Found]:
+    counts = c.tcp["retransmissions"]
+    total = sum(counts.values())
+    packets = int(info.get("packets") or 0)
+    if not total or not packets:
+        return []
+    ratio = total / packets
+    severity = _retransmission_severity(ratio)
+    if severity is None:
+        return []
+    worst = sorted(c.associations, key=lambda a: -sum(a.retransmissions.values()))[:5]
+    evidence = [
+        f"sent by requestor {counts.get(REQUESTOR, 0)}, by acceptor {counts.get(ACCEPTOR, 0)}"
+    ] + [
+        f"flow {a.flow_id} {a.pair}: {sum(a.retransmissions.values())}"
+        for a in worst
+        if sum(a.retransmissions.values())
+    ]
+    detail = (
+        f"{total} TCP retransmissions for {packets} captured packets "
+        f"({ratio:.2%}); above 1% transfers slow down noticeably."
+    )
+    title = f"{RETRANSMISSIONS.title} ({ratio:.2%} of packets)"
+    return [RETRANSMISSIONS.found(detail, evidence, total, severity=severity, title=title)]
+
+
+@rule(ZERO_WINDOW)
+def zero_window(c: Collected, info: Mapping[str, Any]) -> list[Found]:
+    counts = c.tcp["zero_windows"]
+    total = sum(counts.values())
+    if not total:
+        return []
+    evidence = [
+        f"advertised by acceptor (SCP) {counts.get(ACCEPTOR, 0)}, "
+        f"by requestor (SCU) {counts.get(REQUESTOR, 0)}"
+    ] + [
+        f"flow {a.flow_id} {a.pair}: {sum(a.zero_windows.values())}"
+        for a in sorted(c.associations, key=lambda a: -sum(a.zero_windows.values()))[:5]
+        if sum(a.zero_windows.values())
+    ]
+    detail = (
+        f"A receiver told its peer to stop sending {plural(total, 'time')} (TCP zero "
+        "window): its application did not read the data fast enough."
+    )
+    return [ZERO_WINDOW.found(detail, evidence, total)]

@@ -1,0 +1,91 @@
+"""Numbers, times and the DIMSE timing table as people read them: shared by the text
+summary (``sinks/summary/text.py``), the findings and the HTML report (``sinks/report/``).
+
+Where the text summary and the report used to format the same thing differently, the one
+function here keeps both behaviours behind a keyword, so both outputs stay byte-identical.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from dicomsniffd.sinks._names import NO_SERVICE_TIME
+
+
+def plural(n: int, word: str) -> str:
+    """``1 association``, ``2 associations``."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def utc(ts: float | None, *, date: bool = True, ms: bool = False) -> str:
+    """``2026-01-31 12:00:00`` in UTC (``date=False``: the time only; ``ms``: ``.123``);
+    ``-`` when unknown."""
+    if ts is None:
+        return "-"
+    text = time.strftime("%Y-%m-%d %H:%M:%S" if date else "%H:%M:%S", time.gmtime(ts))
+    if ms:
+        text += f".{int((ts % 1) * 1000):03d}"
+    return text
+
+
+def byte_size(n: float | None, *, largest_unit: str = "GB") -> str:
+    """``512 B``, ``1.5 MB``; ``-`` when unknown. The text summary stops at GB
+    (``1500.0 GB``), the report goes on to TB (``largest_unit="TB"``: ``1.5 TB``)."""
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(value) < 1000 or unit == largest_unit:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000.0
+    return f"{value:.1f} TB"
+
+
+def one_decimal(value: float | None) -> str:
+    """A table cell of milliseconds or Mbit/s: ``12.3``; ``-`` when unknown."""
+    return "-" if value is None else f"{value:.1f}"
+
+
+def seconds_as_ms(seconds: float | None) -> str:
+    """Seconds shown as a milliseconds cell: ``0.0123`` -> ``12.3``."""
+    return "-" if seconds is None else f"{seconds * 1000:.1f}"
+
+
+def duration(seconds: float | None) -> str:
+    """``120 ms``, ``4.2 s``, ``3.5 min``."""
+    if seconds is None:
+        return "-"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.1f} min"
+
+
+# The three phases of a DIMSE transaction (DESIGN §3), as the timing tables show them.
+TIMING_PHASES = (
+    ("transfer", "request_transfer_ms"),
+    ("service", "response_latency_ms"),
+    ("total", "duration_ms"),
+)
+
+
+def timing_rows(
+    dimse: Mapping[str, Mapping[str, Any]], *, first_response_label: bool = False
+) -> Iterator[tuple[str, str, Mapping[str, Any]]]:
+    """``(command, phase label, percentiles)`` of the DIMSE timing table, from the
+    ``dimse`` part of ``Summary.to_dict``; phases without samples are left out.
+
+    ``first_response_label`` (the report) calls C-MOVE/C-GET's service phase "first
+    response": their first response follows the first sub-operation, not the SCP's work.
+    """
+    for command, stats in dimse.items():
+        for label, key in TIMING_PHASES:
+            p = stats[key]
+            if not p["count"]:
+                continue
+            if first_response_label and label == "service" and command in NO_SERVICE_TIME:
+                label = "first response"
+            yield command, label, p

@@ -1,0 +1,160 @@
+"""Text rendering of the ``analyze`` summary: pure formatting of ``Summary.to_dict``'s
+output, 100 columns wide (``dicomsniffd analyze`` without ``--json``)."""
+
+from __future__ import annotations
+
+import textwrap
+from typing import Any
+
+from dicomsniffd.dicom.events import ACCEPTOR, REQUESTOR
+from dicomsniffd.sinks._format import byte_size, one_decimal, plural, timing_rows, utc
+from dicomsniffd.sinks._names import status_text
+
+_WIDTH = 100
+_MAX_ROWS = 50  # associations listed; --json lists all
+
+
+def render_text(data: dict[str, Any]) -> str:
+    """The whole text summary of ``data`` (``Summary.to_dict``)."""
+    parts = [
+        _render_capture(data["capture"]),
+        _render_findings(data["findings"]),
+        _render_associations(data["associations"]),
+        _render_dimse(data["dimse"]),
+        _render_tcp(data["tcp"], data["protocol_errors"]),
+    ]
+    return "\n".join(part for part in parts if part) + "\n"
+
+
+def _fit(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _heading(title: str) -> str:
+    return f"{title}\n{'=' * len(title)}"
+
+
+def _render_capture(capture: dict[str, Any]) -> str:
+    files = capture.get("files") or []
+    first, last = capture.get("first_ts"), capture.get("last_ts")
+    span = f" ({last - first:.1f} s)" if first is not None and last is not None else ""
+    lines = [
+        _heading("dicomsniffd analyze"),
+        _fit(f"Files:    {', '.join(files) or '-'}", _WIDTH),
+        f"Packets:  {capture.get('packets', 0)}   Bytes: {byte_size(capture.get('bytes', 0))}",
+        f"Time:     {utc(first)} → {utc(last)} UTC{span}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _wrap(text: str, indent: str) -> list[str]:
+    return textwrap.wrap(text, _WIDTH, initial_indent=indent, subsequent_indent=indent) or [indent]
+
+
+def _render_findings(findings: list[dict[str, Any]]) -> str:
+    lines = [_heading(f"Findings ({len(findings)})")]
+    if not findings:
+        lines.append("No problems found.")
+    for finding in findings:
+        lines.append(f"[{finding['severity'].upper()}] {finding['title']}  ({finding['code']})")
+        lines.extend(_wrap(finding["detail"], "    "))
+        for item in finding["evidence"]:
+            lines.extend(
+                textwrap.wrap(item, _WIDTH, initial_indent="    - ", subsequent_indent="      ")
+            )
+        lines.extend(_wrap("What to check: " + finding["advice"], "    "))
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _render_associations(assocs: list[dict[str, Any]]) -> str:
+    lines = [_heading(f"Associations ({len(assocs)})")]
+    if not assocs:
+        return "\n".join([*lines, "None.", ""])
+    header = (
+        f"{'flow':>4} {'start':8} {'calling → called':30} {'server':21} "
+        f"{'outcome':9} {'end':8} {'resp':>5} {'data':>8}"
+    )
+    lines.append(header)
+    for a in assocs[:_MAX_ROWS]:
+        responses = sum(sum(s.values()) for s in a["dimse"].values())
+        outcome = "aborted*" if a["outcome"] == "aborted-before-accept" else a["outcome"]
+        data = byte_size(sum(a["pdata_bytes"].values()))
+        pair = _fit(f"{a['calling_ae']} → {a['called_ae']}", 30)
+        lines.append(
+            f"{a['flow_id']:>4} {utc(a['start_ts'], date=False):8} {pair:30} "
+            f"{_fit(a['server'], 21):21} {outcome:9} {a['end'] or '-':8} {responses:>5} {data:>8}"
+        )
+    if len(assocs) > _MAX_ROWS:
+        lines.append(f"… {len(assocs) - _MAX_ROWS} more associations (use --json for all)")
+    if any(a["outcome"] == "aborted-before-accept" for a in assocs):
+        lines.append("aborted* = aborted or reset before the SCP answered the request")
+    return "\n".join(lines) + "\n"
+
+
+def _render_dimse(dimse: dict[str, Any]) -> str:
+    if not dimse:
+        return ""
+    lines = [
+        _heading("DIMSE"),
+        f"{'command':14} {'requests':>8} {'unanswered':>10}  responses by status",
+    ]
+    for command, s in dimse.items():
+        statuses = ", ".join(
+            f"{status} {status_text(int(status, 16)) if status else ''}: {n}".replace("  ", " ")
+            for status, n in s["responses"].items()
+        )
+        wrapped = textwrap.wrap(statuses or "-", _WIDTH - 37) or ["-"]
+        lines.append(f"{command:14} {s['requests']:>8} {s['unanswered']:>10}  {wrapped[0]}")
+        lines.extend(f"{'':36}{more}" for more in wrapped[1:])
+    lines += [
+        "",
+        "Timing (ms): transfer = network upload of the request, "
+        "service = SCP time to first response",
+        f"{'command':14} {'phase':9} {'count':>7} {'p50':>10} {'p95':>10} {'p99':>10} {'max':>10}",
+    ]
+    for command, label, p in timing_rows(dimse):
+        lines.append(
+            f"{command:14} {label:9} {p['count']:>7} {one_decimal(p['p50']):>10} "
+            f"{one_decimal(p['p95']):>10} {one_decimal(p['p99']):>10} {one_decimal(p['max']):>10}"
+        )
+    throughput = [
+        f"{command}: {byte_size(s['dataset_bytes'])} of data sets, "
+        f"upload throughput {s['throughput_mbps']:.1f} Mbit/s"
+        for command, s in dimse.items()
+        if s["throughput_mbps"] is not None
+    ]
+    if throughput:
+        lines += ["", "Throughput", *throughput]
+    return "\n".join(lines) + "\n"
+
+
+def _render_tcp(tcp: dict[str, Any], protocol_errors: dict[str, int]) -> str:
+    def pair(counts: dict[str, int]) -> str:
+        return f"requestor {counts.get(REQUESTOR, 0)}, acceptor {counts.get(ACCEPTOR, 0)}"
+
+    rtt = tcp["handshake_rtt_ms"]
+    lines = [
+        _heading("TCP health"),
+        f"Retransmissions:  {pair(tcp['retransmissions'])}",
+        f"Zero windows:     {pair(tcp['zero_windows'])}",
+        f"Resets:           {pair(tcp['resets'])}",
+        "Handshake RTT:    "
+        + (
+            f"p50 {one_decimal(rtt['p50'])} ms, p95 {one_decimal(rtt['p95'])} ms, "
+            f"max {one_decimal(rtt['max'])} ms ({rtt['count']} handshakes)"
+            if rtt["count"]
+            else "-"
+        ),
+    ]
+    for failure in tcp["connection_failures"]:
+        lines.append(
+            f"Connection {failure['reason']}: {failure['server']} "
+            f"({plural(failure['count'], 'attempt')})"
+        )
+    if protocol_errors:
+        lines.append(
+            "Protocol errors:  "
+            + ", ".join(f"{kind} {n}" for kind, n in sorted(protocol_errors.items()))
+        )
+    return "\n".join(lines) + "\n"
