@@ -367,7 +367,7 @@ def run_frames(
     """Frames through decode -> flows -> core -> every sink, then render every output."""
     config = config or fuzz_config()
     metrics, summary, elog, stream, checker = make_sinks(config, keep_uids=keep_uids)
-    pipeline = Pipeline(config, [metrics, summary, elog, checker])
+    pipeline = Pipeline(config, [metrics, summary, elog, checker], labels=metrics)
     decoder = Decoder(1)
     for i in range(0, len(frames), batch):
         chunk = frames[i : i + batch]

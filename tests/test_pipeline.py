@@ -298,7 +298,7 @@ def run(paths, config: Config | None = None) -> Result:
     stream = io.StringIO()
     log = EventLog(stream)
     paths = [str(p) for p in (paths if isinstance(paths, list | tuple) else [paths])]
-    info = analyze_files(paths, config, [metrics, summary, log])
+    info = analyze_files(paths, config, [metrics, summary, log], labels=metrics)
     pipeline = info.pop("_pipeline")
     metrics.set_self_stats_source(pipeline.self_stats)
     text = metrics.exposition().decode()
