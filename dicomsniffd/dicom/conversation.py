@@ -46,6 +46,26 @@ _TIMEOUT_HOWS = frozenset({"idle", "timeout", "evicted-capacity", "evicted-memca
 class DicomConversation:
     """Sans-IO DICOM UL/DIMSE state of one connection (directions 0 and 1)."""
 
+    __slots__ = (
+        "calling_ae",
+        "called_ae",
+        "missed_bytes",
+        "roles",
+        "_framers",
+        "_dimse",
+        "_on_data",
+        "_on_cmd_fragment",
+        "_on_lost",
+        "_acse",
+        "_rq_ts",
+        "_rq_contexts",
+        "_release_rq",
+        "_release_rp",
+        "_aborted",
+        "_closed",
+        "_exceptions",
+    )
+
     def __init__(
         self,
         requestor_direction: int = 0,
@@ -80,12 +100,9 @@ class DicomConversation:
                 max_association_pdu_bytes=max_association_pdu_bytes,
             ),
         )
+        # positional: one per connection, and keyword calls cost (many-flows benchmark)
         self._dimse = dimse = DimseTransactions(
-            self.roles,
-            max_command_bytes=max_command_bytes,
-            keep_instance_uids=keep_instance_uids,
-            transaction_timeout=transaction_timeout,
-            max_pending=max_pending,
+            self.roles, max_command_bytes, keep_instance_uids, transaction_timeout, max_pending
         )
         # Bound once: _handle calls these per PDV, at the cost of a method lookup.
         self._on_data = dimse.on_data

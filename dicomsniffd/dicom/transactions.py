@@ -94,7 +94,6 @@ class DimseTransactions:
     def __init__(
         self,
         roles: Roles,
-        *,
         max_command_bytes: int,
         keep_instance_uids: bool,
         transaction_timeout: float,

@@ -62,6 +62,9 @@ class StreamDetector:
         self.handlers: dict[int, DicomFlowHandler] = {}
         self._learned_servers: dict[str, None] = {}
         self._next_flow_id = 1
+        # bound once, not per connection: every DicomFlowHandler gets the same two
+        self._closed = self.handler_closed
+        self._learn = self.learn_server
 
     def classify(self, info: Any, direction: int, payload: bytes) -> Any:
         """flows.Classify: a handler for the flow whose first payload this is, or None."""

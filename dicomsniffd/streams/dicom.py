@@ -69,14 +69,14 @@ class DicomFlowHandler:
             self.dispatch(events)
 
     def gap(self, direction: int, nbytes: int, ts: float) -> None:
-        self.emitter.add_bytes("missed", self.conv.sender(direction), nbytes, self.ctx)
+        self.emitter.add_bytes("missed", self.conv.roles.sender(direction), nbytes, self.ctx)
         events = self.conv.gap(direction, nbytes, ts)
         if events:
             self.dispatch(events)
 
     def tcp_event(self, kind: str, direction: int, ts: float, value: float = 0.0) -> None:
         if kind in _TCP_EVENTS_FOR_SINKS:
-            self.emitter.tcp_event(kind, self.conv.sender(direction), self.ctx, value, ts)
+            self.emitter.tcp_event(kind, self.conv.roles.sender(direction), self.ctx, value, ts)
 
     def close(self, how: str, ts: float) -> None:
         """``how`` is the flow table's reason; the core maps it to AssociationEnded.how."""
@@ -104,7 +104,7 @@ class DicomFlowHandler:
             delta = pdata[direction] - self._flushed_pdata[direction]
             if delta:
                 self._flushed_pdata[direction] = pdata[direction]
-                sender = self.conv.sender(direction)
+                sender = self.conv.roles.sender(direction)
                 self.emitter.add_bytes("pdata", sender, delta, self.ctx)
 
     def dispatch(self, events: Iterable[Any]) -> None:
