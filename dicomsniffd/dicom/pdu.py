@@ -12,8 +12,8 @@ max_command_bytes) are buffered.
 
 Measured cost (CPython 3.11, this container): feeding a 1448-byte chunk that ends inside a
 dataset PDV through ``DicomConversation.feed`` is about 0.14 µs (``PduFramer.feed`` alone
-about 0.12 µs); benchmarks/layers.py measures it, and tests/test_dicom_hotpath.py checks
-that such chunks produce nothing and are counted (no timed assertion).
+about 0.12 µs), measured with timeit when this was written. No test times it:
+tests/test_dicom_hotpath.py checks that such chunks produce nothing and are counted.
 
 Items are plain tuples (one per PDU/PDV, never per chunk), first element the kind:
   (PDU, pdu_type, body, start_ts)               non-P-DATA PDU, complete body
@@ -21,7 +21,7 @@ Items are plain tuples (one per PDU/PDV, never per chunk), first element the kin
   (DATA, ctx, last, nbytes, start_ts, missed)   one dataset PDV finished (missed: a gap hit it)
   (LOST, ctx)                                   a gap destroyed PDV(s) of ctx (-1: unknown ctx)
   (RESYNC, skipped_bytes)                       alignment found again after losing it
-  (ERROR, kind, detail)                         protocol error (kind as ProtocolError.kind)
+  (ERROR, kind, detail)                         protocol error (kind: a problems.py name)
 
 Determinism: every decision depends only on the stream bytes, never on where chunks
 split, so any segmentation of the same stream yields the same items (the resync scanner
