@@ -218,7 +218,7 @@ class DicomConversation:
         silent = self.silent_direction()
         if silent is None:
             return None
-        sender = self.sender(silent)
+        sender = self.roles.sender(silent)
         return ProtocolError(ts, sender, ONE_DIRECTION_ONLY, f"nothing seen from the {sender}")
 
     def expire(self, now: float) -> Sequence[Event]:
@@ -249,9 +249,9 @@ class DicomConversation:
                 elif kind == LOST:
                     self._on_lost(d, item[1])
                 elif kind == RESYNC:
-                    out.append(Resynchronised(ts, self.sender(d), item[1]))
+                    out.append(Resynchronised(ts, self.roles.sender(d), item[1]))
                 elif kind == ERROR:
-                    out.append(ProtocolError(ts, self.sender(d), item[1], item[2]))
+                    out.append(ProtocolError(ts, self.roles.sender(d), item[1], item[2]))
         except Exception as exc:  # noqa: BLE001
             return self._contain(d, exc, ts, out)
         return out or _NO_EVENTS
@@ -262,7 +262,7 @@ class DicomConversation:
         if d not in (0, 1):
             out.append(ProtocolError(ts, "", PARSER_EXCEPTION, type(exc).__name__))
             return out
-        out.append(ProtocolError(ts, self.sender(d), PARSER_EXCEPTION, type(exc).__name__))
+        out.append(ProtocolError(ts, self.roles.sender(d), PARSER_EXCEPTION, type(exc).__name__))
         self._exceptions[d] += 1
         framer = self._framers[d]
         if self._exceptions[d] >= MAX_EXCEPTIONS_PER_DIRECTION:
@@ -287,19 +287,21 @@ class DicomConversation:
             elif pdu_type == acse.A_RELEASE_RQ:
                 acse.check_release(body)
                 self._release_rq = True
-                out.append(ReleaseRequested(start_ts, self.sender(d)))
+                out.append(ReleaseRequested(start_ts, self.roles.sender(d)))
             elif pdu_type == acse.A_RELEASE_RP:
                 acse.check_release(body)
                 self._release_rp = True
-                out.append(ReleaseReplied(start_ts, self.sender(d)))
+                out.append(ReleaseReplied(start_ts, self.roles.sender(d)))
             elif pdu_type == acse.A_ABORT:
                 source, reason, source_label, reason_label = acse.decode_abort(body)
                 self._aborted = True
                 out.append(
-                    Aborted(start_ts, self.sender(d), source_label, reason_label, source, reason)
+                    Aborted(
+                        start_ts, self.roles.sender(d), source_label, reason_label, source, reason
+                    )
                 )
         except acse.AcseError as exc:
-            out.append(ProtocolError(ts, self.sender(d), BAD_PDU, str(exc)))
+            out.append(ProtocolError(ts, self.roles.sender(d), BAD_PDU, str(exc)))
 
     def _on_partial_associate(
         self, d: int, pdu_type: int, body: bytes, start_ts: float, ts: float, out: list
@@ -310,7 +312,7 @@ class DicomConversation:
             else:
                 self._on_associate_ac(d, body, start_ts, ts, out, partial=True)
         except acse.AcseError as exc:
-            out.append(ProtocolError(ts, self.sender(d), BAD_PDU, str(exc)))
+            out.append(ProtocolError(ts, self.roles.sender(d), BAD_PDU, str(exc)))
 
     def _on_associate_rq(
         self, d: int, body: bytes, start_ts: float, out: list, partial: bool = False
