@@ -8,17 +8,27 @@ from typing import Any
 from dicomsniffd.capture import CaptureError, FileSource
 from dicomsniffd.config import Config
 from dicomsniffd.decode import COUNTER_NAMES, Decoder
-from dicomsniffd.pipeline import Pipeline, Sink
+from dicomsniffd.pipeline import Pipeline
+from dicomsniffd.sinks.dispatch import Sink
+from dicomsniffd.streams.emitter import Labels
 
 
-def analyze_files(paths: Sequence[str], config: Config, sinks: Sequence[Sink]) -> dict[str, Any]:
+def analyze_files(
+    paths: Sequence[str],
+    config: Config,
+    sinks: Sequence[Sink],
+    *,
+    labels: Labels | None = None,
+) -> dict[str, Any]:
     """Feed every file, in the order given, through one pipeline; return the capture info.
+
+    ``labels``: the metric label caps (the MetricsStore among ``sinks``), as for Pipeline.
 
     Files are read one after the other into the same flow table, so a capture split by
     `tcpdump -C` or `editcap -c` is analysed as one. Raises CaptureError (one-line message)
     for a file that cannot be read or has an unsupported link type.
     """
-    pipeline = Pipeline(config, sinks)
+    pipeline = Pipeline(config, sinks, labels=labels)
     decode_totals = dict.fromkeys(COUNTER_NAMES, 0)
     truncated_files: list[str] = []
     batch_size = config.capture.batch_size

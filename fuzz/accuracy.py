@@ -110,7 +110,7 @@ def analyse(frames: list[bytes], times: list[float], config: Config | None = Non
     metrics = MetricsStore(config.metrics)
     summary = Summary()
     rec = harness.CheckingSink()
-    pipeline = Pipeline(config, [metrics, summary, rec])
+    pipeline = Pipeline(config, [metrics, summary, rec], labels=metrics)
     decoder = Decoder(1)
     for i in range(0, len(frames), 512):
         buf, records = harness.frames_to_batch(frames[i : i + 512], times=times[i : i + 512])

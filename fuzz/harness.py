@@ -335,13 +335,16 @@ def check_conversation_bounds(conv: DicomConversation, config: Config) -> None:
         held = len(framer._buf) + len(framer._hdr) + len(framer._scan)
         if held > limit:
             raise InvariantError(f"framer holds {held} bytes > {limit}")
-    for m in conv._msgs.values():
+    dimse = conv._dimse
+    for m in dimse.messages.values():
         if m.buf is not None and len(m.buf) > dc.max_command_bytes:
             raise InvariantError(f"command buffer {len(m.buf)} > max_command_bytes")
-    if len(conv._msgs) > 2 * 128 + 2:  # at most one per (direction, odd context id)
-        raise InvariantError(f"{len(conv._msgs)} partial messages")
-    if len(conv._txns) > conv.max_pending + 1:
-        raise InvariantError(f"{len(conv._txns)} pending transactions > {conv.max_pending}")
+    if len(dimse.messages) > 2 * 128 + 2:  # at most one per (direction, odd context id)
+        raise InvariantError(f"{len(dimse.messages)} partial messages")
+    if len(dimse.transactions) > dimse.max_pending + 1:
+        raise InvariantError(
+            f"{len(dimse.transactions)} pending transactions > {dimse.max_pending}"
+        )
 
 
 def _render(result_parts, info: dict[str, Any]) -> tuple[str, str, str]:
@@ -364,7 +367,7 @@ def run_frames(
     """Frames through decode -> flows -> core -> every sink, then render every output."""
     config = config or fuzz_config()
     metrics, summary, elog, stream, checker = make_sinks(config, keep_uids=keep_uids)
-    pipeline = Pipeline(config, [metrics, summary, elog, checker])
+    pipeline = Pipeline(config, [metrics, summary, elog, checker], labels=metrics)
     decoder = Decoder(1)
     for i in range(0, len(frames), batch):
         chunk = frames[i : i + batch]
@@ -409,7 +412,9 @@ def run_conversation(data: bytes, pos: int = 1, config: Config | None = None) ->
     config = config or fuzz_config()
     conv = DicomConversation(
         0,
-        config=config.dicom,
+        max_command_bytes=config.dicom.max_command_bytes,
+        max_association_pdu_bytes=config.dicom.max_association_pdu_bytes,
+        keep_instance_uids=config.dicom.keep_instance_uids,
         transaction_timeout=config.transactions.timeout_s,
         max_pending=config.transactions.max_pending_per_association,
     )

@@ -115,7 +115,7 @@ def run(path: Path, cfg: Config) -> Run:
     tracemalloc.start()
     try:
         base = tracemalloc.get_traced_memory()[0]
-        pipeline = Pipeline(cfg, [metrics])
+        pipeline = Pipeline(cfg, [metrics], labels=metrics)
         source = FileSource(str(path))
         decoder = Decoder(source.linktype)
         max_flows = max_buf = 0

@@ -17,7 +17,6 @@ from test_dicom_streams import (
     feed_all,
 )
 
-from dicomsniffd.config import DicomConfig
 from dicomsniffd.dicom.conversation import DicomConversation
 from dicomsniffd.dicom.events import (
     DimseRequestSeen,
@@ -116,7 +115,7 @@ def test_c_store_multi_fragment_exact_timings():
 
 
 def test_instance_uid_kept_when_configured():
-    conv = DicomConversation(config=DicomConfig(keep_instance_uids=True))
+    conv = DicomConversation(keep_instance_uids=True)
     _assoc(conv)
     ev = feed_all(conv, [(0, p) for p in _store_rq()] + [(1, p) for p in _store_rsp()])
     assert _of(ev, DimseTransaction)[0].affected_sop_instance_uid == "1.2.3.4.5"
@@ -365,7 +364,7 @@ def test_pdv_without_last_flag_forever_is_bounded():
     for i in range(2000):
         assert conv.feed(0, frag, 1.0 + i * 0.01) == ()
     assert conv._framers[0].pdata_bytes > 8_000_000
-    assert sum(len(m.buf or b"") for m in conv._msgs.values()) == 0
+    assert sum(len(m.buf or b"") for m in conv._dimse.messages.values()) == 0
     assert conv.expire(30.0) == ()  # activity at t=20.99 keeps it open
     (t,) = conv.expire(100.0)
     assert (t.outcome, t.status, t.status_class, t.request_complete_ts) == (
@@ -378,14 +377,13 @@ def test_pdv_without_last_flag_forever_is_bounded():
 
 
 def test_command_set_that_never_ends_hits_cap():
-    cfg = DicomConfig(max_command_bytes=1024)
-    conv = DicomConversation(config=cfg)
+    conv = DicomConversation(max_command_bytes=1024)
     _assoc(conv)
     frag = struct.pack(">BBI", 4, 0, 200 + 6) + struct.pack(">IBB", 200 + 2, 1, 1) + b"\x00" * 200
     errors = []
     for _ in range(500):
         errors += _of(conv.feed(0, frag, 1.0), ProtocolError)
-        assert all(len(m.buf or b"") <= 1024 for m in conv._msgs.values())
+        assert all(len(m.buf or b"") <= 1024 for m in conv._dimse.messages.values())
     assert [e.kind for e in errors] == ["command-too-large"]
     # a single command PDV over the cap is refused at its header, never buffered
     big = struct.pack(">BBI", 4, 0, 5000 + 6) + struct.pack(">IBB", 5000 + 2, 3, 3) + b"\x00" * 5000
@@ -428,7 +426,7 @@ def test_pending_cap():
     )
     assert len(_of(ev, DimseRequestSeen)) == 5
     assert [e.kind for e in _of(ev, ProtocolError)] == ["too-many-pending"] * 2
-    assert len(conv._txns) == 3
+    assert len(conv._dimse.transactions) == 3
 
 
 def test_parser_exception_is_contained(monkeypatch):
@@ -438,7 +436,7 @@ def test_parser_exception_is_contained(monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("secret bytes here")
 
-    monkeypatch.setattr("dicomsniffd.dicom.conversation.decode_command", boom)
+    monkeypatch.setattr("dicomsniffd.dicom.transactions.decode_command", boom)
     ev = feed_all(conv, [(0, p, 1.0) for p in _store_rq()])
     errs = _of(ev, ProtocolError)
     assert errs[0].kind == "parser-exception" and "secret" not in errs[0].detail

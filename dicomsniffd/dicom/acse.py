@@ -12,6 +12,7 @@ import struct
 from dataclasses import dataclass
 
 from .events import PresentationContext, RoleSelection, UserInformation
+from .pdu import FIXED_ASSOCIATE_LENGTH
 
 A_ASSOCIATE_RQ = 0x01
 A_ASSOCIATE_AC = 0x02
@@ -20,8 +21,6 @@ P_DATA_TF = 0x04
 A_RELEASE_RQ = 0x05
 A_RELEASE_RP = 0x06
 A_ABORT = 0x07
-
-FIXED_ASSOCIATE_LENGTH = 68  # version(2) reserved(2) called(16) calling(16) reserved(32)
 
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
@@ -169,37 +168,9 @@ def _check_common_extended(body: bytes, ss: int, se: int) -> None:
             raise AcseError("common extended negotiation overruns its sub-item")
 
 
-# Memo of decoded A-ASSOCIATE-RQ/AC bodies. A modality sends a byte-identical RQ on every
-# association and the SCP answers with the same AC, so in a busy capture almost every
-# association PDU is one already decoded. The results are frozen (tuples of frozen
-# dataclasses), so handing the same object to many conversations is safe, and decoding is
-# a pure function of (body, pdu_type), so the memo changes no result, only the cost. It is
-# bounded by entries and by the bytes of the keys it holds; when either bound is reached
-# it is simply emptied. Malformed bodies raise and are never stored.
-_ASSOC_MEMO_ENTRIES = 512
-_ASSOC_MEMO_BYTES = 4 * 1024 * 1024
-_assoc_memo: dict[tuple[int, bytes], Associate] = {}
-_assoc_memo_bytes = 0
-
-
 def decode_associate(body: bytes, pdu_type: int) -> Associate:
-    """Decode an A-ASSOCIATE-RQ (pdu_type 1) or -AC (2) body (memoised, see above)."""
-    global _assoc_memo_bytes
-    if type(body) is not bytes:  # bytearray/memoryview: unhashable or mutable, no memo
-        return _decode_associate(body, pdu_type)
-    key = (pdu_type, body)
-    result = _assoc_memo.get(key)
-    if result is None:
-        result = _decode_associate(body, pdu_type)
-        if (
-            len(_assoc_memo) >= _ASSOC_MEMO_ENTRIES
-            or _assoc_memo_bytes + len(body) > _ASSOC_MEMO_BYTES
-        ):
-            _assoc_memo.clear()
-            _assoc_memo_bytes = 0
-        _assoc_memo[key] = result
-        _assoc_memo_bytes += len(body)
-    return result
+    """Decode an A-ASSOCIATE-RQ (pdu_type 1) or -AC (2) body (AssociateDecoder memoises it)."""
+    return _decode_associate(body, pdu_type)
 
 
 def decode_associate_prefix(body: bytes, pdu_type: int) -> Associate:
@@ -233,27 +204,11 @@ def _decode_associate(body: bytes, pdu_type: int, partial: bool = False) -> Asso
     return Associate(version, called, calling, app_context, tuple(contexts), user_info)
 
 
-# Memo of merge_contexts, keyed by the identity of the two tuples. With decode_associate
-# memoised, the RQ proposal and the AC answer of a repeated association are the very same
-# tuple objects, so an identity check finds them without hashing every context. The
-# entry keeps both tuples alive, so their ids cannot be reused while it exists.
-_MERGE_MEMO_ENTRIES = 512
-_merge_memo: dict[tuple[int, int], tuple] = {}
-
-
 def merge_contexts(
     proposed: tuple[PresentationContext, ...], answered: tuple[PresentationContext, ...]
 ) -> tuple[PresentationContext, ...]:
     """AC answers merged with the RQ proposal: abstract syntax + proposals from the RQ."""
-    key = (id(proposed), id(answered))
-    entry = _merge_memo.get(key)
-    if entry is not None and entry[0] is proposed and entry[1] is answered:
-        return entry[2]
-    merged = _merge_contexts(proposed, answered)
-    if len(_merge_memo) >= _MERGE_MEMO_ENTRIES:
-        _merge_memo.clear()
-    _merge_memo[key] = (proposed, answered, merged)
-    return merged
+    return _merge_contexts(proposed, answered)
 
 
 def _merge_contexts(
@@ -342,3 +297,63 @@ def decode_abort(body: bytes) -> tuple[int, int, str, str]:
 def check_release(body: bytes) -> None:
     if len(body) != 4:
         raise AcseError("A-RELEASE body is not 4 bytes")
+
+
+class AssociateDecoder:
+    """``decode_associate`` and ``merge_contexts`` with a bounded memo, shared across
+    connections (one per pipeline; each conversation makes its own if given none).
+
+    A modality sends a byte-identical RQ on every association and the SCP answers with the
+    same AC, so in a busy capture almost every association PDU is one already decoded. The
+    results are frozen (tuples of frozen dataclasses), so handing the same object to many
+    conversations is safe, and decoding is a pure function of (body, pdu_type): the memo
+    changes no result, only the cost. It is bounded by entries and by the bytes of the keys
+    it holds; when either bound is reached it is simply emptied. Malformed bodies raise and
+    are never stored. An instance rather than module globals: the core keeps no global
+    state (DESIGN §1), and a pipeline's memo dies with it.
+    """
+
+    __slots__ = ("_assoc_memo", "_assoc_memo_bytes", "_merge_memo")
+
+    MAX_ENTRIES = 512
+    MAX_BYTES = 4 * 1024 * 1024
+
+    def __init__(self) -> None:
+        self._assoc_memo: dict[tuple[int, bytes], Associate] = {}
+        self._assoc_memo_bytes = 0
+        # merge_contexts memo keyed by the identity of the two tuples: with decode memoised,
+        # the RQ proposal and the AC answer of a repeated association are the very same
+        # tuple objects, so an identity check finds them without hashing every context.
+        # The entry keeps both tuples alive, so their ids cannot be reused while it exists.
+        self._merge_memo: dict[tuple[int, int], tuple] = {}
+
+    def decode_associate(self, body: bytes, pdu_type: int) -> Associate:
+        """``decode_associate(body, pdu_type)``, memoised."""
+        if type(body) is not bytes:  # bytearray/memoryview: unhashable or mutable, no memo
+            return _decode_associate(body, pdu_type)
+        key = (pdu_type, body)
+        memo = self._assoc_memo
+        result = memo.get(key)
+        if result is None:
+            result = _decode_associate(body, pdu_type)
+            if len(memo) >= self.MAX_ENTRIES or self._assoc_memo_bytes + len(body) > self.MAX_BYTES:
+                memo.clear()
+                self._assoc_memo_bytes = 0
+            memo[key] = result
+            self._assoc_memo_bytes += len(body)
+        return result
+
+    def merge_contexts(
+        self, proposed: tuple[PresentationContext, ...], answered: tuple[PresentationContext, ...]
+    ) -> tuple[PresentationContext, ...]:
+        """``merge_contexts(proposed, answered)``, memoised."""
+        key = (id(proposed), id(answered))
+        memo = self._merge_memo
+        entry = memo.get(key)
+        if entry is not None and entry[0] is proposed and entry[1] is answered:
+            return entry[2]
+        merged = _merge_contexts(proposed, answered)
+        if len(memo) >= self.MAX_ENTRIES:
+            memo.clear()
+        memo[key] = (proposed, answered, merged)
+        return merged

@@ -182,12 +182,15 @@ class DimseTransaction:
 
 @dataclass(frozen=True, slots=True)
 class ProtocolError:
-    """Something that is not valid DICOM UL/DIMSE; ``kind`` is a short dash-case label."""
+    """Something that is not valid DICOM UL/DIMSE, or a capture fact of the same weight.
+
+    ``kind`` is one of the names registered in problems.PROTOCOL_ERRORS (e.g.
+    "bad-pdu-type", "bad-command-set", "one-direction-only"), where each is explained.
+    """
 
     ts: float
-    sender: str
-    kind: str  # e.g. "bad-pdu-type", "bad-pdu-length", "bad-pdv-length", "bad-command-set",
-    #            "command-too-large", "unexpected-pdu", "resync", "parser-exception"
+    sender: str  # "" when no direction is to blame (an exception at close or expire)
+    kind: str
     detail: str = ""  # never contains dataset bytes
 
 

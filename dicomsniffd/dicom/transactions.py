@@ -1,0 +1,345 @@
+"""DIMSE messages of one connection: reassembly, request/response correlation, timing.
+
+``DimseTransactions`` takes the framer's command and dataset PDV items (pdu.py) that the
+conversation hands it, reassembles each message per (direction, presentation context),
+decodes its command set (dimse.py), pairs every request with its responses by Message ID
+(PS3.7 9.1) and emits a ``DimseTransaction`` with the timings of DESIGN §3 when the final
+response completes, or when the request is given up. It never sees bytes of a data set:
+dataset PDVs arrive as lengths.
+"""
+
+from __future__ import annotations
+
+from .dimse import C_CANCEL, Command, CommandSetError, decode_command, is_final_status, status_class
+from .events import DimseRequestSeen, DimseResponseSeen, DimseTransaction, ProtocolError
+from .problems import BAD_COMMAND_SET, COMMAND_TOO_LARGE, DUPLICATE_MESSAGE_ID, TOO_MANY_PENDING
+from .roles import Roles
+
+_COMMAND_SET_START = b"\x00\x00\x00\x00\x04\x00\x00\x00"  # (0000,0000) UL, length 4
+
+
+class Transaction:
+    """One request awaiting its final response (plain mutable record, not an event)."""
+
+    __slots__ = (
+        "key", "command", "sop_class_uid", "context_id", "message_id", "request_ts",
+        "request_complete_ts", "response_ts", "response_complete_ts", "request_bytes",
+        "response_bytes", "pending", "complete", "status", "status_class", "last_ts",
+        "instance_uid", "error_comment", "move_destination", "remaining", "completed",
+        "failed", "warning", "done",
+    )  # fmt: skip
+
+    def __init__(self, key: tuple, cmd: Command, context_id: int, request_ts: float):
+        self.key = key
+        self.command = cmd.name
+        self.sop_class_uid = cmd.sop_class_uid
+        self.context_id = context_id
+        self.message_id = cmd.message_id or 0
+        self.request_ts = request_ts
+        self.request_complete_ts: float | None = None
+        self.response_ts: float | None = None
+        self.response_complete_ts: float | None = None
+        self.request_bytes = 0
+        self.response_bytes = 0
+        self.pending = 0
+        self.complete = True
+        self.status: int | None = None
+        self.status_class = "unanswered"
+        self.last_ts = request_ts
+        self.instance_uid = cmd.affected_sop_instance_uid or cmd.requested_sop_instance_uid
+        self.error_comment = ""
+        self.move_destination = cmd.move_destination
+        self.remaining: int | None = None
+        self.completed: int | None = None
+        self.failed: int | None = None
+        self.warning: int | None = None
+        self.done = False
+
+
+class Message:
+    """A DIMSE message being reassembled on one (direction, context)."""
+
+    __slots__ = ("start_ts", "buf", "broken", "command", "txn", "final", "incomplete")
+
+    def __init__(self, start_ts: float):
+        self.start_ts = start_ts  # first packet of the command
+        self.buf: bytearray | None = bytearray()  # command fragments until decoded
+        self.broken = False  # over the cap or a fragment lost: never decoded
+        self.command: Command | None = None
+        self.txn: Transaction | None = None
+        self.final = False  # a final (non-pending) response
+        self.incomplete = False
+
+
+def delta(a: float | None, b: float | None) -> float | None:
+    """``b - a``, or None when either instant was not seen."""
+    return None if a is None or b is None else b - a
+
+
+class DimseTransactions:
+    """The DIMSE state of one connection; events are appended to the caller's ``out``."""
+
+    __slots__ = (
+        "roles",
+        "max_command_bytes",
+        "keep_instance_uids",
+        "transaction_timeout",
+        "max_pending",
+        "messages",
+        "collecting",
+        "transactions",
+        "in_gap",
+    )
+
+    def __init__(
+        self,
+        roles: Roles,
+        max_command_bytes: int,
+        keep_instance_uids: bool,
+        transaction_timeout: float,
+        max_pending: int,
+    ) -> None:
+        self.roles = roles
+        self.max_command_bytes = max_command_bytes
+        self.keep_instance_uids = keep_instance_uids
+        self.transaction_timeout = transaction_timeout
+        self.max_pending = max_pending
+        self.messages: dict[tuple[int, int], Message] = {}
+        self.collecting: list[tuple[int, int] | None] = [None, None]
+        self.transactions: dict[tuple[int, int, int], Transaction] = {}
+        # Items being handled come from a gap: a PDV finished by a gap ended in bytes never
+        # seen, so when its last packet was on the wire is unknown and no time is measured
+        # from or to it (DESIGN §3 times are packet times; a wrong one is worse than none).
+        self.in_gap = False
+
+    # -- the conversation's calls ---------------------------------------------------------
+
+    def drop_direction(self, d: int) -> None:
+        """Forget the partial messages of direction ``d`` (it lost its framing)."""
+        for key in [k for k in self.messages if k[0] == d]:
+            del self.messages[key]
+        self.collecting[d] = None
+
+    def end(self, out: list) -> None:
+        """The connection is over: every open request is unanswered."""
+        self.messages.clear()
+        for txn in list(self.transactions.values()):
+            self._emit_txn(txn, "unanswered-ended", out)
+        self.transactions.clear()
+
+    def expire(self, now: float, out: list) -> None:
+        """Give up the requests quiet for longer than the transaction timeout."""
+        limit = now - self.transaction_timeout
+        for txn in [t for t in self.transactions.values() if t.last_ts <= limit]:
+            del self.transactions[txn.key]
+            self._emit_txn(txn, "unanswered-timeout", out)
+
+    # -- P-DATA: message reassembly ---------------------------------------------------------
+
+    def on_command_fragment(self, d: int, item: tuple, ts: float, out: list) -> None:
+        _, ctx, last, data, start_ts = item
+        key = (d, ctx)
+        msgs = self.messages
+        m = msgs.get(key)
+        if m is not None and m.broken and data.startswith(_COMMAND_SET_START):
+            # A broken (over-cap) command whose last fragment never came: a fragment that
+            # starts like a new command set (CommandGroupLength, length 4) ends it.
+            m = None
+        elif m is not None and m.command is not None:
+            # A new command while the previous message still waited for dataset
+            # fragments: its last fragment was lost (or never sent).
+            del msgs[key]
+            m.incomplete = True
+            self._message_complete(m, None, out)
+            m = None
+        other = self.collecting[d]
+        if other is not None and other != key:
+            # PS3.8 forbids interleaving messages in one direction; dropping the other
+            # partial command keeps at most one command buffer (max_command_bytes) per side.
+            msgs.pop(other, None)
+        self.collecting[d] = key
+        if m is None:
+            m = msgs[key] = Message(start_ts)
+        if not m.broken:
+            assert m.buf is not None
+            if len(m.buf) + len(data) > self.max_command_bytes:
+                detail = f"command set over {self.max_command_bytes} bytes"
+                out.append(ProtocolError(ts, self.roles.sender(d), COMMAND_TOO_LARGE, detail))
+                m.broken = True
+                m.buf = None
+            else:
+                m.buf += data
+        if not last:
+            return
+        del msgs[key]
+        self.collecting[d] = None
+        if m.broken or m.buf is None:
+            return
+        try:
+            cmd = decode_command(bytes(m.buf), keep_instance_uids=self.keep_instance_uids)
+        except CommandSetError as exc:
+            out.append(ProtocolError(ts, self.roles.sender(d), BAD_COMMAND_SET, str(exc)))
+            return
+        m.buf = None
+        m.command = cmd
+        if cmd.has_dataset:
+            msgs[key] = m
+        if cmd.is_response:
+            self._on_response(d, ctx, m, cmd, ts, out)
+        else:
+            self._on_request(d, ctx, m, cmd, out)
+        if not cmd.has_dataset:
+            self._message_complete(m, ts, out)
+
+    def on_data(self, d: int, item: tuple, ts: float, out: list) -> None:
+        _, ctx, last, nbytes, _start_ts, missed = item
+        key = (d, ctx)
+        m = self.messages.get(key)
+        if m is None or m.command is None:
+            # No decoded command owns this fragment (midstream start, lost command):
+            # it is counted in pdata_bytes and otherwise ignored.
+            return
+        if missed:
+            m.incomplete = True
+        txn = m.txn
+        if txn is not None:
+            txn.last_ts = ts
+            if m.command.is_response:
+                txn.response_bytes += nbytes
+            else:
+                txn.request_bytes += nbytes
+        if last:
+            del self.messages[key]
+            self._message_complete(m, None if self.in_gap else ts, out)
+
+    def on_lost(self, d: int, ctx: int) -> None:
+        """A gap destroyed PDV(s) of ``ctx`` (-1: of any context) in direction ``d``."""
+        for key in [k for k in self.messages if k[0] == d and (ctx < 0 or k[1] == ctx)]:
+            m = self.messages[key]
+            m.incomplete = True
+            if m.txn is not None:
+                m.txn.complete = False
+            if m.command is None:  # a command fragment is gone: it can never be decoded
+                del self.messages[key]
+                if self.collecting[d] == key:
+                    self.collecting[d] = None
+
+    # -- DIMSE correlation ------------------------------------------------------------------
+
+    def _on_request(self, d: int, ctx: int, m: Message, cmd: Command, out: list) -> None:
+        self.roles.learn_from_command(d, cmd)
+        sender = self.roles.sender(d)
+        if cmd.command_field == C_CANCEL:
+            mid = cmd.message_id_being_responded_to or 0
+            out.append(
+                DimseRequestSeen(m.start_ts, sender, "C-CANCEL", cmd.sop_class_uid, ctx, mid)
+            )
+            return
+        if cmd.message_id is None:
+            out.append(
+                ProtocolError(m.start_ts, sender, BAD_COMMAND_SET, "request without MessageID")
+            )
+            return
+        out.append(
+            DimseRequestSeen(m.start_ts, sender, cmd.name, cmd.sop_class_uid, ctx, cmd.message_id)
+        )
+        key = (d, ctx, cmd.message_id)
+        txns = self.transactions
+        if key in txns:
+            detail = f"message id {cmd.message_id}"
+            out.append(ProtocolError(m.start_ts, sender, DUPLICATE_MESSAGE_ID, detail))
+            txns[key].done = True
+        elif len(txns) >= self.max_pending:
+            detail = f"{self.max_pending} requests open"
+            out.append(ProtocolError(m.start_ts, sender, TOO_MANY_PENDING, detail))
+            return
+        txn = Transaction(key, cmd, ctx, m.start_ts)
+        txns[key] = txn
+        m.txn = txn
+
+    def _on_response(
+        self, d: int, ctx: int, m: Message, cmd: Command, ts: float, out: list
+    ) -> None:
+        self.roles.learn_from_command(d, cmd)
+        sender = self.roles.sender(d)
+        mid = cmd.message_id_being_responded_to
+        if mid is None or cmd.status is None:
+            detail = "response without MessageIDBeingRespondedTo or Status"
+            out.append(ProtocolError(m.start_ts, sender, BAD_COMMAND_SET, detail))
+            return
+        cls = status_class(cmd.command_field, cmd.status)
+        out.append(DimseResponseSeen(m.start_ts, sender, cmd.name, cmd.status, cls, ctx, mid))
+        txn = self.transactions.get((1 - d, ctx, mid))
+        if txn is None:  # request not seen (midstream start) or already given up
+            return
+        m.txn = txn
+        if txn.response_ts is None:
+            txn.response_ts = m.start_ts
+        txn.last_ts = ts
+        txn.status = cmd.status
+        txn.status_class = cls
+        if cmd.error_comment:
+            txn.error_comment = cmd.error_comment
+        for name in ("remaining", "completed", "failed", "warning"):
+            value = getattr(cmd, name)
+            if value is not None:
+                setattr(txn, name, value)
+        if is_final_status(cmd.command_field, cmd.status):
+            m.final = True
+        else:
+            txn.pending += 1
+
+    def _message_complete(self, m: Message, ts: float | None, out: list) -> None:
+        """The last fragment of ``m`` was seen at ``ts`` (None: it was lost)."""
+        txn = m.txn
+        if txn is None or txn.done:
+            return
+        if m.incomplete:
+            txn.complete = False
+        if ts is not None:
+            txn.last_ts = ts
+        assert m.command is not None
+        if not m.command.is_response:
+            txn.request_complete_ts = ts
+        elif m.final:
+            txn.response_complete_ts = ts
+            if txn.request_complete_ts is None:
+                # answered before the end of its request was seen (that end lies in a
+                # capture gap not yet reported, e.g. held behind a reassembly hole)
+                txn.complete = False
+            self.transactions.pop(txn.key, None)
+            self._emit_txn(txn, "answered", out)
+
+    def _emit_txn(self, txn: Transaction, outcome: str, out: list) -> None:
+        txn.done = True
+        answered = outcome == "answered"
+        req_done = txn.request_complete_ts
+        out.append(
+            DimseTransaction(
+                command=txn.command,
+                sop_class_uid=txn.sop_class_uid,
+                context_id=txn.context_id,
+                message_id=txn.message_id,
+                status=txn.status if answered else None,
+                status_class=txn.status_class if answered else "unanswered",
+                outcome=outcome,
+                request_ts=txn.request_ts,
+                request_complete_ts=req_done,
+                response_ts=txn.response_ts,
+                response_complete_ts=txn.response_complete_ts,
+                request_transfer_seconds=delta(txn.request_ts, req_done),
+                response_latency_seconds=delta(req_done, txn.response_ts),
+                duration_seconds=delta(txn.request_ts, txn.response_complete_ts),
+                request_dataset_bytes=txn.request_bytes,
+                response_dataset_bytes=txn.response_bytes,
+                pending_responses=txn.pending,
+                complete=txn.complete,
+                affected_sop_instance_uid=txn.instance_uid,
+                error_comment=txn.error_comment,
+                move_destination=txn.move_destination,
+                suboperations_remaining=txn.remaining,
+                suboperations_completed=txn.completed,
+                suboperations_failed=txn.failed,
+                suboperations_warning=txn.warning,
+            )
+        )

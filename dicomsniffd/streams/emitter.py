@@ -1,0 +1,71 @@
+"""The one way stream handlers reach the sinks: fan-out, plus the metric label functions.
+
+Handlers get an ``Emitter`` instead of the pipeline: it calls every sink in order
+(``dispatch.Sink``) and gives the capped label values for AE titles and servers. The
+label functions are given explicitly (by the metrics store, which owns the caps and
+counts what overflows), never looked up among the sinks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .context import FlowContext
+
+if TYPE_CHECKING:
+    from dicomsniffd.sinks.dispatch import Sink
+
+
+class Labels(Protocol):
+    """Metric label values under their cardinality caps (sinks.metrics.MetricsStore)."""
+
+    def ae_label(self, title: str, label: str) -> str: ...
+
+    def server_label(self, server: str) -> str: ...
+
+
+def _same_title(title: str, label: str) -> str:
+    return title
+
+
+def _same_server(server: str) -> str:
+    return server
+
+
+class Emitter:
+    """Fan-out of one pipeline's sink calls; ``Labels`` None: label values uncapped."""
+
+    __slots__ = ("sinks", "handles", "ae_label", "server_label")
+
+    def __init__(self, sinks: Sequence[Sink], labels: Labels | None = None) -> None:
+        self.sinks = tuple(sinks)
+        # Every sink's handle(event, flow), bound once: DicomFlowHandler.dispatch loops over
+        # them itself, one call per sink and event and none for the fan-out (hot path).
+        self.handles: tuple[Callable[[Any, Any], None], ...] = tuple(s.handle for s in sinks)
+        self.ae_label: Callable[[str, str], str] = (
+            labels.ae_label if labels is not None else _same_title
+        )
+        self.server_label: Callable[[str], str] = (
+            labels.server_label if labels is not None else _same_server
+        )
+
+    def event(self, event: Any, ctx: FlowContext) -> None:
+        for handle in self.handles:
+            handle(event, ctx)
+
+    def tcp_event(self, kind: str, sender: str, ctx: FlowContext, value: float, ts: float) -> None:
+        for sink in self.sinks:
+            sink.tcp_event(kind, sender, ctx, value, ts=ts)
+
+    def add_bytes(self, kind: str, sender: str, nbytes: int, ctx: FlowContext) -> None:
+        for sink in self.sinks:
+            sink.add_bytes(kind, sender, nbytes, ctx)
+
+    def connection_failure(self, server_label: str, reason: str, ts: float) -> None:
+        for sink in self.sinks:
+            sink.connection_failure(server_label, reason, ts=ts)
+
+    def tls_connection(self, server_label: str, outcome: str, ts: float | None) -> None:
+        for sink in self.sinks:
+            sink.tls_connection(server_label, outcome, ts=ts)

@@ -1,0 +1,109 @@
+"""TLS on a DICOM port (PS3.15 B.1): recognised by its record layer and counted, never
+decoded. A TLS record header is content type(1) version(2) length(2) (RFC 8446 5.1)."""
+
+from __future__ import annotations
+
+from .context import FlowContext
+from .emitter import Emitter
+
+_TLS13_ALERT_MAX = 19  # alert (2) + inner content type (1) + AEAD tag (16)
+_CHANGE_CIPHER_SPEC, _ALERT, _HANDSHAKE, _APPLICATION_DATA = 20, 21, 22, 23
+
+
+def looks_like_tls(data: bytes) -> bool:
+    """A TLS handshake record (ClientHello): content type 22, version 3.x."""
+    return len(data) >= 5 and data[0] == _HANDSHAKE and data[1] == 0x03 and data[2] <= 0x04
+
+
+class TlsFlowHandler:
+    """StreamHandler of a TLS connection: the handshake's outcome, once.
+
+    The handshake is taken as established once both sides have sent an application-data
+    record (content type 23); an alert record before that, or the end of the connection,
+    is a failed handshake. TLS 1.3 (recognised by the server sending content type 23 before
+    the client does: its encrypted handshake flight) hides everything in type 23 records:
+    the server's flight before the client's first one does not count, and a record of at
+    most 19 bytes (a 2-byte alert, its content type and a 16-byte AEAD tag; smaller than
+    any handshake message or DICOM PDU) is an encrypted alert, e.g. the server refusing a
+    missing client certificate after the client has already sent its Finished.
+    """
+
+    __slots__ = (
+        "emitter",
+        "ctx",
+        "_skip",
+        "_header",
+        "_app_data_seen",
+        "outcome",
+        "_last_ts",
+        "_tls13",
+    )
+
+    def __init__(self, emitter: Emitter, ctx: FlowContext) -> None:
+        self.emitter = emitter
+        self.ctx = ctx
+        self._skip = [0, 0]  # bytes left in the current record body, per direction
+        self._header = [b"", b""]  # partial 5-byte record header, per direction
+        self._app_data_seen = [False, False]
+        self.outcome = ""
+        self._last_ts: float | None = None
+        self._tls13 = False
+
+    def data(self, direction: int, data: bytes, ts: float) -> None:
+        if self.outcome:
+            return
+        self._last_ts = ts
+        pos, size = 0, len(data)
+        while pos < size and not self.outcome:
+            skip = self._skip[direction]
+            if skip:
+                step = min(skip, size - pos)
+                self._skip[direction] = skip - step
+                pos += step
+                continue
+            partial = self._header[direction]
+            chunk = data[pos : pos + 5 - len(partial)]
+            pos += len(chunk)
+            partial += chunk
+            if len(partial) < 5:
+                self._header[direction] = partial
+                return
+            header = partial
+            self._header[direction] = b""
+            self._record(direction, header[0], int.from_bytes(header[3:5], "big"))
+
+    def _record(self, direction: int, content_type: int, length: int) -> None:
+        self._skip[direction] = length
+        if content_type == _ALERT:  # alert before both sides talk application data
+            self._finish("handshake-failed")
+        elif content_type == _APPLICATION_DATA:
+            seen = self._app_data_seen
+            if direction == 1 and not seen[0]:
+                self._tls13 = True  # the server's encrypted handshake flight
+                return
+            if self._tls13 and length <= _TLS13_ALERT_MAX:
+                self._finish("handshake-failed")
+                return
+            seen[direction] = True
+            if all(seen):
+                self._finish("established")
+        elif content_type not in (_CHANGE_CIPHER_SPEC, _HANDSHAKE):  # not TLS after all
+            self._finish("handshake-failed")
+
+    def _finish(self, outcome: str) -> None:
+        self.outcome = outcome
+        self.emitter.tls_connection(self.ctx.server_label, outcome, self._last_ts)
+
+    def gap(self, direction: int, nbytes: int, ts: float) -> None:
+        skip = self._skip[direction]
+        self._skip[direction] = max(0, skip - nbytes)
+        if nbytes > skip and not self.outcome:
+            self.outcome = "unknown"  # lost record alignment: no verdict rather than a wrong one
+
+    def tcp_event(self, kind: str, direction: int, ts: float, value: float = 0.0) -> None:
+        pass
+
+    def close(self, how: str, ts: float) -> None:
+        self._last_ts = ts
+        if not self.outcome:
+            self._finish("handshake-failed")

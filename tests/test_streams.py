@@ -1,0 +1,308 @@
+"""The stream glue end to end (streams/: detect, tls, dicom): which flows are DICOM or TLS,
+midstream starts, TLS on a DICOM port, connection failures. Captures are built by
+pipeline_captures.py and run through ``analyze_files`` with the real sinks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+
+from pipeline_captures import (
+    ACK,
+    RST,
+    SYN,
+    VERIFICATION,
+    Capture,
+    Conn,
+    Result,
+    echo_rq,
+    echo_rsp,
+    open_association,
+    release,
+    run,
+    store_rq,
+    store_rsp,
+    store_session,
+)
+
+from dicomsniffd.config import Config
+
+
+# ======================================================================================
+# classification: configured ports, any-port detection, midstream
+# ======================================================================================
+def test_dicom_detected_on_unconfigured_port_by_associate_rq(tmp_path):
+    cap = Capture()
+    c = Conn(cap, sport=5104)
+    open_association(c, "ANYPORT-SCU", "ANYPORT-SCP", abstract=VERIFICATION)
+    for mid in (1, 2, 3):
+        c.send(0, echo_rq(mid))
+        c.send(1, echo_rsp(mid))
+    release(c)
+    r = run(cap.write(tmp_path / "anyport.pcap"))
+    assert 5104 not in Config().dicom.ports
+    labels = {"calling_ae": "ANYPORT-SCU", "called_ae": "ANYPORT-SCP"}
+    assert r.value("dicom_association_requests_total", **labels) == 1
+    assert r.value("dicom_dimse_requests_total", command="C-ECHO", **labels) == 3
+    assert r.value("dicom_dimse_responses_total", command="C-ECHO", status="0x0000", **labels) == 3
+    assert r.value("dicom_association_ends_total", how="released") == 1
+    assert [a["server"] for a in r.summary["associations"]] == ["10.0.0.2:5104"]
+    assert not r.summary["protocol_errors"]
+
+
+def test_other_traffic_on_unconfigured_port_is_not_dicom(tmp_path):
+    """HTTP (and anything not starting with an A-ASSOCIATE-RQ) on 5104 is not DICOM,
+    also when a DICOM association on the same port shows up later in the capture."""
+    cap = Capture()
+    http = Conn(cap, sport=5104, cport=40010)
+    http.handshake()
+    http.send(0, b"GET / HTTP/1.1\r\nHost: pacs\r\n\r\n")
+    http.send(1, b"HTTP/1.1 200 OK\r\nContent-Length: 3000\r\n\r\n" + b"x" * 3000)
+    http.close()
+    junk = Conn(cap, sport=5104, cport=40011)  # 0x01 0x00 but no plausible RQ behind it
+    junk.handshake()
+    junk.send(0, b"\x01\x00\x00\x00\x00\x10" + bytes(16))
+    junk.close()
+    r = run(cap.write(tmp_path / "http.pcap"))
+    assert r.value("dicom_association_requests_total") == 0
+    assert r.value("dicom_pdata_bytes_total") == 0
+    assert r.value("dicom_protocol_errors_total") == 0
+    assert r.summary["associations"] == []
+    assert r.summary["protocol_errors"] == {}
+    assert r.info["packets"] == len(cap.records)
+
+    # The same HTTP exchange on a configured DICOM port is monitored (midstream-style
+    # handling of an unusual start) -- the classification really depends on the port.
+    cap2 = Capture()
+    http = Conn(cap2, sport=104, cport=40010)
+    http.handshake()
+    http.send(0, b"GET / HTTP/1.1\r\nHost: pacs\r\n\r\n")
+    http.close()
+    r2 = run(cap2.write(tmp_path / "http104.pcap"))
+    assert r2.value("dicom_association_requests_total") == 0
+    assert len(r2.summary["associations"]) <= 1
+
+
+def test_detect_any_port_false_limits_dicom_to_configured_ports(tmp_path):
+    cap = Capture()
+    c = Conn(cap, sport=5104)
+    open_association(c, "ANYPORT-SCU", "ANYPORT-SCP", abstract=VERIFICATION)
+    c.send(0, echo_rq(1))
+    c.send(1, echo_rsp(1))
+    release(c)
+    path = cap.write(tmp_path / "anyport.pcap")
+    assert run(path).value("dicom_association_requests_total") == 1
+    off = dataclasses.replace(
+        Config(), dicom=dataclasses.replace(Config().dicom, detect_any_port=False)
+    )
+    r = run(path, off)
+    assert r.value("dicom_association_requests_total") == 0
+    assert r.value("dicom_dimse_requests_total") == 0
+    assert r.summary["associations"] == []
+    on_port = dataclasses.replace(off, dicom=dataclasses.replace(off.dicom, ports=(5104,)))
+    assert run(path, on_port).value("dicom_association_requests_total") == 1
+
+
+def _midstream_capture(start_mid_dataset: bool) -> tuple[Capture, int]:
+    """A C-STORE association on 104 whose beginning was not captured: the capture starts
+    with request 1's command PDU (or inside its dataset); requests 1..4 then follow."""
+    full = Capture()
+    c = Conn(full, sport=104)
+    open_association(c)
+    before = len(full.records)
+    for mid in range(1, 5):
+        c.send(0, store_rq(mid, 20_000))
+        c.send(1, store_rsp(mid))
+    release(c)
+    cut = before + (6 if start_mid_dataset else 0)  # 3 data segments (+3 ACKs) later
+    part = Capture()
+    part.records = full.records[cut:]
+    return part, cut
+
+
+def test_midstream_flow_on_configured_port_counts_under_unknown_ae(tmp_path):
+    cap, _ = _midstream_capture(start_mid_dataset=False)
+    r = run(cap.write(tmp_path / "mid.pcap"))
+    assert r.value("dicom_association_requests_total") == 0
+    unknown = {"calling_ae": "unknown", "called_ae": "unknown"}
+    assert r.value("dicom_dimse_requests_total", command="C-STORE", **unknown) == 4
+    assert (
+        r.value("dicom_dimse_responses_total", command="C-STORE", status="0x0000", **unknown) == 4
+    )
+    labelled = {
+        (s.labels["calling_ae"], s.labels["called_ae"])
+        for s in r.series("dicom_dimse_responses_total")
+        if s.value
+    }
+    assert labelled == {("unknown", "unknown")}
+    assert r.value("dicom_association_ends_total", how="released") == 1
+    dimse_lines = r.of_type("dimse")
+    assert [e["message_id"] for e in dimse_lines] == [1, 2, 3, 4]
+    assert all(e["calling_ae"] == "unknown" and e["complete"] for e in dimse_lines)
+
+
+def test_midstream_start_inside_a_dataset(tmp_path):
+    cap, _ = _midstream_capture(start_mid_dataset=True)
+    r = run(cap.write(tmp_path / "mid2.pcap"))
+    unknown = {"calling_ae": "unknown", "called_ae": "unknown"}
+    # Requests 2..4 are whole; the response to the cut request 1 may be counted.
+    assert r.value(
+        "dicom_dimse_responses_total", command="C-STORE", status="0x0000", **unknown
+    ) in (3, 4)
+    assert r.value("dicom_dimse_requests_total", command="C-STORE", **unknown) == 3
+    assert {e["message_id"] for e in r.of_type("dimse") if e["complete"]} >= {2, 3, 4}
+    assert {s.labels["status"] for s in r.series("dicom_dimse_responses_total") if s.value} == {
+        "0x0000"
+    }
+
+
+# ======================================================================================
+# TLS on a DICOM port
+# ======================================================================================
+def tls_record(content_type: int, body_len: int, version: bytes = b"\x03\x03") -> bytes:
+    return bytes([content_type]) + version + struct.pack("!H", body_len) + b"\xab" * body_len
+
+
+CLIENT_HELLO = tls_record(22, 512, b"\x03\x01")
+SERVER_FLIGHT = tls_record(22, 90) + tls_record(20, 1) + tls_record(23, 2500)  # TLS 1.3-ish
+
+
+def _tls_conn(cap: Capture, sport: int, cport: int, kind: str) -> None:
+    c = Conn(cap, sport=sport, cport=cport)
+    c.handshake()
+    c.send(0, CLIENT_HELLO)
+    if kind == "established":
+        c.send(1, SERVER_FLIGHT)
+        c.send(0, tls_record(20, 1) + tls_record(23, 60))  # client Finished
+        c.send(0, tls_record(23, 4000))  # "DICOM" inside
+        c.send(1, tls_record(23, 300))
+    elif kind == "alert":
+        c.send(1, tls_record(21, 2))  # handshake_failure alert
+    elif kind == "server-hello-then-close":
+        c.send(1, tls_record(22, 90))
+    elif kind == "tls13-encrypted-alert":
+        # TLS 1.3: the server's flight is encrypted (type 23); the client sends its
+        # (empty) Certificate and Finished, then even data; the server refuses the missing
+        # client certificate with an encrypted alert: a 19-byte type-23 record.
+        c.send(1, SERVER_FLIGHT)
+        c.send(0, tls_record(20, 1) + tls_record(23, 25) + tls_record(23, 69))
+        c.send(0, tls_record(23, 200))
+        c.send(1, tls_record(23, 19))
+    c.close()
+
+
+def test_tls_on_dicom_port_established_and_failed(tmp_path):
+    cap = Capture()
+    _tls_conn(cap, 11112, 40001, "established")
+    _tls_conn(cap, 11112, 40002, "alert")
+    _tls_conn(cap, 11112, 40003, "server-hello-then-close")
+    _tls_conn(cap, 11112, 40004, "established")
+    _tls_conn(cap, 11112, 40005, "tls13-encrypted-alert")
+    r = run(cap.write(tmp_path / "tls.pcap"))
+    server = "10.0.0.2:11112"
+    assert r.value("dicom_tls_connections_total", server=server, outcome="established") == 2
+    assert r.value("dicom_tls_connections_total", server=server, outcome="handshake-failed") == 3
+    assert r.value("dicom_tls_connections_total") == 5
+    for s in r.series("dicom_tls_connections_total"):
+        assert set(s.labels) == {"server", "outcome"}, "no AE labels on TLS counters"
+    # recognised, never decoded as DICOM
+    assert r.value("dicom_association_requests_total") == 0
+    assert r.value("dicom_protocol_errors_total") == 0
+    assert r.summary["protocol_errors"] == {}
+    assert sorted((t["outcome"], t["count"]) for t in r.summary["tls"]) == [
+        ("established", 2),
+        ("handshake-failed", 3),
+    ]
+    assert "tls" in r.findings()
+    assert sorted(e["outcome"] for e in r.of_type("tls")) == [
+        "established",
+        "established",
+        "handshake-failed",
+        "handshake-failed",
+        "handshake-failed",
+    ]
+
+
+def test_tls_on_non_dicom_port_is_ignored(tmp_path):
+    cap = Capture()
+    _tls_conn(cap, 8443, 40001, "established")
+    _tls_conn(cap, 8443, 40002, "alert")
+    r = run(cap.write(tmp_path / "https.pcap"))
+    assert r.value("dicom_tls_connections_total") == 0
+    assert r.summary["tls"] == []
+    assert r.value("dicom_protocol_errors_total") == 0
+    assert r.summary["associations"] == []
+    assert "tls" not in r.findings()
+
+
+# ======================================================================================
+# connection failures
+# ======================================================================================
+def _fail_labels(r: Result) -> dict[tuple[str, str], float]:
+    out = {}
+    for s in r.series("dicom_tcp_connection_failures_total"):
+        assert set(s.labels) == {"server", "reason"}, f"unexpected labels {s.labels}"
+        if s.value:
+            out[(s.labels["server"], s.labels["reason"])] = s.value
+    return out
+
+
+def test_refused_and_unanswered_connections(tmp_path):
+    cap = Capture(step=0.01)
+    t0 = cap.ts
+    refused = Conn(cap, sport=104, cport=40001)
+    refused.seg(0, SYN)
+    refused.seg(1, RST | ACK)
+    # Unanswered: the client retries its SYN (1 s, 3 s later), nobody ever answers.
+    quiet = Conn(cap, sport=104, cport=40002, server=bytes([10, 0, 0, 3]))
+    for delay in (0.1, 1.1, 3.1):
+        quiet.next[0] = 100_000  # a retry reuses the ISN
+        quiet.seg(0, SYN, at=t0 + delay)
+    # Non-DICOM port, never seen speaking DICOM: not our business.
+    web = Conn(cap, sport=8080, cport=40003)
+    web.seg(0, SYN, at=t0 + 3.2)
+    web.seg(1, RST | ACK)
+    # The capture goes on past syn_timeout (10 s of capture time) with other traffic.
+    store_session(cap, 1, 1000, cport=40004)
+    cap.add(cap.records[-1][1], at=t0 + 15.0)  # a late duplicate ACK moves the clock on
+    r = run(cap.write(tmp_path / "fail.pcap"))
+    assert Config().flows.syn_timeout_s < 15.0
+    assert _fail_labels(r) == {("10.0.0.2:104", "refused"): 1, ("10.0.0.3:104", "unanswered"): 1}
+    js = {(f["server"], f["reason"]): f["count"] for f in r.summary["tcp"]["connection_failures"]}
+    assert js == {("10.0.0.2:104", "refused"): 1, ("10.0.0.3:104", "unanswered"): 1}
+    lines = sorted((e["server"], e["reason"]) for e in r.of_type("connection_failure"))
+    assert lines == [("10.0.0.2:104", "refused"), ("10.0.0.3:104", "unanswered")]
+    # the association in between is unaffected
+    assert r.value("dicom_dimse_responses_total", command="C-STORE", status="0x0000") == 1
+
+
+def test_unanswered_needs_syn_timeout_of_capture_time(tmp_path):
+    """A SYN whose capture ends 3 s later is not (yet) unanswered: no verdict."""
+    cap = Capture()
+    t0 = cap.ts
+    quiet = Conn(cap, sport=104)
+    quiet.seg(0, SYN, at=t0)
+    quiet.next[0] = 100_000
+    quiet.seg(0, SYN, at=t0 + 3.0)
+    r = run(cap.write(tmp_path / "short.pcap"))
+    assert _fail_labels(r) == {}
+
+
+def test_failures_on_a_learned_dicom_server_on_any_port(tmp_path):
+    """Port 5104 is not configured; once the server spoke DICOM there, a refused connect
+    to it is counted; a refused connect to an unrelated port is not."""
+    cap = Capture()
+    c = Conn(cap, sport=5104, cport=40001)
+    open_association(c, abstract=VERIFICATION)
+    c.send(0, echo_rq(1))
+    c.send(1, echo_rsp(1))
+    release(c)
+    again = Conn(cap, sport=5104, cport=40002)
+    again.seg(0, SYN)
+    again.seg(1, RST | ACK)
+    other = Conn(cap, sport=5105, cport=40003)
+    other.seg(0, SYN)
+    other.seg(1, RST | ACK)
+    r = run(cap.write(tmp_path / "learned.pcap"))
+    assert _fail_labels(r) == {("10.0.0.2:5104", "refused"): 1}
