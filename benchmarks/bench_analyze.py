@@ -103,7 +103,7 @@ def child_ours(path: str) -> dict:
     summary = Summary()
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     w, t = time.perf_counter(), time.process_time()
-    info = analyze_files([path], config, [metrics, summary])
+    info = analyze_files([path], config, [metrics, summary], labels=metrics)
     seconds = time.process_time() - t
     wall = time.perf_counter() - w
     rss_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

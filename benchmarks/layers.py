@@ -75,10 +75,15 @@ def main(path: str) -> int:
     timed("decode_batch + flows (nop handler)", decode_flows)
     timed(
         "analyze_files (file)",
-        lambda: analyze_files([path], cfg, [MetricsStore(cfg.metrics), Summary()]),
+        lambda: _analyze(path, cfg),
         3,
     )
     return 0
+
+
+def _analyze(path: str, cfg) -> object:
+    metrics = MetricsStore(cfg.metrics)
+    return analyze_files([path], cfg, [metrics, Summary()], labels=metrics)
 
 
 if __name__ == "__main__":

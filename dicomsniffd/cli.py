@@ -74,7 +74,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         if args.events:
             event_log = EventLog(args.events, keep_instance_uids=config.dicom.keep_instance_uids)
             sinks.append(event_log)
-        info = analyze_files(args.captures, config, sinks)
+        info = analyze_files(args.captures, config, sinks, labels=metrics)
     except CaptureError as exc:
         return _fail(str(exc))
     except OSError as exc:

@@ -19,12 +19,6 @@ from dicomsniffd.streams.emitter import Emitter, Labels
 _EXPIRE_EVERY_S = 1.0
 
 
-def _labels_among(sinks: Sequence[Sink]) -> Labels | None:
-    """Transitional (issue 11): the sink that caps label values, for callers that do not
-    pass ``labels=`` yet. Removed once every Pipeline/analyze_files caller passes it."""
-    return next((s for s in sinks if hasattr(s, "ae_label")), None)  # type: ignore[misc]
-
-
 class Pipeline:
     """Frames in, sink calls out. One instance per worker process."""
 
@@ -40,8 +34,6 @@ class Pipeline:
         self.config = config
         self.sinks = list(sinks)
         self.worker = worker
-        if labels is None:
-            labels = _labels_among(self.sinks)
         self.emitter = Emitter(self.sinks, labels)
         self.streams = StreamDetector(config.dicom, config.transactions, self.emitter)
         self.handlers = self.streams.handlers  # the live DICOM handlers (the same dict)

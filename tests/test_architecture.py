@@ -147,4 +147,4 @@ def test_no_import_cycles() -> None:
 def test_the_checker_sees_imports() -> None:
     # a checker that reads no imports would pass every rule above
     assert "dicomsniffd.dicom.events" in GRAPH["dicomsniffd.sinks.eventlog"]
-    assert any(t.startswith("dicomsniffd.dicom") for t in GRAPH["dicomsniffd.pipeline"])
+    assert any(t.startswith("dicomsniffd.dicom") for t in GRAPH["dicomsniffd.streams.detect"])

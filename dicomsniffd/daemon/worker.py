@@ -118,7 +118,7 @@ class CaptureWorker:
         sinks: list[Any] = [self.metrics]
         if self.event_log is not None:
             sinks.append(self.event_log)
-        self.pipeline = Pipeline(config, sinks, worker)
+        self.pipeline = Pipeline(config, sinks, worker, labels=self.metrics)
         self.metrics.set_self_stats_source(self.pipeline.self_stats)
         self.decoder = Decoder(source.linktype)
         self.want_snapshot = Waker()

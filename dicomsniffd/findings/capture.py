@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from dicomsniffd.dicom.problems import ONE_DIRECTION_ONLY, RESYNC
 from dicomsniffd.findings.rule import Collected, FindingKind, Found, rule
 
 CAPTURE_INCOMPLETE = FindingKind(
@@ -34,7 +35,7 @@ NO_DICOM = FindingKind(
 
 def _gaps_evidence(c: Collected, info: Mapping[str, Any], missed: int, truncated: int) -> list[str]:
     incomplete = sum(s.incomplete for s in c.commands.values())
-    resyncs = c.protocol_errors.get("resync", 0)
+    resyncs = c.protocol_errors.get(RESYNC, 0)
     evidence = []
     if missed:
         evidence.append(f"{missed} bytes on DICOM connections were never captured")
@@ -44,7 +45,7 @@ def _gaps_evidence(c: Collected, info: Mapping[str, Any], missed: int, truncated
         evidence.append(f"{incomplete} DIMSE transactions hit by a capture gap")
     if resyncs:
         evidence.append(f"{resyncs} resynchronisations of the DICOM stream after a gap")
-    one_sided = c.protocol_errors.get("one-direction-only", 0)
+    one_sided = c.protocol_errors.get(ONE_DIRECTION_ONLY, 0)
     if one_sided:
         evidence.append(
             f"{one_sided} connections seen in one direction only (one-sided mirror, "

@@ -6,12 +6,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from dicomsniffd.dicom.problems import ONE_DIRECTION_ONLY, RESYNC
 from dicomsniffd.findings.rule import Collected, FindingKind, Found, rule
 from dicomsniffd.sinks._format import plural
 
 # Reported by the core as protocol errors, but they describe the capture, not the peers
 # (the capture-incomplete finding counts them).
-CAPTURE_QUALITY_KINDS = frozenset({"resync", "one-direction-only"})
+CAPTURE_QUALITY_KINDS = frozenset({RESYNC, ONE_DIRECTION_ONLY})
 
 PROTOCOL_ERRORS = FindingKind(
     "protocol-errors",

@@ -37,6 +37,7 @@ from dicomsniffd.dicom.events import (
     Resynchronised,
     UserInformation,
 )
+from dicomsniffd.dicom.problems import RESYNC
 from dicomsniffd.sinks._names import context_result, status_hex, uid_display_name
 from dicomsniffd.sinks.dispatch import EventSink
 
@@ -222,7 +223,7 @@ class EventLog(EventSink):
 
     def _resynchronised(self, event: Resynchronised, flow: Any) -> None:
         record = self._base("protocol_error", event.ts, flow)
-        record.update(sender=event.sender, kind="resync", skipped_bytes=event.skipped_bytes)
+        record.update(sender=event.sender, kind=RESYNC, skipped_bytes=event.skipped_bytes)
         self._write(record)
 
     def _accepted(self, event: AssociationAccepted, flow: Any) -> None:

@@ -31,6 +31,7 @@ from dicomsniffd.dicom.events import (
     ProtocolError,
     Resynchronised,
 )
+from dicomsniffd.dicom.problems import RESYNC
 from dicomsniffd.sinks._names import context_result, status_hex, transfer_syntax_keyword
 from dicomsniffd.sinks.dispatch import EventSink
 from dicomsniffd.sinks.metrics import snapshots
@@ -266,7 +267,7 @@ class MetricsStore(LabelCaps, EventSink):
         self._inc("dicom_protocol_errors_total", (*self._ae(flow), event.kind))
 
     def _on_resync(self, event: Resynchronised, flow: Any) -> None:
-        self._inc("dicom_protocol_errors_total", (*self._ae(flow), "resync"))
+        self._inc("dicom_protocol_errors_total", (*self._ae(flow), RESYNC))
 
     # -- snapshots (snapshots.py, DESIGN §6) -------------------------------------------------
 

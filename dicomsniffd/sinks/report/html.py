@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from dicomsniffd import __version__
+from dicomsniffd.dicom.problems import RESYNC
 from dicomsniffd.sinks._format import byte_size, duration, plural, utc
 from dicomsniffd.sinks._names import NO_SERVICE_TIME
 from dicomsniffd.sinks.report.escape import esc
@@ -68,7 +69,7 @@ def _blind_spots(data: dict[str, Any], summary: Any) -> list[str]:
     super_packets = int((capture.get("decode") or {}).get("super_packets") or 0)
     evictions = (capture.get("flows") or {}).get("evictions") or {}
     evicted = sum(int(v) for v in evictions.values())
-    resyncs = int(data["protocol_errors"].get("resync", 0))
+    resyncs = int(data["protocol_errors"].get(RESYNC, 0))
     gaps = sum(1 for a in assocs if a.get("missed_bytes"))
     blind: list[str] = []
     if missed:

@@ -20,6 +20,7 @@ from dicomsniffd.dicom.events import (
     ProtocolError,
     Resynchronised,
 )
+from dicomsniffd.dicom.problems import RESYNC
 from dicomsniffd.findings import Collected, evaluate
 from dicomsniffd.sinks._names import is_out_of_resources, status_hex
 from dicomsniffd.sinks.dispatch import EventSink
@@ -208,7 +209,7 @@ class Summary(EventSink):
         self._protocol_errors[event.kind] = self._protocol_errors.get(event.kind, 0) + 1
 
     def _on_resync(self, event: Resynchronised, assoc: Association) -> None:
-        self._protocol_errors["resync"] = self._protocol_errors.get("resync", 0) + 1
+        self._protocol_errors[RESYNC] = self._protocol_errors.get(RESYNC, 0) + 1
 
     # -- output ------------------------------------------------------------------------------
 
