@@ -127,7 +127,8 @@ def test_render_text_handles_values_only_hand_made_snapshots_have() -> None:
 
 def test_daemon_metrics_view_serves_the_same_bytes_as_its_registry() -> None:
     from dicomsniffd.config import load_config
-    from dicomsniffd.daemon import MetricsView, ReloadCounter
+    from dicomsniffd.daemon.http import MetricsView
+    from dicomsniffd.daemon.reload import ReloadCounter
 
     config = load_config(None)
     reloads = ReloadCounter()

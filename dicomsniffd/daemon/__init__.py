@@ -13,9 +13,6 @@ A new reloadable key: one line in ``reload.RELOADABLE`` and the SIGHUP list in R
 
 from __future__ import annotations
 
-from dicomsniffd.daemon.http import MetricsView
-from dicomsniffd.daemon.reload import ReloadCounter
 from dicomsniffd.daemon.run import main
 
-# MetricsView and ReloadCounter: for tests/test_sinks_metrics.py, which imports them from here.
-__all__ = ["MetricsView", "ReloadCounter", "main"]
+__all__ = ["main"]
