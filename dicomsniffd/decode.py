@@ -29,7 +29,7 @@ from typing import Any
 import dpkt
 
 from dicomsniffd import accel
-from dicomsniffd.capture import CaptureError
+from dicomsniffd.capture.errors import CaptureError
 
 # (src, sport, dst, dport, seq, ack, flags, window, payload, seg_len, ip_id); see
 # docs/architecture.md. A plain tuple: no object is built per packet.
