@@ -14,15 +14,8 @@ import urllib.request
 
 import pytest
 
-from dicomsniffd.capture import CaptureError
-from dicomsniffd.capture.live import (
-    PACKET_FANOUT_FLAG_DEFRAG,
-    PACKET_FANOUT_HASH,
-    BpfError,
-    LiveCaptureError,
-    LiveSource,
-    filter_for_link,
-)
+from dicomsniffd.capture import BpfError, CaptureError, LiveCaptureError, LiveSource
+from dicomsniffd.capture.live import PACKET_FANOUT_FLAG_DEFRAG, PACKET_FANOUT_HASH, filter_for_link
 from dicomsniffd.config import DEFAULT_BPF
 
 SOL_PACKET = 263

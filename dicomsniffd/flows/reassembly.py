@@ -63,6 +63,7 @@ class Reassembly:
             h.fin_done = True
             h.next = (h.next + 1) & _MASK  # the FIN occupies one sequence number
 
+    # The same parameters as _data: a segment's fields travel unpacked (no tuple per call).
     def _place(
         self,
         h: _Half,

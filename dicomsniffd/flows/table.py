@@ -77,6 +77,9 @@ ConnectionFailure = Callable[[bytes, int, str, float], None]
 
 
 class FlowTable(Handshake, Reassembly, Timers, Leases):
+    """The bounded flow table: ``segment(ts, seg)`` per decoded segment, ``expire(now)``
+    about once a second, ``close_all(ts)`` at the end; plain-int counters for scrapes."""
+
     def __init__(
         self,
         config: FlowsConfig,
