@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from dicomsniffd import accel
 from dicomsniffd.flows.state import Flow, _Half, _key
 
 # Lease only when more than a full segment is left to skip: a lease that consumes nothing
@@ -31,6 +32,14 @@ class Leases:
     _bypass: Any
     _leasing: bool
     segments: int
+
+    def _new_bypass(self, accelerate: bool | None) -> Any:
+        """The compiled Bypass for this table (None in pure Python). It calls back
+        ``segment`` for every segment it does not consume and ``_lease_synced`` when it
+        writes a lease back."""
+        if not accel.use(accelerate):
+            return None
+        return accel.fastpath.Bypass(self.segment, self._lease_synced, MAX_LEASES)  # type: ignore[attr-defined, union-attr]
 
     @property
     def segments_total(self) -> int:

@@ -22,11 +22,10 @@ import logging
 from collections.abc import Callable
 from typing import Protocol
 
-from dicomsniffd import accel
 from dicomsniffd.config import FlowsConfig
 from dicomsniffd.decode import Segment
 from dicomsniffd.flows.handshake import Handshake
-from dicomsniffd.flows.lease import MAX_LEASES, Leases
+from dicomsniffd.flows.lease import Leases
 from dicomsniffd.flows.reassembly import Reassembly
 from dicomsniffd.flows.state import (
     _MASK,
@@ -109,11 +108,7 @@ class FlowTable(Handshake, Reassembly, Timers, Leases):
         self.buffered_bytes = 0
         self.evictions = {"capacity": 0, "idle": 0, "memcap": 0}
         self._leasing = False  # this batch runs through the bypass: leases may be granted
-        self._bypass = (
-            accel.fastpath.Bypass(self.segment, self._lease_synced, MAX_LEASES)  # type: ignore[union-attr]
-            if accel.use(accelerate)
-            else None
-        )
+        self._bypass = self._new_bypass(accelerate)
 
     @property
     def flows_active(self) -> int:
