@@ -5,12 +5,13 @@
     records  BatchRecords: one batch's (sec, usec, offset, caplen) records, both sources
     errors   CaptureError and its live subclasses
 
-Knows nothing of TCP or DICOM. The names below are the layer's public surface.
+Knows nothing of TCP or DICOM. The names below are the layer's public surface for files;
+the live capture is imported as ``dicomsniffd.capture.live`` by the daemon only, so that
+``analyze`` does not load it.
 """
 
 from dicomsniffd.capture.errors import BpfError, CaptureError, LiveCaptureError
 from dicomsniffd.capture.files import FileSource, raw_read_loop
-from dicomsniffd.capture.live import LiveSource, default_fanout_group
 from dicomsniffd.capture.records import BatchRecords, Record
 
 __all__ = [
@@ -19,8 +20,6 @@ __all__ = [
     "CaptureError",
     "FileSource",
     "LiveCaptureError",
-    "LiveSource",
     "Record",
-    "default_fanout_group",
     "raw_read_loop",
 ]
