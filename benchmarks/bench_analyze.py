@@ -188,9 +188,12 @@ def _ensure(path: str, maker: str, default: str) -> None:
     subprocess.run([sys.executable, os.path.join(HERE, maker), "-o", path], check=True)
 
 
-def _time_pure(path: str, cpu: int | None, runs: int, compiled: dict) -> tuple[float, str, str]:
-    """The same tree with DICOMSNIFFD_PURE_PYTHON=1: (pkt/s, run times, counts verdict)."""
-    s, times, r = _median_runs(lambda: _run_child("ours", path, cpu, pure=True), runs)
+def _time_variant(
+    path: str, cpu: int | None, runs: int, compiled: dict, root: str = ROOT, pure: bool = False
+) -> tuple[float, str, str]:
+    """Another tree (``root``, e.g. --baseline) or the pure-Python path (``pure``) on the same
+    capture: (pkt/s, run times, whether its counts are those of ``compiled``)."""
+    s, times, r = _median_runs(lambda: _run_child("ours", path, cpu, root, pure), runs)
     same = "same" if r["counts"] == compiled["counts"] else "DIFFER"
     return r["packets"] / s, _fmt_times(times), same
 
@@ -221,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         "--baseline",
         metavar="ROOT",
         help="also time `ours` with the dicomsniffd package found under ROOT "
-        "(e.g. a copy of an older version), interleaved with this one",
+        "(e.g. a copy of an older version), in the same run, after this one; with the "
+        "pure-Python path too unless --no-pure",
     )
     ap.add_argument("--child", nargs=2, metavar=("MODE", "FILE"), help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -250,22 +254,22 @@ def main(argv: list[str] | None = None) -> int:
     ours_pps = packets / ours_s
     print(f"ours         {ours_pps:12,.0f} pkt/s   ({_fmt_times(ours_t)} s)  [{ours['fast_path']}]")
     if not a.no_pure:
-        pure_pps, times, same = _time_pure(a.capture, cpu, a.runs, ours)
+        pure_pps, times, same = _time_variant(a.capture, cpu, a.runs, ours, pure=True)
         print(
             f"pure Python  {pure_pps:12,.0f} pkt/s   ({times} s)"
             f"  compiled/pure {ours_pps / pure_pps:.2f}x  [counts {same}]"
         )
         res["pure_pps"] = pure_pps
         res["pure_counts_same"] = same == "same"
-    if a.baseline:
-        base_s, base_t, base = _median_runs(
-            lambda: _run_child("ours", a.capture, cpu, os.path.abspath(a.baseline)), a.runs
-        )
-        print(
-            f"baseline     {packets / base_s:12,.0f} pkt/s   ({_fmt_times(base_t)} s)"
-            f"  [{a.baseline}; counts {'same' if base['counts'] == ours['counts'] else 'DIFFER'}]"
-        )
-        res["baseline_pps"] = packets / base_s
+    base_root = os.path.abspath(a.baseline) if a.baseline else None
+    if base_root:
+        base_pps, times, same = _time_variant(a.capture, cpu, a.runs, ours, base_root)
+        print(f"baseline     {base_pps:12,.0f} pkt/s   ({times} s)  [{a.baseline}; counts {same}]")
+        res["baseline_pps"] = base_pps
+        if not a.no_pure:  # the before/after of the pure-Python path too
+            bp_pps, times, same = _time_variant(a.capture, cpu, a.runs, ours, base_root, True)
+            print(f"baseline pure{bp_pps:12,.0f} pkt/s   ({times} s)  [counts {same}]")
+            res["baseline_pure_pps"] = bp_pps
     res.update(packets=packets, raw_pps=packets / raw_s, ours_pps=ours_pps,
                raw_times=raw_t, ours_times=ours_t, counts=ours["counts"],
                raw_walls=raw["walls"], ours_walls=ours["walls"])  # fmt: skip
@@ -298,22 +302,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"many flows   {many_pps:12,.0f} pkt/s   ({_fmt_times(many_t)} s)")
         print(f"many/single  {many_pps / ours_pps:12.3f}")
         if not a.no_pure:
-            pure_many_pps, times, same = _time_pure(a.many, cpu, a.runs, many)
+            pure_many_pps, times, same = _time_variant(a.many, cpu, a.runs, many, pure=True)
             print(
                 f"pure Python  {pure_many_pps:12,.0f} pkt/s   ({times} s)"
                 f"  many/single {pure_many_pps / res['pure_pps']:.3f}  [counts {same}]"
             )
             res["pure_many_pps"] = pure_many_pps
-        if a.baseline:
-            bm_s, bm_t, bm = _median_runs(
-                lambda: _run_child("ours", a.many, cpu, os.path.abspath(a.baseline)), a.runs
-            )
+        if base_root:
+            bm_pps, times, same = _time_variant(a.many, cpu, a.runs, many, base_root)
             print(
-                f"baseline     {many['packets'] / bm_s:12,.0f} pkt/s   ({_fmt_times(bm_t)} s)"
-                f"  many/single {many['packets'] / bm_s / res['baseline_pps']:.3f}"
-                f"  [counts {'same' if bm['counts'] == many['counts'] else 'DIFFER'}]"
+                f"baseline     {bm_pps:12,.0f} pkt/s   ({times} s)"
+                f"  many/single {bm_pps / res['baseline_pps']:.3f}  [counts {same}]"
             )
-            res["baseline_many_pps"] = many["packets"] / bm_s
+            res["baseline_many_pps"] = bm_pps
+            if not a.no_pure:
+                bmp_pps, times, same = _time_variant(a.many, cpu, a.runs, many, base_root, True)
+                print(f"baseline pure{bmp_pps:12,.0f} pkt/s   ({times} s)  [counts {same}]")
+                res["baseline_pure_many_pps"] = bmp_pps
         print(
             f"peak RSS     {peak:12.1f} MB  (before analyze: {many['rss_before_kb'] / 1024:.1f} MB)"
         )

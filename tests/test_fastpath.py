@@ -165,7 +165,7 @@ def test_an_uninitialised_bypass_refuses_instead_of_crashing():
 
 
 class _Half:
-    """Stands in for flows._Half: the bypass only holds and returns it."""
+    """Stands in for flows.state._Half: the bypass only holds and returns it."""
 
 
 def _bypass(max_leases=8):

@@ -14,16 +14,14 @@ import urllib.request
 
 import pytest
 
-from dicomsniffd.capture import CaptureError
-from dicomsniffd.config import DEFAULT_BPF
-from dicomsniffd.live import (
+from dicomsniffd.capture import BpfError, CaptureError, LiveCaptureError
+from dicomsniffd.capture.live import (
     PACKET_FANOUT_FLAG_DEFRAG,
     PACKET_FANOUT_HASH,
-    BpfError,
-    LiveCaptureError,
     LiveSource,
     filter_for_link,
 )
+from dicomsniffd.config import DEFAULT_BPF
 
 SOL_PACKET = 263
 PACKET_FANOUT = 18
@@ -120,7 +118,7 @@ def test_missing_privilege_names_the_fix() -> None:
     if os.geteuid() != 0 or setpriv is None:
         pytest.fail("needs root and setpriv (util-linux) to take the capabilities away")
     code = (
-        "from dicomsniffd.live import LiveSource, LiveCaptureError\n"
+        "from dicomsniffd.capture.live import LiveSource, LiveCaptureError\n"
         "try:\n    LiveSource('lo', 'tcp')\n"
         "except LiveCaptureError as e:\n    print(e)\n"
     )

@@ -1,0 +1,107 @@
+"""Leases: the glue to the compiled Bypass (``dicomsniffd/_fastpath.c``).
+
+When the compiled ``_fastpath`` is in use, a handler that can say how many of the next
+bytes it would skip unseen (``skip_budget``) gets a *lease* for that direction in the C
+table. The compiled decode_batch then consumes the flow's in-order segments shorter than
+the budget, and its in-order pure ACKs, without calling Python at all. Any other packet
+of the flow ends the lease first; every lease is written back at the end of each batch
+(``_lease_synced``), so between batches the table is exact, and ``FlowTable._release``
+ends a lease before a flow's state is torn down.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dicomsniffd import accel
+from dicomsniffd.flows.state import Flow, _Half, _key
+
+# Lease only when more than a full segment is left to skip: a lease that consumes nothing
+# costs two C calls and a write-back for no packet saved.
+LEASE_MIN_BUDGET = 1460
+MAX_LEASES = 4096  # bounded C table: beyond it, flows simply take the Python path
+
+
+class Leases:
+    """FlowTable's lease methods: grant, write back (sync), revoke.
+
+    A part of ``FlowTable``, not used alone; ``_bypass`` is the table's compiled Bypass
+    (None in pure Python), ``_leasing`` whether this batch runs through it.
+    """
+
+    _bypass: Any
+    _leasing: bool
+    segments: int
+
+    def _new_bypass(self, accelerate: bool | None) -> Any:
+        """The compiled Bypass for this table (None in pure Python). It calls back
+        ``segment`` for every segment it does not consume and ``_lease_synced`` when it
+        writes a lease back."""
+        if not accel.use(accelerate):
+            return None
+        return accel.fastpath.Bypass(self.segment, self._lease_synced, MAX_LEASES)  # type: ignore[attr-defined, union-attr]
+
+    @property
+    def segments_total(self) -> int:
+        """Segments seen, the ones the compiled bypass consumed included."""
+        return self.segments + (self._bypass.consumed if self._bypass is not None else 0)
+
+    def emit_for(self, decoder: object) -> object:
+        """What a decoder's decode_batch should hand this batch's segments to.
+
+        The Bypass only goes to a compiled decoder (it is not callable from Python);
+        for any other decoder the leases end first, since Python is about to process
+        those flows' packets itself.
+        """
+        bypass = self._bypass
+        self._leasing = bypass is not None and getattr(decoder, "accelerated", False)
+        if bypass is None:
+            return self.segment
+        if self._leasing:
+            return bypass
+        if bypass.leases:
+            bypass.revoke_all()
+        return self.segment
+
+    def _lease(self, h: _Half) -> None:
+        """Hand this half's in-order skipping to the compiled bypass, if worth it."""
+        if not self._leasing:
+            return
+        budget = h.budget(h.d)  # type: ignore[misc]
+        if budget <= LEASE_MIN_BUDGET or not h.fast:
+            return
+        flow = h.flow
+        opp = flow.h1 if h.d == 0 else flow.h0
+        # The other direction's pure ACKs are consumed too, if it is on the hot path.
+        rev_next = opp.next if opp.fast and opp.next is not None else -1
+        if self._bypass.grant(h, *_key(flow, h.d), h.next, budget, rev_next):  # type: ignore[union-attr]
+            h.leased = True
+
+    def _lease_synced(
+        self,
+        h: _Half,
+        nxt: int,
+        taken: int,
+        last_seen: float | None,
+        nrec: int,
+        last: tuple | None,
+        prev: tuple | None,
+        ended: int,
+    ) -> None:
+        """The bypass writes a lease back: exactly what the hot path would have done for
+        the packets it consumed (next seq, SPAN-duplicate history, last_seen, and the
+        handler's skipped bytes)."""
+        h.next = nxt
+        if nrec:
+            h.prev = prev if nrec >= 2 else h.last
+            h.last = last
+        if last_seen is not None and h.flow is not None:
+            h.flow.last_seen = last_seen
+        if taken:
+            h.taken(h.d, taken)  # type: ignore[misc]
+        if ended:
+            h.leased = False
+
+    def _end_lease(self, flow: Flow) -> None:
+        if flow.h0.leased or flow.h1.leased:
+            self._bypass.revoke(*_key(flow, 0))  # type: ignore[union-attr]
