@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from dicomsniffd.capture import BpfError
 from dicomsniffd.config import Config, config_from_mapping
 from dicomsniffd.daemon.reload import (
     HOT_KEYS,
@@ -22,7 +23,6 @@ from dicomsniffd.daemon.reload import (
     changed_keys,
     merge_hot,
 )
-from dicomsniffd.live import BpfError
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

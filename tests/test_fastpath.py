@@ -305,7 +305,7 @@ def _analyze(paths, pure: bool, batch_size: int, monkeypatch) -> dict:
         summary = Summary()
         events = io.StringIO()
         log = EventLog(events)
-        info = analyze_files(paths, config, [metrics, summary, log])
+        info = analyze_files(paths, config, [metrics, summary, log], labels=metrics)
         pipeline = info.pop("_pipeline")
         bypass = pipeline.flows._bypass
         return {

@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pcapy
 from prometheus_client.core import Metric
 
+from dicomsniffd.capture import BpfError
+from dicomsniffd.capture.live import LiveSource
 from dicomsniffd.config import OVERRIDES, Config, ConfigError, apply_overrides, load_config
 from dicomsniffd.daemon.errors import EXIT_CONFIG, StartupError
 from dicomsniffd.daemon.logs import setup_logging
-from dicomsniffd.live import BpfError, LiveSource
 from dicomsniffd.sinks.metrics import CONFIG_RELOAD_FAILURES, metric_family
 
 if TYPE_CHECKING:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dicomsniffd import accel
+from dicomsniffd.capture import CaptureError
 from dicomsniffd.config import Config
 from dicomsniffd.daemon.errors import EXIT_FAILURE, EXIT_OK, StartupError
 from dicomsniffd.daemon.http import Heartbeat, MetricsHTTPServer, MetricsView, open_http_server
@@ -28,7 +29,6 @@ from dicomsniffd.daemon.signals import Signals
 from dicomsniffd.daemon.systemd import Notifier
 from dicomsniffd.daemon.worker import CaptureWorker, open_source
 from dicomsniffd.daemon.workers import WorkerSet, supervise
-from dicomsniffd.live import CaptureError
 
 log = logging.getLogger("dicomsniffd.daemon")
 

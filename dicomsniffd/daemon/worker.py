@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from dicomsniffd.capture import BpfError, CaptureError
+from dicomsniffd.capture.live import LiveSource
 from dicomsniffd.config import Config
 from dicomsniffd.daemon.errors import EXIT_CONFIG, EXIT_FAILURE, StartupError
 from dicomsniffd.daemon.http import Heartbeat
@@ -27,7 +29,6 @@ from dicomsniffd.daemon.reload import apply_to_capture, apply_to_logging, apply_
 from dicomsniffd.daemon.signals import Signals
 from dicomsniffd.daemon.systemd import Notifier
 from dicomsniffd.decode import Decoder
-from dicomsniffd.live import BpfError, CaptureError, LiveSource
 from dicomsniffd.pipeline import Pipeline
 from dicomsniffd.sinks.eventlog import EventLog
 from dicomsniffd.sinks.metrics import MetricsStore

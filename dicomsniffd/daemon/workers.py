@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from dicomsniffd.capture.live import default_fanout_group
 from dicomsniffd.config import Config
 from dicomsniffd.daemon.errors import EXIT_FAILURE, EXIT_OK, StartupError
 from dicomsniffd.daemon.http import Heartbeat
@@ -26,7 +27,6 @@ from dicomsniffd.daemon.reload import Reloader
 from dicomsniffd.daemon.signals import Signals
 from dicomsniffd.daemon.systemd import Notifier
 from dicomsniffd.daemon.worker import worker_process
-from dicomsniffd.live import default_fanout_group
 
 log = logging.getLogger("dicomsniffd.daemon")
 
