@@ -12,8 +12,17 @@ The names below are the layer's public surface (``dicomsniffd.flows.X`` as befor
 """
 
 from dicomsniffd.decode import Segment
-from dicomsniffd.flows.state import ACK, FIN, RST, SYN, FlowInfo
-from dicomsniffd.flows.table import Classify, ConnectionFailure, FlowTable, StreamHandler
+from dicomsniffd.flows.state import (
+    ACK,
+    FIN,
+    RST,
+    SYN,
+    Classify,
+    ConnectionFailure,
+    FlowInfo,
+    StreamHandler,
+)
+from dicomsniffd.flows.table import FlowTable
 
 __all__ = [
     "ACK",

@@ -10,10 +10,7 @@ and writes their attributes for every packet.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from dicomsniffd.flows.table import StreamHandler
+from typing import Protocol
 
 FIN = 0x01
 SYN = 0x02
@@ -171,3 +168,32 @@ def _break_cycle(flow: Flow) -> None:
     them at once. Only called outside segment processing (expiry, eviction before a
     new flow is created), where nothing else holds the flow."""
     flow.h0.flow = flow.h1.flow = None  # type: ignore[assignment]
+
+
+# -- what the table calls: the interface a stream handler offers (docs/architecture.md) --
+
+
+class StreamHandler(Protocol):
+    """What the table calls for one classified flow (docs/architecture.md).
+
+    Optional split of ``data`` (the hot path, one Python call less per segment): a
+    handler may also have ``deliver(direction, data, ts) -> results`` and
+    ``dispatch(results)``, with ``data`` equivalent to "dispatch(r) if r is non-empty,
+    r = deliver(...)". The table then calls ``deliver`` (which may be a bound method of
+    another object, e.g. the protocol parser itself) and ``dispatch`` only for a
+    non-empty result. It never looks at the results.
+
+    Optional skipping contract (the compiled bypass): ``skip_budget(direction) -> int``
+    is N such that ``data``/``deliver`` of any chunk shorter than N would produce nothing
+    and only count it; ``skip_taken(direction, nbytes)`` must then be exactly equivalent
+    to having delivered chunks totalling ``nbytes`` (< N).
+    """
+
+    def data(self, direction: int, data: bytes, ts: float) -> None: ...
+    def gap(self, direction: int, nbytes: int, ts: float) -> None: ...
+    def tcp_event(self, kind: str, direction: int, ts: float, value: float = 0.0) -> None: ...
+    def close(self, how: str, ts: float) -> None: ...
+
+
+Classify = Callable[[FlowInfo, int, bytes], "StreamHandler | None"]
+ConnectionFailure = Callable[[bytes, int, str, float], None]

@@ -19,8 +19,6 @@ The table turns decoded segments into in-order bytes and explicit gaps for one
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Protocol
 
 from dicomsniffd.config import FlowsConfig
 from dicomsniffd.decode import Segment
@@ -37,8 +35,10 @@ from dicomsniffd.flows.state import (
     S_SYN,
     S_SYNACK,
     SYN,
+    Classify,
+    ConnectionFailure,
     Flow,
-    FlowInfo,
+    StreamHandler,
     _Half,
     _key,
     _no_results,
@@ -47,32 +47,6 @@ from dicomsniffd.flows.timers import Timers
 
 # The logger keeps the name of the module the table used to be (log configuration).
 log = logging.getLogger("dicomsniffd.flows")
-
-
-class StreamHandler(Protocol):
-    """What the table calls for one classified flow (docs/architecture.md).
-
-    Optional split of ``data`` (the hot path, one Python call less per segment): a
-    handler may also have ``deliver(direction, data, ts) -> results`` and
-    ``dispatch(results)``, with ``data`` equivalent to "dispatch(r) if r is non-empty,
-    r = deliver(...)". The table then calls ``deliver`` (which may be a bound method of
-    another object, e.g. the protocol parser itself) and ``dispatch`` only for a
-    non-empty result. It never looks at the results.
-
-    Optional skipping contract (the compiled bypass): ``skip_budget(direction) -> int``
-    is N such that ``data``/``deliver`` of any chunk shorter than N would produce nothing
-    and only count it; ``skip_taken(direction, nbytes)`` must then be exactly equivalent
-    to having delivered chunks totalling ``nbytes`` (< N).
-    """
-
-    def data(self, direction: int, data: bytes, ts: float) -> None: ...
-    def gap(self, direction: int, nbytes: int, ts: float) -> None: ...
-    def tcp_event(self, kind: str, direction: int, ts: float, value: float = 0.0) -> None: ...
-    def close(self, how: str, ts: float) -> None: ...
-
-
-Classify = Callable[[FlowInfo, int, bytes], "StreamHandler | None"]
-ConnectionFailure = Callable[[bytes, int, str, float], None]
 
 
 class FlowTable(Handshake, Reassembly, Timers, Leases):
