@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from dicomsniffd.sinks._names import NO_SERVICE_TIME
+from dicomsniffd.names import NO_SERVICE_TIME
 
 
 def plural(n: int, word: str) -> str:

@@ -1,8 +1,9 @@
-"""The formatting shared by the text summary and the HTML report (``sinks/_format.py``)."""
+"""The formatting shared by the text summary and the HTML report (``formatting.py``)."""
 
 from __future__ import annotations
 
-from dicomsniffd.sinks._format import (
+from dicomsniffd.findings.facts import percentiles
+from dicomsniffd.formatting import (
     byte_size,
     duration,
     one_decimal,
@@ -11,7 +12,6 @@ from dicomsniffd.sinks._format import (
     timing_rows,
     utc,
 )
-from dicomsniffd.sinks.summary.state import percentiles
 
 TS = 1_700_000_000.25  # 2023-11-14 22:13:20.250 UTC
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from dicomsniffd.dicom.events import REQUESTOR
 from dicomsniffd.findings.rule import Collected, FindingKind, Found, rule
-from dicomsniffd.sinks._format import plural
-from dicomsniffd.sinks._names import context_result, uid_display_name
+from dicomsniffd.formatting import plural
+from dicomsniffd.names import context_result, uid_display_name
 
 # Likely cause and what to check, per A-ASSOCIATE-RJ reason (matched by substring).
 _REJECT_ADVICE = (

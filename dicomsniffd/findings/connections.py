@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from dicomsniffd.findings.rule import Collected, FindingKind, Found, rule
-from dicomsniffd.sinks._format import plural
+from dicomsniffd.formatting import plural
 
 CONNECTION_REFUSED = FindingKind(
     "connection-refused",

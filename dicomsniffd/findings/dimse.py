@@ -7,8 +7,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from dicomsniffd.findings.rule import Collected, FindingKind, Found, rule
-from dicomsniffd.sinks._format import plural
-from dicomsniffd.sinks._names import is_out_of_resources, status_hex, status_text
+from dicomsniffd.formatting import plural
+from dicomsniffd.names import is_out_of_resources, status_hex, status_text
 
 # Likely cause and what to check, per failure status (PS3.4 service class statuses).
 _FAILURE_ADVICE = {

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from dicomsniffd.dicom.events import ACCEPTOR, REQUESTOR, PresentationContext
-from dicomsniffd.sinks._names import context_result, uid_display_name
+from dicomsniffd.names import context_result, uid_display_name
 
 TIMINGS = ("request_transfer_ms", "response_latency_ms", "duration_ms")
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from dicomsniffd.dicom.problems import ONE_DIRECTION_ONLY, RESYNC
 from dicomsniffd.findings.rule import Collected, FindingKind, Found, rule
-from dicomsniffd.sinks._format import plural
+from dicomsniffd.formatting import plural
 
 # Reported by the core as protocol errors, but they describe the capture, not the peers
 # (the capture-incomplete finding counts them).

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the summary imports the findings, not the other way round
-    from dicomsniffd.sinks.summary.state import Association, Command
+    from dicomsniffd.findings.facts import Association, Command
 
 SEVERITIES = ("critical", "warning", "info")  # most severe first: the output order
 MAX_EVIDENCE = 8  # evidence lines per finding; the rest are counted in one more line

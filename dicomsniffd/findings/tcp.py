@@ -8,7 +8,7 @@ from typing import Any
 
 from dicomsniffd.dicom.events import ACCEPTOR, REQUESTOR
 from dicomsniffd.findings.rule import Collected, FindingKind, Found, rule
-from dicomsniffd.sinks._format import plural
+from dicomsniffd.formatting import plural
 
 RESETS = FindingKind(
     "resets",

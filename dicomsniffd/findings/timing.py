@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from dicomsniffd.findings.rule import Collected, FindingKind, Found, rule
-from dicomsniffd.sinks._format import plural
-from dicomsniffd.sinks._names import NO_SERVICE_TIME
+from dicomsniffd.formatting import plural
+from dicomsniffd.names import NO_SERVICE_TIME
 
 _SLOW_P95_S = 1.0
 _SLOW_P50_S = 0.5

@@ -38,7 +38,7 @@ from dicomsniffd.dicom.events import (
     UserInformation,
 )
 from dicomsniffd.dicom.problems import RESYNC
-from dicomsniffd.sinks._names import context_result, status_hex, uid_display_name
+from dicomsniffd.names import context_result, status_hex, uid_display_name
 from dicomsniffd.sinks.dispatch import EventSink
 
 log = logging.getLogger(__name__)

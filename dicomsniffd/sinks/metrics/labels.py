@@ -9,7 +9,7 @@ and client addresses never become label values.
 from __future__ import annotations
 
 from dicomsniffd.config import MetricsConfig
-from dicomsniffd.sinks._names import sop_class_keyword
+from dicomsniffd.names import sop_class_keyword
 from dicomsniffd.sinks.metrics.catalogue import LABEL_OVERFLOW, Key
 
 OTHER = "other"

@@ -32,7 +32,7 @@ from dicomsniffd.dicom.events import (
     Resynchronised,
 )
 from dicomsniffd.dicom.problems import RESYNC
-from dicomsniffd.sinks._names import context_result, status_hex, transfer_syntax_keyword
+from dicomsniffd.names import context_result, status_hex, transfer_syntax_keyword
 from dicomsniffd.sinks.dispatch import EventSink
 from dicomsniffd.sinks.metrics import snapshots
 from dicomsniffd.sinks.metrics.catalogue import STORE_FAMILIES, Key, SelfStats

@@ -25,8 +25,8 @@ from typing import Any
 
 from dicomsniffd import __version__
 from dicomsniffd.dicom.problems import RESYNC
-from dicomsniffd.sinks._format import byte_size, duration, plural, utc
-from dicomsniffd.sinks._names import NO_SERVICE_TIME
+from dicomsniffd.formatting import byte_size, duration, plural, utc
+from dicomsniffd.names import NO_SERVICE_TIME
 from dicomsniffd.sinks.report.escape import esc
 from dicomsniffd.sinks.report.svg import (
     STATUS_COLORS,

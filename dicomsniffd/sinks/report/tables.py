@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dicomsniffd.sinks._format import (
+from dicomsniffd.formatting import (
     byte_size,
     duration,
     one_decimal,
@@ -16,7 +16,7 @@ from dicomsniffd.sinks._format import (
     timing_rows,
     utc,
 )
-from dicomsniffd.sinks._names import status_hex, status_text, uid_display_name
+from dicomsniffd.names import status_hex, status_text, uid_display_name
 from dicomsniffd.sinks.report.escape import esc
 from dicomsniffd.sinks.report.svg import spread
 

@@ -1,13 +1,13 @@
 """The offline troubleshooting summary of ``dicomsniffd analyze``.
 
   sink   ``Summary``: the sink that collects while the capture is replayed, ``to_dict``
-  state  what it keeps: per-association and per-command records, ``percentiles``
   text   the text rendering
 
-The findings it reports are rules in ``dicomsniffd.findings``.
+What it keeps (per-association and per-command records) is ``dicomsniffd.findings.facts``,
+the facts the findings' rules read; the summary sits above the findings, not beside them.
 """
 
+from dicomsniffd.findings.facts import percentiles
 from dicomsniffd.sinks.summary.sink import Summary
-from dicomsniffd.sinks.summary.state import percentiles
 
 __all__ = ("Summary", "percentiles")

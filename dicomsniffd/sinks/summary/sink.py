@@ -22,10 +22,10 @@ from dicomsniffd.dicom.events import (
 )
 from dicomsniffd.dicom.problems import RESYNC
 from dicomsniffd.findings import Collected, evaluate
-from dicomsniffd.sinks._names import is_out_of_resources, status_hex
+from dicomsniffd.findings.facts import Association, Command, percentiles, sender_counts
+from dicomsniffd.names import is_out_of_resources, status_hex
 from dicomsniffd.sinks.dispatch import EventSink
 from dicomsniffd.sinks.report.trace import TransactionLog
-from dicomsniffd.sinks.summary.state import Association, Command, percentiles, sender_counts
 from dicomsniffd.sinks.summary.text import render_text
 
 

@@ -7,8 +7,8 @@ import textwrap
 from typing import Any
 
 from dicomsniffd.dicom.events import ACCEPTOR, REQUESTOR
-from dicomsniffd.sinks._format import byte_size, one_decimal, plural, timing_rows, utc
-from dicomsniffd.sinks._names import status_text
+from dicomsniffd.formatting import byte_size, one_decimal, plural, timing_rows, utc
+from dicomsniffd.names import status_text
 
 _WIDTH = 100
 _MAX_ROWS = 50  # associations listed; --json lists all
