@@ -9,6 +9,7 @@ import struct
 from pathlib import Path
 
 import pytest
+from helpers_pcap import ethernet, ipv4, tcp, write_pcapng
 from pipeline_captures import Capture, cli, run, store_session
 
 from dicomsniffd.capture import FileSource
@@ -224,3 +225,33 @@ def test_cut_file_says_where_it_was_cut(tmp_path: Path) -> None:
     assert f"byte offset {_record_offset(cap, n - 1)}" in line
     (broken,) = json.loads(p.stdout)["capture"]["broken_files"]
     assert broken["kind"] == "truncated" and broken["packet"] == n
+
+
+def frames(n: int) -> list[bytes]:
+    return [ethernet(ipv4(tcp(seq=i, payload=bytes([i]) * 100))) for i in range(n)]
+
+
+def _epb_offsets(raw: bytes) -> list[int]:
+    """Byte offsets of a pcapng file's Enhanced Packet Blocks."""
+    offsets, off = [], 0
+    while off < len(raw):
+        kind, length = struct.unpack_from("<II", raw, off)
+        if kind == 6:
+            offsets.append(off)
+        off += length
+    return offsets
+
+
+@pytest.mark.parametrize("batch", [1, 512])
+def test_pcapng_corrupt_block_keeps_packets_before_it(tmp_path: Path, batch: int) -> None:
+    sent = frames(20)
+    raw = bytearray(write_pcapng(tmp_path / "ok.pcapng", sent).read_bytes())
+    off = _epb_offsets(bytes(raw))[12]
+    raw[off + 4 : off + 8] = struct.pack("<I", 0x7FFFFFF0)  # block total length: absurd
+    bad = tmp_path / "bad.pcapng"
+    bad.write_bytes(raw)
+    source = FileSource(str(bad))
+    got = sum(len(records) for _data, records in source.batches(batch))
+    assert got == source.packets == 12
+    assert source.broken is not None and source.broken["packet"] == 13
+    assert source.broken["kind"] == "corrupt" and source.broken["offset"] is None
