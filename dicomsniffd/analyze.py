@@ -20,35 +20,56 @@ def analyze_files(
     *,
     labels: Labels | None = None,
 ) -> dict[str, Any]:
-    """Feed every file, in the order given, through one pipeline; return the capture info.
+    """Feed every file, in time order, through one pipeline; return the capture info.
 
     ``labels``: the metric label caps (the MetricsStore among ``sinks``), as for Pipeline.
 
     Files are read one after the other into the same flow table, so a capture split by
-    `tcpdump -C` or `editcap -c` is analysed as one. Raises CaptureError (one-line message)
-    for a file that cannot be read or has an unsupported link type.
+    `tcpdump -C` or `editcap -c` is analysed as one. They are read in the order of their
+    first packet's timestamp, whatever order they were given in (a shell glob sorts
+    ``cap.pcap10`` before ``cap.pcap2``); ``files`` is the order used and
+    ``files_reordered`` says whether it differs from the order given. Files that overlap
+    in time cannot be put in order this way: CaptureError saying to merge them first.
+
+    A file that breaks part way (cut short, or a corrupt record header) keeps the packets
+    before the break; ``broken_files`` says where each broke (see FileSource.broken) and
+    ``truncated_files`` lists those cut short. Raises CaptureError (one-line message) for
+    a file that cannot be opened or has an unsupported link type.
     """
+    ordered = _time_order(paths)
     pipeline = Pipeline(config, sinks, labels=labels)
     decode_totals = dict.fromkeys(COUNTER_NAMES, 0)
     truncated_files: list[str] = []
+    broken_files: list[dict[str, Any]] = []
     batch_size = config.capture.batch_size
-    for path in paths:
+    previous: tuple[str, float] | None = None  # the last file read, and its last packet's time
+    for path, first_ts in ordered:
+        if previous is not None and first_ts is not None and first_ts < previous[1]:
+            raise CaptureError(_overlap_message(previous[0], path, ordered))
         source = FileSource(path)
         try:
             decoder = Decoder(source.linktype)
         except CaptureError as exc:  # unsupported link type: say which file
             raise CaptureError(f"{path}: {exc}") from None
+        packets_before = pipeline.packets
         for packet_bytes, records in source.batches(batch_size):
             pipeline.process_batch(decoder, packet_bytes, records)
+        if pipeline.packets > packets_before and pipeline.last_ts is not None:
+            previous = (path, pipeline.last_ts)
         if getattr(source, "truncated_file", False):
             truncated_files.append(path)
+        if getattr(source, "broken", None):
+            broken_files.append(source.broken)
         for name in COUNTER_NAMES:
             decode_totals[name] += getattr(decoder, name)
     pipeline.finish()
     flows = pipeline.flows
+    files = [path for path, _ in ordered]
     return {
-        "files": list(paths),
+        "files": files,
+        "files_reordered": files != list(paths),
         "truncated_files": truncated_files,
+        "broken_files": broken_files,
         "packets": pipeline.packets,
         "bytes": pipeline.bytes,
         "first_ts": pipeline.first_ts,
@@ -64,6 +85,42 @@ def analyze_files(
         },
         "_pipeline": pipeline,
     }
+
+
+def _first_ts(path: str) -> float | None:
+    """The timestamp of a file's first packet (None if it has none): one small read."""
+    with FileSource(path) as source:
+        for _data, records in source.batches(1):
+            for sec, usec, _offset, _caplen in records:
+                return sec + usec * 1e-6
+    return None
+
+
+def _time_order(paths: Sequence[str]) -> list[tuple[str, float | None]]:
+    """``(path, first packet's time)`` sorted by that time; files without packets last.
+
+    The sort is stable: files starting at the same time keep the order they were given in.
+    """
+    firsts = [(path, _first_ts(path)) for path in paths]
+    return sorted(firsts, key=lambda item: (item[1] is None, item[1] or 0.0))
+
+
+def _overlap_message(earlier: str, later: str, ordered: Sequence[tuple[str, Any]]) -> str:
+    files = " ".join(path for path, _ in ordered)
+    return (
+        f"capture files overlap in time: {later} starts before {earlier} ends, so they "
+        f"cannot be read one after the other; merge them by timestamp first, e.g. "
+        f"mergecap -w merged.pcapng {files}, and analyse merged.pcapng"
+    )
+
+
+def format_break(broken: dict[str, Any]) -> str:
+    """One phrase saying where a file broke, e.g. for the command line's warning."""
+    where = f"packet {broken['packet']}"
+    if broken.get("offset") is not None:
+        where += f" (byte offset {broken['offset']})"
+    what = "cut short in the middle of" if broken["kind"] == "truncated" else "corrupt record at"
+    return f"{broken['file']}: {what} {where}: {broken['error']}"
 
 
 def _missed_bytes(sinks: Sequence[Sink]) -> int:

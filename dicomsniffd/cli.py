@@ -55,7 +55,7 @@ def _load(path: str | None):
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from dicomsniffd.analyze import analyze_files
+    from dicomsniffd.analyze import analyze_files, format_break
     from dicomsniffd.capture import CaptureError
     from dicomsniffd.config import ConfigError
     from dicomsniffd.sinks.eventlog import EventLog
@@ -99,14 +99,18 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         sys.stdout.write(summary.render_text(info))
-    if info.get("truncated_files"):
-        # The complete packets were analysed and reported above; the cut is still an
+    sys.stdout.flush()
+    if info.get("files_reordered"):
+        order = " ".join(info["files"])
+        print(f"dicomsniffd: note: files read in time order: {order}", file=sys.stderr)
+    if info.get("broken_files"):
+        # The complete packets were analysed and reported above; the break is still an
         # error for scripts (as tshark and tcpdump -r exit non-zero on a cut file).
-        sys.stdout.flush()
-        cut = ", ".join(info["truncated_files"])
+        kinds = {b["kind"] for b in info["broken_files"]}
+        what = "truncated" if kinds == {"truncated"} else "broken"
+        where = "; ".join(format_break(b) for b in info["broken_files"])
         return _fail(
-            f"capture file truncated (cut short in the middle of a packet): {cut}; "
-            "the results cover the complete packets before the cut"
+            f"capture file {what}: {where}; the results cover the packets before the break"
         )
     return 0
 

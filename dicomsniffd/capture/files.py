@@ -2,7 +2,8 @@
 
 The pipeline never sees a pcapy object: it gets ``(packet_bytes, records)`` pairs straight
 from pcapy-ng's ``next_batch`` (``records.BatchRecords``, one C call per batch).
-A file cut short ends cleanly, every complete packet delivered.
+A file cut short, or broken by a corrupt record header, ends cleanly: every complete packet
+before the break is delivered and ``broken`` says where the file broke.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ def _is_truncation(message: str) -> bool:
     # libpcap's wording for both pcap and pcapng: "truncated dump file; tried to read ..."
     # and "truncated pcapng dump file; ...".
     return message.startswith("truncated")
+
+
+_PCAP_FILE_HEADER, _PCAP_RECORD_HEADER = 24, 16
 
 
 def _describe(path: str, message: str) -> str:
@@ -55,6 +59,11 @@ class FileSource:
 
     A file cut short (a capture still being written, a copy interrupted) ends cleanly:
     every complete packet is delivered, then ``truncated_file`` is set and iteration stops.
+    A record header that libpcap refuses in the middle of the file (a corrupt length: the
+    rest of the file cannot be framed) ends it the same way, keeping the packets before it.
+    Either way ``broken`` then tells where: ``{"file", "kind": "truncated"|"corrupt",
+    "packet": number of the packet that could not be read (1-based), "offset": its byte
+    offset (classic pcap only, None for pcapng), "error": libpcap's message}``.
     """
 
     def __init__(self, path: str) -> None:
@@ -62,6 +71,7 @@ class FileSource:
         self._reader = _open(path)
         self.linktype: int = self._reader.datalink()
         self.truncated_file = False  # the file ended in the middle of a packet
+        self.broken: dict[str, Any] | None = None  # where the file broke, if it did
         self.packets = 0  # packets delivered so far
         self.bytes = 0  # captured bytes delivered so far
 
@@ -74,16 +84,36 @@ class FileSource:
                 data, meta = self._reader.next_batch(max_n)
             except pcapy.PcapError as exc:
                 message = str(exc)
-                if not _is_truncation(message):
-                    raise CaptureError(_describe(self.path, message)) from None
-                # libpcap drops the whole batch when one packet in it is cut short:
-                # re-read the tail packet by packet so no complete packet is lost.
+                # The file header was read, so any error now is a packet record that
+                # cannot be read: cut short, or a corrupt record header (e.g. "invalid
+                # packet capture length ..."), after which nothing can be framed.
+                truncated = _is_truncation(message)
+                # libpcap drops the whole batch when one packet in it is bad: re-read
+                # the tail packet by packet so no complete packet before it is lost.
                 yield from self._salvage_tail(max_n)
-                self.truncated_file = True
+                self.truncated_file = truncated
+                self.broken = {
+                    "file": self.path,
+                    "kind": "truncated" if truncated else "corrupt",
+                    "packet": self.packets + 1,
+                    "offset": self._offset(),
+                    "error": message,
+                }
                 return
             if not meta:
                 return
             yield self._account(data, meta)
+
+    def _offset(self) -> int | None:
+        """Byte offset of the next record in a classic pcap (None for pcapng)."""
+        try:
+            with open(self.path, "rb") as f:
+                magic = f.read(4)
+        except OSError:
+            return None
+        if magic == b"\x0a\x0d\x0d\x0a":  # pcapng: block lengths vary, offset unknown
+            return None
+        return _PCAP_FILE_HEADER + self.packets * _PCAP_RECORD_HEADER + self.bytes
 
     def _account(self, data: bytes, meta: bytes) -> tuple[bytes, BatchRecords]:
         self.packets += len(meta) // RECORD_SIZE
