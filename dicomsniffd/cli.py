@@ -12,6 +12,60 @@ from dicomsniffd import __version__, accel
 _SUBCOMMANDS = ("run", "analyze", "check-config")
 
 
+_RUN_DESCRIPTION = """\
+Capture DICOM traffic live on a mirror port and serve Prometheus metrics on
+/metrics (and /healthz). Flags override the config file. SIGHUP reloads the
+config; SIGTERM/SIGINT stop cleanly. `dicomsniffd` alone is `dicomsniffd run`.
+"""
+
+_ANALYZE_DESCRIPTION = """\
+Analyse pcap/pcapng capture files offline: a troubleshooting summary (findings
+first) on stdout, optionally the Prometheus exposition, the JSON-lines event log
+and an HTML report. Several files are read as one capture.
+"""
+
+_CHECK_DESCRIPTION = """\
+Validate a config file as `run` does at start-up: every key and value, the BPF
+filter (compiled for the link types of the configured interface) and the metrics
+TLS files (they must exist, be readable and load). Prints the effective config
+(YAML) on stdout, then an OK line on stderr. What needs the live interface
+(opening it with the capture privileges, binding the metrics port) only `run`
+can check.
+"""
+
+_RUN_EPILOG = """\
+examples:
+  dicomsniffd run -c /etc/dicomsniffd/dicomsniffd.yaml
+  dicomsniffd run -i ens4 -f 'tcp port 104' --listen 127.0.0.1:9104 --workers 2
+
+exit codes:
+  0  clean stop (SIGTERM/SIGINT)
+  1  anything else: interface missing or down, metrics port busy, a worker died
+  2  configuration error (bad YAML/key/value, BPF filter, TLS files): a restart won't help
+"""
+
+_ANALYZE_EPILOG = """\
+examples:
+  dicomsniffd analyze capture.pcapng
+  dicomsniffd analyze a.pcap b.pcap --json --metrics m.prom --report r.html
+
+exit codes:
+  0  analysed
+  2  bad config, a capture file that cannot be read, an output that cannot be written,
+     or a truncated capture (the complete packets before the cut are still reported)
+"""
+
+_CHECK_EPILOG = """\
+examples:
+  dicomsniffd check-config new.yaml > effective.yaml
+  dicomsniffd check-config /etc/dicomsniffd/dicomsniffd.yaml && systemctl reload dicomsniffd
+
+exit codes:
+  0  OK: `run` would accept this config (up to what needs the live interface)
+  2  invalid: one line on stderr names the file, the key and what is wrong
+"""
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dicomsniffd",
@@ -23,14 +77,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command")
 
-    run = sub.add_parser("run", help="capture live and serve /metrics (the default)")
+    run = sub.add_parser(
+        "run",
+        help="capture live and serve /metrics (the default)",
+        description=_RUN_DESCRIPTION,
+        epilog=_RUN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     run.add_argument("-c", "--config", help="YAML config file (default: embedded defaults)")
     run.add_argument("-i", "--interface", help="capture interface (default: any)")
     run.add_argument("-f", "--bpf", help="BPF capture filter")
     run.add_argument("--listen", help="metrics address HOST:PORT")
     run.add_argument("--workers", type=int, help="capture worker processes (PACKET_FANOUT)")
 
-    analyze = sub.add_parser("analyze", help="analyse pcap/pcapng files offline")
+    analyze = sub.add_parser(
+        "analyze",
+        help="analyse pcap/pcapng files offline",
+        description=_ANALYZE_DESCRIPTION,
+        epilog=_ANALYZE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     analyze.add_argument("captures", nargs="+", metavar="CAPTURE")
     analyze.add_argument("-c", "--config", help="YAML config file")
     analyze.add_argument("--metrics", metavar="FILE", help="write the Prometheus exposition")
@@ -38,8 +104,14 @@ def _parser() -> argparse.ArgumentParser:
     analyze.add_argument("--report", metavar="FILE.html", help="write an HTML report")
     analyze.add_argument("--json", action="store_true", help="print a JSON summary")
 
-    check = sub.add_parser("check-config", help="validate a config file and print it")
-    check.add_argument("file")
+    check = sub.add_parser(
+        "check-config",
+        help="validate a config file and print it",
+        description=_CHECK_DESCRIPTION,
+        epilog=_CHECK_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    check.add_argument("file", metavar="FILE", help="the YAML config file to check")
     return parser
 
 
@@ -117,12 +189,29 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     from dicomsniffd.config import ConfigError, dump_config
+    from dicomsniffd.daemon.errors import StartupError
+    from dicomsniffd.daemon.reload import check_startable, run_user_note
 
     try:
         config = _load(args.file)
+        checked = check_startable(config)
     except ConfigError as exc:
         return _fail(str(exc))
+    except StartupError as exc:
+        return _fail(f"{args.file}: {exc}")
     sys.stdout.write(dump_config(config))
+    sys.stdout.flush()
+    note = run_user_note(config)
+    if note:
+        print(f"dicomsniffd: note: {note}", file=sys.stderr)
+    print(
+        "dicomsniffd: not checked (needs the live interface; `run` checks it at start): "
+        f"capture.interface {config.capture.interface!r} opens with the capture privileges, "
+        "its link type (a named interface is taken as Ethernet), metrics.listen"
+        f" {config.metrics.listen} can be bound",
+        file=sys.stderr,
+    )
+    print(f"OK: {args.file}: valid; " + "; ".join(checked), file=sys.stderr)
     return 0
 
 

@@ -84,7 +84,7 @@ def _convert(hint: Any, value: Any, parts: tuple[str | int, ...], label: str = "
         allowed = _allowed(hint, spec) + _quote_hint(hint, value)
         raise _invalid(parts, value, allowed, label) from None
     if spec is not None and not spec.ok(converted):
-        raise _invalid(parts, value, spec.allowed, label)
+        raise _invalid(parts, value, spec.allowed_for(converted), label)
     return converted
 
 

@@ -28,6 +28,11 @@ class _Spec:
     ok: Callable[[Any], bool] = _always
     item_allowed: str = ""  # tuple fields: the same for each item
     item_ok: Callable[[Any], bool] = _always
+    # a refused value: "expected ..." said about the part of it that is wrong (else allowed)
+    explain: Callable[[Any], str] | None = None
+
+    def allowed_for(self, value: Any) -> str:
+        return (self.explain(value) if self.explain is not None else "") or self.allowed
 
 
 def _int(lo: int, hi: int | None = None, unit: str = "") -> _Spec:
@@ -69,13 +74,21 @@ _HOSTNAME = re.compile(
 _PORT = re.compile(r"[0-9]{1,5}")
 
 
+class _HostError(ValueError):
+    """The host part of HOST:PORT is wrong (the port may be fine)."""
+
+
 def parse_listen(listen: str) -> tuple[str, int]:
-    """Split ``HOST:PORT`` (IPv6 as ``[::]:9104``) into (host, port); ValueError if invalid."""
+    """Split ``HOST:PORT`` (IPv6 as ``[::]:9104``) into (host, port); ValueError if invalid
+    (``_HostError`` when it is the host that is wrong)."""
     if listen.startswith("["):
         host, sep, port = listen[1:].partition("]:")
         if not sep:
             raise ValueError("missing ]:PORT")
-        ipaddress.IPv6Address(host)  # raises ValueError (also accepts a %zone)
+        try:
+            ipaddress.IPv6Address(host)  # also accepts a %zone
+        except ValueError:
+            raise _HostError(f"{host!r} in brackets is not an IPv6 address") from None
     else:
         host, sep, port = listen.rpartition(":")
         if not sep or ":" in host:
@@ -88,9 +101,14 @@ def parse_listen(listen: str) -> tuple[str, int]:
 
 def _check_host(host: str) -> None:
     if host.replace(".", "").isdigit():
-        ipaddress.IPv4Address(host)  # all-numeric: must be a real IPv4 address
+        try:
+            ipaddress.IPv4Address(host)  # all-numeric: must be a real IPv4 address
+        except ValueError:
+            raise _HostError(f"{host!r} is not an IPv4 address") from None
+    elif host == "":
+        raise _HostError("the host is empty (0.0.0.0 is every IPv4 address)")
     elif not _HOSTNAME.fullmatch(host):
-        raise ValueError("bad host name")
+        raise _HostError(f"{host!r} is not a host name (letters, digits, '-' and '.'; no '_')")
 
 
 def _is_listen(value: str) -> bool:
@@ -99,6 +117,20 @@ def _is_listen(value: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _listen_problem(value: str) -> str:
+    """A bad host gets a message about the host, whatever the port."""
+    try:
+        parse_listen(value)
+    except _HostError as exc:
+        return (
+            f"HOST:PORT with a valid host: {exc}; use an IPv4 address, a host name or "
+            "[IPv6], e.g. 0.0.0.0:9104 or [::]:9104"
+        )
+    except ValueError:
+        return ""
+    return ""
 
 
 def _distinct(values: tuple[Any, ...]) -> bool:
@@ -147,7 +179,9 @@ _SPECS: dict[str, _Spec] = {
     "transactions.timeout_s": _seconds(),
     "transactions.max_pending_per_association": _int(1),
     "metrics.listen": _Spec(
-        "HOST:PORT with a port from 1 to 65535, e.g. 0.0.0.0:9104 or [::]:9104", _is_listen
+        "HOST:PORT with a port from 1 to 65535, e.g. 0.0.0.0:9104 or [::]:9104",
+        _is_listen,
+        explain=_listen_problem,
     ),
     "metrics.latency_buckets": _buckets(),
     "metrics.duration_buckets": _buckets(),

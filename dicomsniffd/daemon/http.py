@@ -82,18 +82,54 @@ class Heartbeat:
         return bool(self._beats) and not self.stalled()
 
 
-def tls_context(cert_file: str, key_file: str, client_ca_file: str = "") -> ssl.SSLContext:
-    """Server context; a client CA turns on mutual TLS (client certificate required)."""
+def _read_tls_file(key: str, path: str) -> bytes:
     try:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        ctx.load_cert_chain(cert_file, key_file)
-        if client_ca_file:
-            ctx.load_verify_locations(cafile=client_ca_file)
-            ctx.verify_mode = ssl.CERT_REQUIRED
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise ListenError(f"metrics.tls.{key} {path}: {exc.strerror or exc}") from None
+
+
+def _no_passphrase() -> bytes:
+    raise ListenError("the key is encrypted; the daemon needs an unencrypted key (no prompt)")
+
+
+def tls_context(cert_file: str, key_file: str, client_ca_file: str = "") -> ssl.SSLContext:
+    """Server context; a client CA turns on mutual TLS (client certificate required).
+
+    Every error is one line that names the key and the file (ssl's own say neither).
+    """
+    if b"-----BEGIN CERTIFICATE-----" not in _read_tls_file("cert_file", cert_file):
+        raise ListenError(f"metrics.tls.cert_file {cert_file}: no PEM certificate in it")
+    if b"PRIVATE KEY-----" not in _read_tls_file("key_file", key_file):
+        raise ListenError(f"metrics.tls.key_file {key_file}: no PEM private key in it")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(cert_file, key_file, password=_no_passphrase)
+    except ListenError as exc:
+        raise ListenError(f"metrics.tls.key_file {key_file}: {exc}") from None
     except (OSError, ssl.SSLError) as exc:
-        raise ListenError(f"metrics TLS setup failed: {exc}") from None
+        raise ListenError(
+            f"metrics.tls.cert_file {cert_file} and key_file {key_file} do not load as a "
+            f"certificate and its key: {_ssl_reason(exc)}"
+        ) from None
+    if client_ca_file:
+        _read_tls_file("client_ca_file", client_ca_file)
+        try:
+            ctx.load_verify_locations(cafile=client_ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ListenError(
+                f"metrics.tls.client_ca_file {client_ca_file}: no CA certificate loads from "
+                f"it: {_ssl_reason(exc)}"
+            ) from None
+        ctx.verify_mode = ssl.CERT_REQUIRED
     return ctx
+
+
+def _ssl_reason(exc: Exception) -> str:
+    reason = getattr(exc, "reason", None)
+    return str(reason).replace("_", " ").lower() if reason else str(exc)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -291,7 +327,7 @@ def open_http_server(config: Config, view: MetricsView, heartbeat: Heartbeat) ->
             tls_context(tls.cert_file, tls.key_file, tls.client_ca_file) if tls.cert_file else None
         )
     except ListenError as exc:
-        raise StartupError(str(exc), EXIT_CONFIG) from None
+        raise StartupError(f"metrics TLS setup failed: {exc}", EXIT_CONFIG) from None
     try:
         return MetricsHTTPServer(config.metrics.listen, view.render, heartbeat, ctx)
     except ListenError as exc:
