@@ -127,10 +127,10 @@ def _load(path: str | None):
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
+    from dicomsniffd import outputs
     from dicomsniffd.analyze import analyze_files, format_break
     from dicomsniffd.capture import CaptureError
     from dicomsniffd.config import ConfigError
-    from dicomsniffd.sinks.eventlog import EventLog
     from dicomsniffd.sinks.metrics import MetricsStore
     from dicomsniffd.sinks.summary import Summary
 
@@ -138,38 +138,46 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         config = _load(args.config)
     except ConfigError as exc:
         return _fail(str(exc))
+    try:
+        output_on_stdout = outputs.check_analyze(args)
+    except outputs.OutputError as exc:
+        return _fail(str(exc))
     metrics = MetricsStore(config.metrics)
     summary = Summary()
     sinks: list = [metrics, summary]
     event_log = None
+    event_failures: list[OSError] = []
     try:
-        if args.events:
-            event_log = EventLog(args.events, keep_instance_uids=config.dicom.keep_instance_uids)
+        if args.events is not None:
+            event_log = _event_log(args.events, config.dicom.keep_instance_uids, event_failures)
             sinks.append(event_log)
         info = analyze_files(args.captures, config, sinks, labels=metrics)
-    except CaptureError as exc:
+    except (CaptureError, outputs.OutputError) as exc:
         return _fail(str(exc))
     except OSError as exc:
         return _fail(f"{exc.filename or ''}: {exc.strerror or exc}")
     finally:
         if event_log is not None:
             event_log.close()
+    if event_failures:
+        if isinstance(event_failures[0], BrokenPipeError):
+            raise event_failures[0]  # the reader went away: main() exits quietly
+        return _fail(str(outputs.error(args.events, event_failures[0])))
     pipeline = info.pop("_pipeline")
     metrics.set_self_stats_source(pipeline.self_stats)
-    if args.metrics:
-        try:
-            with open(args.metrics, "wb") as out:
-                out.write(metrics.exposition())
-        except OSError as exc:
-            return _fail(f"cannot write {args.metrics}: {exc.strerror}")
-    if args.report:
-        from dicomsniffd.sinks.report import write_report
+    try:
+        if args.metrics is not None:
+            outputs.write(args.metrics, metrics.exposition())
+        if args.report is not None:
+            from dicomsniffd.sinks.report import write_report
 
-        write_report(args.report, summary, info)
+            write_report(args.report, summary, info)
+    except outputs.OutputError as exc:
+        return _fail(str(exc))
     if args.json:
         json.dump(summary.to_dict(info), sys.stdout, indent=2, sort_keys=False, default=str)
         sys.stdout.write("\n")
-    else:
+    elif not output_on_stdout:  # else standard output carries that output alone
         sys.stdout.write(summary.render_text(info))
     sys.stdout.flush()
     if info.get("files_reordered"):
@@ -185,6 +193,21 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             f"capture file {what}: {where}; the results cover the packets before the break"
         )
     return 0
+
+
+def _event_log(path: str, keep_instance_uids: bool, failures: list[OSError]):
+    """The --events sink (``-``: standard output); its write errors go to ``failures``
+    (the run fails on the first once the capture is read)."""
+    from dicomsniffd import outputs
+    from dicomsniffd.sinks.eventlog import EventLog
+
+    try:
+        target = sys.stdout if path == outputs.STDOUT else path
+        return EventLog(
+            target, keep_instance_uids=keep_instance_uids, on_write_error=failures.append
+        )
+    except OSError as exc:
+        raise outputs.error(path, exc) from None
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -235,4 +258,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
+        # The reader of standard output (or of a FIFO) went away, e.g. `| head`: a quiet
+        # exit, as before, with standard output muted so that no second error is printed.
+        from dicomsniffd import outputs
+
+        outputs.quiet_broken_pipe()
         return 0

@@ -9,8 +9,9 @@ when the association ends.
 
 A file target is rotated by size (``path`` → ``path.1`` → … → ``path.N``, the oldest
 dropped), so the log never takes more than ``(backups + 1) * max_bytes`` of disk plus
-one line. A write error (disk full) drops the line and is counted, it never stops the
-capture.
+one line; a path that is not a regular file (a FIFO, ``/dev/stdout``) is written through,
+never rotated. A write error (disk full) drops the line and is counted, it never stops the
+capture; ``on_write_error`` is told of each (``dicomsniffd analyze`` fails on it).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import IO, Any
 
 from dicomsniffd.config import EventLogConfig
@@ -84,22 +85,28 @@ class EventLog(EventSink):
         keep_instance_uids: bool = False,
         max_bytes: int = _DEFAULTS.max_bytes,
         backups: int = _DEFAULTS.backups,
+        on_write_error: Callable[[OSError], None] | None = None,
     ) -> None:
         """``target``: a path (opened for append, rotated by size) or an open text stream
-        (written as is, never rotated or closed by us)."""
+        (written as is, never rotated or closed by us). ``on_write_error``: called with each
+        write error instead of logging the first one (the line is dropped either way)."""
         super().__init__()
         self.keep_instance_uids = keep_instance_uids
         self.max_bytes = max(1, max_bytes)
         self.backups = max(0, backups)
         self.lines_written = 0
         self.write_errors = 0
+        self._on_write_error = on_write_error
         self._tracked: dict[int, _Tracked] = {}
         if isinstance(target, str | os.PathLike):
             self.path: str | None = os.fspath(target)
             self._stream: IO[str] = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
-            self._size = self._stream.tell()
+            # A FIFO or character device cannot be told, and must never be rotated.
+            self._rotates = os.path.isfile(self.path)
+            self._size = self._stream.tell() if self._rotates else 0
         else:
             self.path = None
+            self._rotates = False
             self._stream = target
             self._size = 0
 
@@ -118,7 +125,7 @@ class EventLog(EventSink):
         line = json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n"
         size = len(line.encode("utf-8"))
         try:
-            if self.path is not None and self._size and self._size + size > self.max_bytes:
+            if self._rotates and self._size and self._size + size > self.max_bytes:
                 self._rotate()
             self._stream.write(line)
             # One flush per line: events are per DIMSE message, not per packet, and a
@@ -126,7 +133,9 @@ class EventLog(EventSink):
             self._stream.flush()
         except OSError as exc:
             self.write_errors += 1
-            if self.write_errors == 1:
+            if self._on_write_error is not None:
+                self._on_write_error(exc)
+            elif self.write_errors == 1:
                 log.error("event log: write failed (%s); lines are dropped until it works", exc)
             return
         self._size += size
@@ -155,7 +164,10 @@ class EventLog(EventSink):
         if self.path is None:
             self.flush()
         elif not self._stream.closed:
-            self._stream.close()
+            # Lines are flushed one by one, so only a failed write leaves bytes to lose
+            # here, and that failure was already counted (and reported).
+            with contextlib.suppress(OSError):
+                self._stream.close()
 
     # -- helpers -----------------------------------------------------------------------------
 

@@ -15,15 +15,13 @@ huge captures: table rows are capped and charts are downsampled (counts are show
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import os
-import tempfile
 import time
 from collections.abc import Iterable
 from typing import Any
 
-from dicomsniffd import __version__
+from dicomsniffd import __version__, outputs
 from dicomsniffd.dicom.problems import RESYNC
 from dicomsniffd.formatting import byte_size, duration, plural, utc
 from dicomsniffd.names import NO_SERVICE_TIME
@@ -420,19 +418,10 @@ def render_report(summary: Any, capture_info: dict[str, Any]) -> str:
 
 def write_report(path: str, summary: Any, capture_info: dict[str, Any]) -> None:
     """Write the self-contained HTML report of ``summary`` (a ``Summary`` sink after the
-    capture was fed through it) to ``path``, atomically (temporary file + rename)."""
-    text = render_report(summary, capture_info)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".html", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    capture was fed through it) to ``path`` under the rule of ``dicomsniffd.outputs``: a
+    regular file is replaced atomically (temporary file + rename), a FIFO or character
+    device is written through, ``-`` is standard output; raises ``OutputError``."""
+    outputs.write(path, render_report(summary, capture_info).encode("utf-8"), atomic=True)
 
 
 __all__: Iterable[str] = ("render_report", "write_report")
