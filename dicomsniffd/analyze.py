@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from dicomsniffd.capture import CaptureError, FileSource
@@ -19,10 +20,15 @@ def analyze_files(
     sinks: Sequence[Sink],
     *,
     labels: Labels | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Feed every file, in time order, through one pipeline; return the capture info.
 
     ``labels``: the metric label caps (the MetricsStore among ``sinks``), as for Pipeline.
+    ``progress``: called after every batch (not every packet) with ``(bytes read so far
+    over all files, packets so far)``; the bytes are estimated within a file (see
+    FileSource.position) and exact at each file's end, so they reach the sum of the file
+    sizes. The caller throttles what it shows (e.g. cli's progress bar).
 
     Files are read one after the other into the same flow table, so a capture split by
     `tcpdump -C` or `editcap -c` is analysed as one. They are read in the order of their
@@ -42,6 +48,7 @@ def analyze_files(
     truncated_files: list[str] = []
     broken_files: list[dict[str, Any]] = []
     batch_size = config.capture.batch_size
+    done = 0  # bytes of the files read to their end, for ``progress``
     previous: tuple[str, float] | None = None  # the last file read, and its last packet's time
     for path, first_ts in ordered:
         if previous is not None and first_ts is not None and first_ts < previous[1]:
@@ -52,8 +59,15 @@ def analyze_files(
         except CaptureError as exc:  # unsupported link type: say which file
             raise CaptureError(f"{path}: {exc}") from None
         packets_before = pipeline.packets
+        size = _size(path) if progress is not None else 0
         for packet_bytes, records in source.batches(batch_size):
             pipeline.process_batch(decoder, packet_bytes, records)
+            if progress is not None:
+                at = source.position()
+                progress(done + (min(at, size) if size else at), pipeline.packets)
+        if progress is not None:
+            done += size or source.position()
+            progress(done, pipeline.packets)
         if pipeline.packets > packets_before and pipeline.last_ts is not None:
             previous = (path, pipeline.last_ts)
         if getattr(source, "truncated_file", False):
@@ -85,6 +99,14 @@ def analyze_files(
         },
         "_pipeline": pipeline,
     }
+
+
+def _size(path: str) -> int:
+    """A file's size in bytes; 0 when unknown (not a regular file, e.g. a FIFO)."""
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
 
 
 def _first_ts(path: str) -> float | None:

@@ -113,6 +113,12 @@ class FileSource:
             return None
         if magic == b"\x0a\x0d\x0d\x0a":  # pcapng: block lengths vary, offset unknown
             return None
+        return self.position()
+
+    def position(self) -> int:
+        """How far into the file reading is, in bytes, from what was delivered: exact for a
+        classic pcap, an underestimate for pcapng (whose blocks carry more than 16 bytes
+        of framing). Costs nothing per packet: for a progress display."""
         return _PCAP_FILE_HEADER + self.packets * _PCAP_RECORD_HEADER + self.bytes
 
     def _account(self, data: bytes, meta: bytes) -> tuple[bytes, BatchRecords]:

@@ -131,6 +131,10 @@ class Summary(EventSink):
         key = (server_label, outcome)
         self._tls[key] = self._tls.get(key, 0) + 1
 
+    def association_count(self) -> int:
+        """Connections with DICOM activity seen so far, cheaply (for a progress display)."""
+        return len(self._assocs)
+
     def missed_bytes_total(self) -> int:
         """Bytes the sniffer never saw on DICOM connections (analyze's capture info)."""
         return self._missed_total
