@@ -103,6 +103,9 @@ def _parser() -> argparse.ArgumentParser:
     analyze.add_argument("--events", metavar="FILE", help="write the JSON-lines event log")
     analyze.add_argument("--report", metavar="FILE.html", help="write an HTML report")
     analyze.add_argument("--json", action="store_true", help="print a JSON summary")
+    analyze.add_argument(
+        "--quiet", action="store_true", help="no progress bar on a terminal's stderr"
+    )
 
     check = sub.add_parser(
         "check-config",
@@ -127,7 +130,7 @@ def _load(path: str | None):
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from dicomsniffd import outputs
+    from dicomsniffd import outputs, progress
     from dicomsniffd.analyze import analyze_files, format_break
     from dicomsniffd.capture import CaptureError
     from dicomsniffd.config import ConfigError
@@ -151,7 +154,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         if args.events is not None:
             event_log = _event_log(args.events, config.dicom.keep_instance_uids, event_failures)
             sinks.append(event_log)
-        info = analyze_files(args.captures, config, sinks, labels=metrics)
+        with progress.bar(args.captures, summary.association_count, quiet=args.quiet) as bar:
+            info = analyze_files(args.captures, config, sinks, labels=metrics, progress=bar)
     except (CaptureError, outputs.OutputError) as exc:
         return _fail(str(exc))
     except OSError as exc:
