@@ -31,12 +31,47 @@ def _unit_settings() -> dict[str, list[str]]:
     return settings
 
 
-def test_unit_verifies() -> None:
-    p = subprocess.run(
-        [_tool("systemd-analyze"), "verify", str(UNIT)], capture_output=True, text=True
+INSTALLED_BINARY = "opt/dicomsniffd/bin/dicomsniffd"  # README "Install": the one layout
+
+
+def _verify_in_root(root: Path, with_binary: bool) -> subprocess.CompletedProcess:
+    """`systemd-analyze verify --root` of the unit installed as the README says, in a
+    temp root holding the system's units, /bin/kill (ExecReload) and, if with_binary, a
+    stand-in for the venv's /opt/dicomsniffd/bin/dicomsniffd."""
+    shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
+    (root / "bin").mkdir()
+    shutil.copy("/bin/kill", root / "bin" / "kill")
+    (root / "etc/systemd/system").mkdir(parents=True)
+    installed = root / "etc/systemd/system" / UNIT.name
+    shutil.copy(UNIT, installed)
+    if with_binary:
+        binary = root / INSTALLED_BINARY
+        binary.parent.mkdir(parents=True)
+        binary.write_text("#!/bin/sh\n")
+        binary.chmod(0o755)
+    return subprocess.run(
+        [_tool("systemd-analyze"), "verify", f"--root={root}", str(installed)],
+        capture_output=True,
+        text=True,
     )
+
+
+def test_unit_verifies_in_the_documented_layout(tmp_path: Path) -> None:
+    p = _verify_in_root(tmp_path, with_binary=True)
     assert p.returncode == 0, p.stdout + p.stderr
     assert "dicomsniffd.service" not in p.stderr, p.stderr  # no warning about our unit
+
+
+def test_unit_runs_the_documented_binary(tmp_path: Path) -> None:
+    # Without the venv's binary the unit does not verify: it names no other path
+    # (no `/usr/bin/env dicomsniffd`, which finds neither a venv nor a pipx install).
+    p = _verify_in_root(tmp_path, with_binary=False)
+    assert p.returncode != 0
+    assert f"/{INSTALLED_BINARY} is not executable" in p.stderr, p.stderr
+    s = _unit_settings()
+    assert s["ExecStart"] == [f"/{INSTALLED_BINARY} run --config /etc/dicomsniffd/dicomsniffd.yaml"]
+    # Documentation= only if it names something the install step installs: nothing does.
+    assert "Documentation" not in s
 
 
 def test_unit_security_exposure() -> None:
