@@ -5,6 +5,15 @@ from __future__ import annotations
 
 import json
 
+from pipeline_captures import (
+    Capture,
+    Conn,
+    cli,
+    open_association,
+    release,
+    store_rq,
+    store_rsp,
+)
 from sink_fakes import Flow
 from summary_fakes import (
     CT,
@@ -17,6 +26,7 @@ from summary_fakes import (
     good_association,
     requested,
 )
+from test_dicom_streams import abort
 
 from dicomsniffd.dicom.events import (
     Aborted,
@@ -156,3 +166,28 @@ def test_a_cited_flow_without_problems_is_printed_beyond_the_cap() -> None:
     assert "With problems" not in section
     assert [i for i in range(1, 121) if _row(section, i)] == [*range(1, 50), 110]
     assert "Associations (50 of 120), in time order" in section
+
+
+def test_analyze_prints_the_aborted_association_of_a_long_capture(tmp_path) -> None:
+    # a real capture through the command line: 60 associations, the 57th aborted by the SCP
+    cap = Capture()
+    for i in range(1, 61):
+        c = Conn(cap, cport=40000 + i, sport=104)
+        open_association(c, "MODALITY1", "PACS")
+        c.send(0, store_rq(1, 2000))
+        if i == 57:
+            c.send(1, abort(2, 0))
+            c.close()
+        else:
+            c.send(1, store_rsp(1))
+            release(c)
+    p = cli("analyze", str(cap.write(tmp_path / "long.pcap")))
+    assert p.returncode == 0, p.stderr
+    section = p.stdout[p.stdout.index("Associations (60)") :]
+    problems = section[: section.index("By AE pair (1)")]
+    (aborted,) = [line for line in problems.splitlines() if "aborted " in line]
+    flow_id = int(aborted.split()[0])
+    assert f"flow {flow_id} " in p.stdout  # the A-ABORT finding cites it
+    pair = next(line for line in section.splitlines() if line.startswith("MODALITY1 → PACS "))
+    assert pair.split()[3:6] == ["60", "60", "0"]  # associations, objects, failures
+    assert "… 10 more associations (use --json for all)" in section
