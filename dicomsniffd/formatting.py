@@ -89,3 +89,26 @@ def timing_rows(
             if first_response_label and label == "service" and command in NO_SERVICE_TIME:
                 label = "first response"
             yield command, label, p
+
+
+def problem_score(a: Mapping[str, Any], protocol_errors: int = 0) -> int:
+    """How much is wrong with one association (an ``Association.to_dict``): 0 when nothing.
+    Rejected / aborted-before-accept weigh most, then aborts and resets, then each failed or
+    warning response, unanswered requests, RSTs, protocol errors, retransmissions and zero windows (50 at
+    most each), missed bytes and the ``protocol_errors`` seen on it (``Summary.to_dict``'s
+    ``protocol_errors_by_flow``). The HTML report and the text summary both rank by it."""
+    score = 0
+    if a["outcome"] in ("rejected", "aborted-before-accept"):
+        score += 100
+    if a.get("abort") or a.get("end") in ("aborted", "reset"):
+        score += 50
+    for statuses in (a.get("dimse") or {}).values():
+        for status, n in statuses.items():
+            if status and status != "0x0000" and not status.startswith("0xFF"):
+                score += n
+    score += a.get("unanswered", 0) * 5 + a.get("resets", 0) * 5
+    score += min(protocol_errors, 10) * 5
+    score += min(a.get("retransmissions", 0), 50) + min(a.get("zero_windows", 0), 50)
+    if a.get("missed_bytes"):
+        score += 10
+    return score

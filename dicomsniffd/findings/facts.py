@@ -33,7 +33,7 @@ class Association:
         "requested", "accepted", "dicom_seen", "reject", "abort", "end", "duration",
         "contexts", "implementation_class_uid", "implementation_version_name", "dimse",
         "requests", "unanswered", "pdata", "missed", "retransmissions", "zero_windows",
-        "resets",
+        "resets", "protocol_errors",
     )  # fmt: skip
 
     def __init__(self, flow: Any) -> None:
@@ -62,6 +62,7 @@ class Association:
         self.retransmissions = sender_counts()
         self.zero_windows = sender_counts()
         self.resets = sender_counts()
+        self.protocol_errors = 0  # ProtocolError and Resynchronised events on this flow
 
     @property
     def outcome(self) -> str:

@@ -12,6 +12,7 @@ from dicomsniffd.formatting import (
     duration,
     one_decimal,
     plural,
+    problem_score,
     seconds_as_ms,
     timing_rows,
     utc,
@@ -42,28 +43,11 @@ def _pick_rows(records: list[dict[str, Any]], cap: int) -> list[dict[str, Any]]:
     return sorted(picked, key=lambda r: (r["request_ts"], r["flow_id"], r["message_id"]))
 
 
-def _problem_score(a: dict[str, Any]) -> int:
-    score = 0
-    if a["outcome"] in ("rejected", "aborted-before-accept"):
-        score += 100
-    if a.get("abort") or a.get("end") in ("aborted", "reset"):
-        score += 50
-    for statuses in a.get("dimse", {}).values():
-        for status, n in statuses.items():
-            if status and status not in ("0x0000",) and not status.startswith("0xFF"):
-                score += n
-    score += a.get("unanswered", 0) * 5 + a.get("resets", 0) * 5
-    score += min(a.get("retransmissions", 0), 50) + min(a.get("zero_windows", 0), 50)
-    if a.get("missed_bytes"):
-        score += 10
-    return score
-
-
 def pick_assocs(assocs: list[dict[str, Any]], cap: int) -> list[dict[str, Any]]:
     """At most ``cap`` associations, the ones with problems first, shown in time order."""
     if len(assocs) <= cap:
         return assocs
-    ranked = sorted(range(len(assocs)), key=lambda i: (-_problem_score(assocs[i]), i))
+    ranked = sorted(range(len(assocs)), key=lambda i: (-problem_score(assocs[i]), i))
     keep = sorted(ranked[:cap])
     return [assocs[i] for i in keep]
 

@@ -1,6 +1,7 @@
 """The offline troubleshooting summary of ``dicomsniffd analyze``.
 
   sink   ``Summary``: the sink that collects while the capture is replayed, ``to_dict``
+  pairs  the per-AE-pair rollup (``to_dict()["pairs"]``)
   text   the text rendering
 
 What it keeps (per-association and per-command records) is ``dicomsniffd.findings.facts``,

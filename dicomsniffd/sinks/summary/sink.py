@@ -26,6 +26,7 @@ from dicomsniffd.findings.facts import Association, Command, percentiles, sender
 from dicomsniffd.names import is_out_of_resources, status_hex
 from dicomsniffd.sinks.dispatch import EventSink
 from dicomsniffd.sinks.report.trace import TransactionLog
+from dicomsniffd.sinks.summary.pairs import Pair, PairTimings, rollup
 from dicomsniffd.sinks.summary.text import render_text
 
 
@@ -63,6 +64,7 @@ class Summary(EventSink):
         self._failures: dict[tuple[str, int, str, str], int] = {}
         self._error_comments: dict[tuple[str, int], list[str]] = {}
         self._unanswered_by: dict[tuple[str, str, str, str], int] = {}
+        self._pairs: dict[Pair, PairTimings] = {}  # the per-AE-pair rollup (pairs.py)
         # Per-transaction records for the HTML report (bounded, see TransactionLog).
         self.transactions = TransactionLog()
         super().__init__()  # self._handlers, from EVENTS
@@ -74,6 +76,13 @@ class Summary(EventSink):
         if assoc is None:
             assoc = self._assocs[flow.flow_id] = Association(flow)
         return assoc
+
+    def _pair(self, assoc: Association) -> PairTimings:
+        key = (assoc.calling_ae, assoc.called_ae)
+        pair = self._pairs.get(key)
+        if pair is None:
+            pair = self._pairs[key] = PairTimings()
+        return pair
 
     def _command(self, command: str) -> Command:
         stats = self._commands.get(command)
@@ -168,6 +177,8 @@ class Summary(EventSink):
     def _on_request(self, event: DimseRequestSeen, assoc: Association) -> None:
         assoc.requests += 1
         self._command(event.command).requests += 1
+        if event.command == "C-STORE":
+            self._pair(assoc).objects += 1
 
     def _on_response(self, event: DimseResponseSeen, assoc: Association) -> None:
         status = status_hex(event.status)
@@ -189,17 +200,22 @@ class Summary(EventSink):
             self._unanswered_by[key] = self._unanswered_by.get(key, 0) + 1
         if not event.complete:
             stats.incomplete += 1
-        # the three _TIMINGS, unrolled (no zip and tuple per transaction)
+        # the three _TIMINGS, unrolled (no zip and tuple per transaction), per command
+        # and per AE pair
         samples = stats.samples
+        by_pair = self._pair(assoc).samples
         seconds = event.request_transfer_seconds
         if seconds is not None:
             samples["request_transfer_ms"].append(seconds * 1000.0)
+            by_pair["request_transfer_ms"].append(seconds * 1000.0)
         seconds = event.response_latency_seconds
         if seconds is not None:
             samples["response_latency_ms"].append(seconds * 1000.0)
+            by_pair["response_latency_ms"].append(seconds * 1000.0)
         seconds = event.duration_seconds
         if seconds is not None:
             samples["duration_ms"].append(seconds * 1000.0)
+            by_pair["duration_ms"].append(seconds * 1000.0)
         stats.dataset_bytes += event.request_dataset_bytes
         if event.request_dataset_bytes and event.request_transfer_seconds:
             stats.throughput_bytes += event.request_dataset_bytes
@@ -211,9 +227,11 @@ class Summary(EventSink):
 
     def _on_protocol_error(self, event: ProtocolError, assoc: Association) -> None:
         self._protocol_errors[event.kind] = self._protocol_errors.get(event.kind, 0) + 1
+        assoc.protocol_errors += 1
 
     def _on_resync(self, event: Resynchronised, assoc: Association) -> None:
         self._protocol_errors[RESYNC] = self._protocol_errors.get(RESYNC, 0) + 1
+        assoc.protocol_errors += 1
 
     # -- output ------------------------------------------------------------------------------
 
@@ -222,9 +240,10 @@ class Summary(EventSink):
         return sorted(seen, key=lambda a: (a.start_ts or 0.0, a.flow_id))
 
     def to_dict(self, capture_info: dict[str, Any]) -> dict[str, Any]:
+        associations = self._associations()
         return {
             "capture": {k: v for k, v in capture_info.items() if not k.startswith("_")},
-            "associations": [a.to_dict() for a in self._associations()],
+            "associations": [a.to_dict() for a in associations],
             "dimse": {cmd: s.to_dict() for cmd, s in sorted(self._commands.items())},
             "tcp": {
                 "retransmissions": dict(self._tcp["retransmissions"]),
@@ -242,6 +261,10 @@ class Summary(EventSink):
             ],
             "protocol_errors": dict(sorted(self._protocol_errors.items())),
             "findings": self.findings(capture_info),
+            "pairs": rollup(associations, self._pairs, self._failures),
+            "protocol_errors_by_flow": {
+                str(a.flow_id): a.protocol_errors for a in associations if a.protocol_errors
+            },
         }
 
     def findings(self, capture_info: dict[str, Any]) -> list[dict[str, Any]]:

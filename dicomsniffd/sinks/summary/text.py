@@ -3,11 +3,19 @@ output, 100 columns wide (``dicomsniffd analyze`` without ``--json``)."""
 
 from __future__ import annotations
 
+import re
 import textwrap
 from typing import Any
 
 from dicomsniffd.dicom.events import ACCEPTOR, REQUESTOR
-from dicomsniffd.formatting import byte_size, one_decimal, plural, timing_rows, utc
+from dicomsniffd.formatting import (
+    byte_size,
+    one_decimal,
+    plural,
+    problem_score,
+    timing_rows,
+    utc,
+)
 from dicomsniffd.names import status_text
 
 _WIDTH = 100
@@ -19,7 +27,7 @@ def render_text(data: dict[str, Any]) -> str:
     parts = [
         _render_capture(data["capture"]),
         _render_findings(data["findings"]),
-        _render_associations(data["associations"]),
+        _render_associations(data),
         _render_dimse(data["dimse"]),
         _render_tcp(data["tcp"], data["protocol_errors"]),
     ]
@@ -67,16 +75,50 @@ def _render_findings(findings: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _render_associations(assocs: list[dict[str, Any]]) -> str:
-    lines = [_heading(f"Associations ({len(assocs)})")]
-    if not assocs:
-        return "\n".join([*lines, "None.", ""])
-    header = (
+_CITED = re.compile(r"flow (\d+)\b")
+_MAX_PAIRS = 20  # rows of the per-AE-pair rollup; --json lists all
+
+
+def cited_flows(findings: list[dict[str, Any]]) -> set[int]:
+    """The flow ids the findings' evidence lines cite (each starts ``flow N …``)."""
+    cited: set[int] = set()
+    for finding in findings:
+        for item in finding["evidence"]:
+            match = _CITED.match(item)
+            if match:
+                cited.add(int(match.group(1)))
+    return cited
+
+
+def pick_rows(
+    assocs: list[dict[str, Any]],
+    cited: set[int],
+    protocol_errors: dict[str, int],
+    cap: int = _MAX_ROWS,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(problem rows worst first, other rows in time order): every cited flow, then the
+    worst problems, then the other associations in time order, ``cap`` rows in all (more
+    only when the findings cite more)."""
+    scores = [problem_score(a, protocol_errors.get(str(a["flow_id"]), 0)) for a in assocs]
+    problems = sorted((i for i, s in enumerate(scores) if s), key=lambda i: (-scores[i], i))
+    others = [i for i, s in enumerate(scores) if not s]
+    chosen = {i for i, a in enumerate(assocs) if a["flow_id"] in cited}
+    for i in problems + others:
+        if len(chosen) >= cap:
+            break
+        chosen.add(i)
+    return (
+        [assocs[i] for i in problems if i in chosen],
+        [assocs[i] for i in others if i in chosen],
+    )
+
+
+def _assoc_rows(assocs: list[dict[str, Any]]) -> list[str]:
+    lines = [
         f"{'flow':>4} {'start':8} {'calling → called':30} {'server':21} "
         f"{'outcome':9} {'end':8} {'resp':>5} {'data':>8}"
-    )
-    lines.append(header)
-    for a in assocs[:_MAX_ROWS]:
+    ]
+    for a in assocs:
         responses = sum(sum(s.values()) for s in a["dimse"].values())
         outcome = "aborted*" if a["outcome"] == "aborted-before-accept" else a["outcome"]
         data = byte_size(sum(a["pdata_bytes"].values()))
@@ -85,11 +127,55 @@ def _render_associations(assocs: list[dict[str, Any]]) -> str:
             f"{a['flow_id']:>4} {utc(a['start_ts'], date=False):8} {pair:30} "
             f"{_fit(a['server'], 21):21} {outcome:9} {a['end'] or '-':8} {responses:>5} {data:>8}"
         )
-    if len(assocs) > _MAX_ROWS:
-        lines.append(f"… {len(assocs) - _MAX_ROWS} more associations (use --json for all)")
-    if any(a["outcome"] == "aborted-before-accept" for a in assocs):
+    return lines
+
+
+def _pair_rows(pairs: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        f"By AE pair ({len(pairs)}), p95 in ms",
+        f"{'calling → called':36} {'assocs':>7} {'objects':>8} {'failures':>8} "
+        f"{'transfer':>11} {'service':>11} {'duration':>11}",
+    ]
+    for p in pairs[:_MAX_PAIRS]:
+        pair = _fit(f"{p['calling_ae']} → {p['called_ae']}", 36)
+        lines.append(
+            f"{pair:36} {p['associations']:>7} {p['objects']:>8} {p['failures']:>8} "
+            f"{one_decimal(p['request_transfer_ms']['p95']):>11} "
+            f"{one_decimal(p['response_latency_ms']['p95']):>11} "
+            f"{one_decimal(p['duration_ms']['p95']):>11}"
+        )
+    if len(pairs) > _MAX_PAIRS:
+        lines.append(f"… {len(pairs) - _MAX_PAIRS} more AE pairs (use --json for all)")
+    return lines
+
+
+def _render_associations(data: dict[str, Any]) -> str:
+    """Problems (worst first, every cited flow among them), the per-AE-pair rollup, then
+    the other associations in time order, up to ``_MAX_ROWS`` rows."""
+    assocs, pairs = data["associations"], data.get("pairs", [])
+    lines = [_heading(f"Associations ({len(assocs)})")]
+    if not assocs:
+        return "\n".join([*lines, "None.", ""])
+    errors = data.get("protocol_errors_by_flow", {})
+    problems, others = pick_rows(assocs, cited_flows(data["findings"]), errors)
+    total_problems = sum(1 for a in assocs if problem_score(a, errors.get(str(a["flow_id"]), 0)))
+    if problems:
+        shown = "" if len(problems) == total_problems else f" of {total_problems}"
+        lines += [f"With problems ({len(problems)}{shown}), worst first", *_assoc_rows(problems)]
+        lines.append("")
+    if pairs:
+        lines += [*_pair_rows(pairs), ""]
+    if others:
+        title = "Other associations" if total_problems else "Associations"
+        count = len(assocs) - total_problems
+        shown = "" if len(others) == count else f" of {count}"
+        lines += [f"{title} ({len(others)}{shown}), in time order", *_assoc_rows(others)]
+    more = len(assocs) - len(problems) - len(others)
+    if more:
+        lines.append(f"… {more} more associations (use --json for all)")
+    if any(a["outcome"] == "aborted-before-accept" for a in problems):
         lines.append("aborted* = aborted or reset before the SCP answered the request")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def _render_dimse(dimse: dict[str, Any]) -> str:

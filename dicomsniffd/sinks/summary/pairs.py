@@ -1,0 +1,53 @@
+"""The per-AE-pair rollup of the ``analyze`` summary: for each calling → called AE pair,
+its associations, objects (C-STORE requests), failed responses and the p95 of each DIMSE
+timing phase (``Summary.to_dict()["pairs"]``, the "By AE pair" table of the text)."""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from dicomsniffd.findings.facts import TIMINGS, Association, percentiles
+
+Pair = tuple[str, str]
+
+
+class PairTimings:
+    """Objects and timing samples (ms) of one AE pair, filled while the capture replays."""
+
+    __slots__ = ("objects", "samples")
+
+    def __init__(self) -> None:
+        self.objects = 0
+        self.samples = {name: array("d") for name in TIMINGS}
+
+
+def rollup(
+    associations: Iterable[Association],
+    timings: Mapping[Pair, PairTimings],
+    failures: Mapping[tuple[str, int, str, str], int],
+) -> list[dict[str, Any]]:
+    """One dict per AE pair, the pairs with failures first, then the busiest."""
+    assocs: dict[Pair, int] = {}
+    for a in associations:
+        key = (a.calling_ae, a.called_ae)
+        assocs[key] = assocs.get(key, 0) + 1
+    failed: dict[Pair, int] = {}
+    for (_command, _status, calling, called), n in failures.items():
+        failed[(calling, called)] = failed.get((calling, called), 0) + n
+    rows = []
+    for key in set(assocs) | set(timings) | set(failed):
+        pair = timings.get(key)
+        row: dict[str, Any] = {
+            "calling_ae": key[0],
+            "called_ae": key[1],
+            "associations": assocs.get(key, 0),
+            "objects": pair.objects if pair is not None else 0,
+            "failures": failed.get(key, 0),
+        }
+        for name in TIMINGS:
+            row[name] = percentiles(pair.samples[name] if pair is not None else ())
+        rows.append(row)
+    rows.sort(key=lambda r: (-r["failures"], -r["associations"], r["calling_ae"], r["called_ae"]))
+    return rows
