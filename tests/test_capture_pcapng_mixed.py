@@ -20,6 +20,7 @@ import pytest
 from pipeline_captures import Capture, cli, store_session
 
 from dicomsniffd.capture import FileSource
+from dicomsniffd.capture.pcapng import PcapngWalker
 
 ETHERNET, SLL = 1, 113
 
@@ -222,3 +223,73 @@ def test_mixed_file_with_an_unsupported_interface_is_one_line_error(tmp_path: Pa
     (line,) = p.stderr.splitlines()
     assert line.startswith(f"dicomsniffd: error: {path}: ")
     assert "unsupported link type 147" in line
+
+
+@pytest.mark.parametrize("batch", [1, 7, 512])
+@pytest.mark.parametrize("where", ["interface", "section"])
+def test_second_link_type_appearing_mid_file(tmp_path: Path, batch: int, where: str) -> None:
+    """libpcap delivers the packets before the second interface, then refuses: the walker
+    goes on from there without repeating or losing a packet."""
+    cap = _session()
+    out = _shb("<") + _idb("<", ETHERNET)
+    want = []
+    for i, (ts, data, wire) in enumerate(cap.records):
+        if i == 10:  # a second interface, or a new section with only an SLL interface
+            out += _idb("<", SLL) if where == "interface" else _shb("<") + _idb("<", SLL)
+        sll = i >= 10 and (where == "section" or i % 3 == 1)
+        index = (1 if where == "interface" else 0) if sll else 0
+        frame = _sll(data) if sll else data
+        out += _epb("<", index, 10**6, ts, frame, wire + 2 if sll else wire)
+        want.append((SLL if sll else ETHERNET, frame))
+    path = tmp_path / "mid.pcapng"
+    path.write_bytes(out)
+    source = FileSource(str(path))
+    got = [
+        (linktype, data[offset : offset + caplen])
+        for linktype, data, records in source.link_batches(batch)
+        for _sec, _usec, offset, caplen in records
+    ]
+    assert got == want and source.broken is None and source.mixed_interfaces
+    assert _tshark_count(path) == len(want)
+    p, js = _analyze(path)
+    assert p.returncode == 0, p.stderr
+    (assoc,) = js["associations"]
+    assert sum(assoc["dimse"]["C-STORE"].values()) == 6
+
+
+def test_walker_reads_simple_and_obsolete_packet_blocks_and_skips_unknown_ones(
+    tmp_path: Path,
+) -> None:
+    cap = _session()
+    (t0, eth, _), (t1, other, _) = cap.records[3], cap.records[4]
+    e = "<"
+    tsoffset = struct.pack(e + "HHq", 14, 8, 100) + struct.pack(e + "HH", 0, 0)
+    idb_sll = _block(e, 1, struct.pack(e + "HHI", SLL, 0, 262144) + tsoffset)
+    stamp = int(t1) * 10**6 + 5
+    cooked = _sll(other)
+    n = len(cooked)
+    obsolete = struct.pack(e + "HHIIII", 1, 0, stamp >> 32, stamp & 0xFFFFFFFF, n, n)
+    out = (
+        _shb(e)
+        + _idb(e, ETHERNET)
+        + idb_sll
+        + _block(e, 0x0101, b"unknown block")  # an unassigned type: skipped
+        + _block(e, 3, struct.pack(e + "I", len(eth)) + eth)  # SPB: interface 0, no time
+        + _block(e, 2, obsolete + cooked)  # obsolete PB on the SLL interface
+        + _epb(e, 0, 10**6, t0, eth, len(eth))
+    )
+    path = tmp_path / "blocks.pcapng"
+    path.write_bytes(out)
+    walker = PcapngWalker(str(path))
+    got = [
+        (linktype, sec, usec, data[offset : offset + caplen])
+        for linktype, data, records in walker.batches(512)
+        for sec, usec, offset, caplen in records
+    ]
+    assert walker.broken is None and walker.packets == 3
+    assert got == [
+        (ETHERNET, 0, 0, eth),
+        (SLL, int(t1) + 100, 5, cooked),  # if_tsoffset adds 100 s
+        (ETHERNET, int(t0), round((t0 - int(t0)) * 1e6), eth),
+    ]
+    assert _tshark_count(path) == 3
