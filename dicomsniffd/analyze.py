@@ -54,13 +54,14 @@ def analyze_files(
         if previous is not None and first_ts is not None and first_ts < previous[1]:
             raise CaptureError(_overlap_message(previous[0], path, ordered))
         source = FileSource(path)
-        try:
-            decoder = Decoder(source.linktype)
-        except CaptureError as exc:  # unsupported link type: say which file
-            raise CaptureError(f"{path}: {exc}") from None
+        decoders = {source.linktype: _decoder(path, source.linktype)}
         packets_before = pipeline.packets
         size = _size(path) if progress is not None else 0
-        for packet_bytes, records in source.batches(batch_size):
+        # One decoder per link type: a pcapng may mix them (FileSource.link_batches).
+        for linktype, packet_bytes, records in source.link_batches(batch_size):
+            decoder = decoders.get(linktype) or decoders.setdefault(
+                linktype, _decoder(path, linktype)
+            )
             pipeline.process_batch(decoder, packet_bytes, records)
             if progress is not None:
                 at = source.position()
@@ -74,8 +75,9 @@ def analyze_files(
             truncated_files.append(path)
         if getattr(source, "broken", None):
             broken_files.append(source.broken)
-        for name in COUNTER_NAMES:
-            decode_totals[name] += getattr(decoder, name)
+        for decoder in decoders.values():
+            for name in COUNTER_NAMES:
+                decode_totals[name] += getattr(decoder, name)
     pipeline.finish()
     flows = pipeline.flows
     files = [path for path, _ in ordered]
@@ -107,6 +109,13 @@ def _size(path: str) -> int:
         return os.stat(path).st_size
     except OSError:
         return 0
+
+
+def _decoder(path: str, linktype: int) -> Decoder:
+    try:
+        return Decoder(linktype)
+    except CaptureError as exc:  # unsupported link type: say which file
+        raise CaptureError(f"{path}: {exc}") from None
 
 
 def _first_ts(path: str) -> float | None:

@@ -1,5 +1,8 @@
 """Capture from files: pcap/pcapng read through pcapy-ng, in batches.
 
+A pcapng with interfaces of different link types, which libpcap refuses, is read with
+the own block walker (capture/pcapng.py) from where libpcap stopped.
+
 The pipeline never sees a pcapy object: it gets ``(packet_bytes, records)`` pairs straight
 from pcapy-ng's ``next_batch`` (``records.BatchRecords``, one C call per batch).
 A file cut short, or broken by a corrupt record header, ends cleanly: every complete packet
@@ -15,6 +18,7 @@ from typing import Any
 import pcapy
 
 from dicomsniffd.capture.errors import CaptureError
+from dicomsniffd.capture.pcapng import PcapngWalker
 from dicomsniffd.capture.records import RECORD_SIZE, BatchRecords
 
 
@@ -22,6 +26,13 @@ def _is_truncation(message: str) -> bool:
     # libpcap's wording for both pcap and pcapng: "truncated dump file; tried to read ..."
     # and "truncated pcapng dump file; ...".
     return message.startswith("truncated")
+
+
+def _is_mixed_interfaces(message: str) -> bool:
+    # libpcap 1.9 refuses a pcapng whose interfaces differ from the first one's:
+    # "an interface has a type 113 different from the type of the first interface"
+    # (or "... a snapshot length ... different from the snapshot length ...").
+    return message.startswith("an interface has a") and "of the first interface" in message
 
 
 _PCAP_FILE_HEADER, _PCAP_RECORD_HEADER = 24, 16
@@ -74,9 +85,18 @@ class FileSource:
         self.broken: dict[str, Any] | None = None  # where the file broke, if it did
         self.packets = 0  # packets delivered so far
         self.bytes = 0  # captured bytes delivered so far
+        self.mixed_interfaces = False  # read with PcapngWalker (see link_batches)
 
     def batches(self, max_n: int = 512) -> Iterator[tuple[bytes, BatchRecords]]:
         """Yield ``(packet_bytes, records)`` until the end of the file."""
+        for _linktype, data, records in self.link_batches(max_n):
+            yield data, records
+
+    def link_batches(self, max_n: int = 512) -> Iterator[tuple[int, bytes, BatchRecords]]:
+        """Yield ``(linktype, packet_bytes, records)``: every packet of a batch has that
+        link type. One per file through libpcap; a pcapng whose interfaces have different
+        link types (or snaplens), which libpcap refuses, is read on with PcapngWalker,
+        batches then being runs of packets of one link type (``mixed_interfaces`` set)."""
         if max_n < 1:
             raise ValueError("max_n must be at least 1")
         while True:
@@ -84,13 +104,17 @@ class FileSource:
                 data, meta = self._reader.next_batch(max_n)
             except pcapy.PcapError as exc:
                 message = str(exc)
+                if _is_mixed_interfaces(message):
+                    yield from self._walk(max_n)
+                    return
                 # The file header was read, so any error now is a packet record that
                 # cannot be read: cut short, or a corrupt record header (e.g. "invalid
                 # packet capture length ..."), after which nothing can be framed.
                 truncated = _is_truncation(message)
                 # libpcap drops the whole batch when one packet in it is bad: re-read
                 # the tail packet by packet so no complete packet before it is lost.
-                yield from self._salvage_tail(max_n)
+                for data, records in self._salvage_tail(max_n):
+                    yield self.linktype, data, records
                 self.truncated_file = truncated
                 self.broken = {
                     "file": self.path,
@@ -102,7 +126,25 @@ class FileSource:
                 return
             if not meta:
                 return
-            yield self._account(data, meta)
+            yield (self.linktype, *self._account(data, meta))
+
+    def _walk(self, max_n: int) -> Iterator[tuple[int, bytes, BatchRecords]]:
+        """Read the rest of the file with the own walker, after what libpcap delivered."""
+        self.mixed_interfaces = True
+        walker = PcapngWalker(self.path)
+        for linktype, data, records in walker.batches(max_n, skip=self.packets):
+            self.packets += len(records)
+            self.bytes += len(data)
+            yield linktype, data, records
+        if walker.broken is not None:
+            self.truncated_file = walker.broken["kind"] == "truncated"
+            self.broken = {
+                "file": self.path,
+                "kind": walker.broken["kind"],
+                "packet": self.packets + 1,
+                "offset": None,
+                "error": walker.broken["error"],
+            }
 
     def _offset(self) -> int | None:
         """Byte offset of the next record in a classic pcap (None for pcapng)."""
