@@ -145,15 +145,6 @@ def _overlap_message(earlier: str, later: str, ordered: Sequence[tuple[str, Any]
     )
 
 
-def format_break(broken: dict[str, Any]) -> str:
-    """One phrase saying where a file broke, e.g. for the command line's warning."""
-    where = f"packet {broken['packet']}"
-    if broken.get("offset") is not None:
-        where += f" (byte offset {broken['offset']})"
-    what = "cut short in the middle of" if broken["kind"] == "truncated" else "corrupt record at"
-    return f"{broken['file']}: {what} {where}: {broken['error']}"
-
-
 def _missed_bytes(sinks: Sequence[Sink]) -> int:
     for sink in sinks:
         total = getattr(sink, "missed_bytes_total", None)

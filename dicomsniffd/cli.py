@@ -131,9 +131,10 @@ def _load(path: str | None):
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     from dicomsniffd import outputs, progress
-    from dicomsniffd.analyze import analyze_files, format_break
+    from dicomsniffd.analyze import analyze_files
     from dicomsniffd.capture import CaptureError
     from dicomsniffd.config import ConfigError
+    from dicomsniffd.formatting import format_break
     from dicomsniffd.sinks.metrics import MetricsStore
     from dicomsniffd.sinks.summary import Summary
 

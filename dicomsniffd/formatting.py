@@ -112,3 +112,18 @@ def problem_score(a: Mapping[str, Any], protocol_errors: int = 0) -> int:
     if a.get("missed_bytes"):
         score += 10
     return score
+
+
+def format_break(broken: Mapping[str, Any]) -> str:
+    """One phrase saying where a capture file broke (an entry of analyze's
+    ``broken_files``), e.g. ``bad.pcap: corrupt record at packet 41 (byte offset 6012):
+    …``; the byte offset is left out where unknown (pcapng)."""
+    where = f"packet {broken['packet']}"
+    if broken.get("offset") is not None:
+        where += f" (byte offset {broken['offset']})"
+    what = "cut short in the middle of" if broken["kind"] == "truncated" else "corrupt record at"
+    return f"{broken['file']}: {what} {where}: {broken['error']}"
+
+
+BREAK_COVERAGE = "the results cover the packets before the break"
+REORDERED_NOTE = "read in the time order of their first packets, not in the order given"

@@ -8,6 +8,7 @@ from typing import Any
 
 from dicomsniffd.dicom.problems import ONE_DIRECTION_ONLY, RESYNC
 from dicomsniffd.findings.rule import Collected, FindingKind, Found, rule
+from dicomsniffd.formatting import BREAK_COVERAGE, format_break, plural
 
 CAPTURE_INCOMPLETE = FindingKind(
     "capture-incomplete",
@@ -53,7 +54,22 @@ def _gaps_evidence(c: Collected, info: Mapping[str, Any], missed: int, truncated
         )
     for path in info.get("truncated_files") or ():
         evidence.append(f"capture file {path} is truncated")
+    for broken in _corrupt_files(info):
+        evidence.append(f"{format_break(broken)}; {BREAK_COVERAGE}")
     return evidence
+
+
+def _corrupt_files(info: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The capture files that broke at a corrupt record (not merely cut short)."""
+    return [b for b in info.get("broken_files") or () if b.get("kind") == "corrupt"]
+
+
+_CORRUPT_ADVICE = (
+    " A capture file is corrupt part way: re-copy it from the capture host (an interrupted "
+    "or damaged copy is the usual cause) and check the disk the capture tool wrote to "
+    "(full, or failing); pcapfix can sometimes recover the packets after the break, and "
+    "editcap (editcap -F pcap bad.pcap good.pcap) rewrites the readable part as a clean file."
+)
 
 
 @rule(CAPTURE_INCOMPLETE)
@@ -67,6 +83,16 @@ def capture_incomplete(c: Collected, info: Mapping[str, Any]) -> list[Found]:
         "The capture does not contain everything that went over the wire, so counts, "
         "sizes and timings in this summary are incomplete (lower bounds)."
     )
+    corrupt = len(_corrupt_files(info))
+    if corrupt:
+        detail += (
+            f" {plural(corrupt, 'capture file')} broke at a corrupt record; the packets after "
+            "the break were not read."
+        )
+        advice = CAPTURE_INCOMPLETE.advice + _CORRUPT_ADVICE
+        return [
+            CAPTURE_INCOMPLETE.found(detail, evidence, missed + truncated + corrupt, advice=advice)
+        ]
     return [CAPTURE_INCOMPLETE.found(detail, evidence, missed + truncated)]
 
 

@@ -23,7 +23,15 @@ from typing import Any
 
 from dicomsniffd import __version__, outputs
 from dicomsniffd.dicom.problems import RESYNC
-from dicomsniffd.formatting import byte_size, duration, plural, utc
+from dicomsniffd.formatting import (
+    BREAK_COVERAGE,
+    REORDERED_NOTE,
+    byte_size,
+    duration,
+    format_break,
+    plural,
+    utc,
+)
 from dicomsniffd.names import NO_SERVICE_TIME
 from dicomsniffd.sinks.report.escape import esc
 from dicomsniffd.sinks.report.svg import (
@@ -79,6 +87,9 @@ def _blind_spots(data: dict[str, Any], summary: Any) -> list[str]:
         blind.append(f"{plural(truncated, 'packet')} cut short by the snapshot length")
     for path in truncated_files:
         blind.append(f"capture file {path} ends in the middle of a packet (truncated file)")
+    for broken in capture.get("broken_files") or ():
+        if broken.get("kind") == "corrupt":
+            blind.append(f"capture file {format_break(broken)}; {BREAK_COVERAGE}")
     if super_packets:
         blind.append(
             f"{plural(super_packets, 'oversized packet')} (GRO/LRO/TSO offload on the "
@@ -134,6 +145,8 @@ def _header(data: dict[str, Any], summary: Any, dropped: int, n_records: int) ->
     blind = _blind_spots(data, summary)
     limit = _limits(blind, dropped, n_records)
     files_html = "".join(f"<li><code>{esc(f)}</code></li>" for f in files) or "<li>-</li>"
+    if capture.get("files_reordered"):
+        files_html += f"<li class='note'>({esc(REORDERED_NOTE)})</li>"
     rows = [
         ("Capture files", f"<ul class='files'>{files_html}</ul>"),
         (

@@ -9,7 +9,10 @@ from typing import Any
 
 from dicomsniffd.dicom.events import ACCEPTOR, REQUESTOR
 from dicomsniffd.formatting import (
+    BREAK_COVERAGE,
+    REORDERED_NOTE,
     byte_size,
+    format_break,
     one_decimal,
     plural,
     problem_score,
@@ -49,10 +52,29 @@ def _render_capture(capture: dict[str, Any]) -> str:
     lines = [
         _heading("dicomsniffd analyze"),
         _fit(f"Files:    {', '.join(files) or '-'}", _WIDTH),
+        *_file_notes(capture),
         f"Packets:  {capture.get('packets', 0)}   Bytes: {byte_size(capture.get('bytes', 0))}",
         f"Time:     {utc(first)} → {utc(last)} UTC{span}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _file_notes(capture: dict[str, Any]) -> list[str]:
+    """Lines under the Files line: the order the files were read in (when it is not the
+    order given) and where each broken file broke; none for a clean capture."""
+    lines = []
+    if capture.get("files_reordered"):
+        lines.append(f"          ({REORDERED_NOTE})")
+    for broken in capture.get("broken_files") or ():
+        lines.extend(
+            textwrap.wrap(
+                f"{format_break(broken)}; {BREAK_COVERAGE}",
+                _WIDTH,
+                initial_indent="Broken:   ",
+                subsequent_indent="          ",
+            )
+        )
+    return lines
 
 
 def _wrap(text: str, indent: str) -> list[str]:
