@@ -21,13 +21,15 @@ receiver, each with its AE pair labels, the rendered summary and the playbook de
 grouped by alertname/calling_ae/called_ae; no alert may reach the receiver of the other
 severity. Every wait is bounded (90 s), every process is stopped.
 
-Not done here: the same chain behind ``dicomsniffd run`` on real traffic in network
-namespaces (tests/test_dashboard.py does that for Prometheus alone).
+The same chain runs (``@pytest.mark.netns``, root) behind ``dicomsniffd run`` capturing real
+DICOM traffic between two network namespaces: DCMTK storescu answered 0xA700 by a
+pynetdicom SCP, and rawscu associations aborted mid data set.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -198,16 +200,21 @@ class Webhook:
 
 
 class Process:
-    """A server subprocess, ready when GET ``ready_url`` answers; stop() always reaps it."""
+    """A server subprocess, ready when ``get(ready_url)`` answers; stop() always reaps it.
+    ``popen``/``get``: subprocess.Popen/http_get, or their namespace equivalents."""
 
-    def __init__(self, name: str, argv: list[str], ready_url: str, log: Path) -> None:
+    def __init__(
+        self, name: str, argv: list[str], ready_url: str, log: Path, *, popen=None, get=None
+    ) -> None:
         self.name = name
+        get = get or http_get
         self.log = open(log, "w+b")  # noqa: SIM115 (closed in stop)
-        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
+        popen = popen or subprocess.Popen
+        self.proc = popen(argv, stdout=self.log, stderr=subprocess.STDOUT, text=False)
         deadline = time.monotonic() + 30
         while True:
             try:
-                http_get(ready_url, timeout=2)
+                get(ready_url, timeout=2)
                 return
             except (urllib.error.URLError, OSError):
                 pass
@@ -289,45 +296,56 @@ def arrived(webhook: Webhook, name: str) -> tuple[str, dict, dict] | None:
     return None
 
 
-def test_alerts_reach_the_webhook_through_prometheus_and_alertmanager(
-    alert_exporter, tmp_path
+def run_chain(
+    target: str,
+    workdir: Path,
+    webhook: Webhook,
+    *,
+    ports: tuple[int, int] | None = None,
+    popen=None,
+    get=None,
+    traffic=None,
 ) -> None:
+    """Alertmanager (example config) and Prometheus (shipped rules, short ``for:``) against
+    ``target``; wait (bounded) until WANTED reached ``webhook`` and check what arrived.
+    ``traffic()`` is called between polls (the live variant makes its trouble there)."""
     prometheus = need("prometheus", "prometheus")
     alertmanager = need("prometheus-alertmanager", "prometheus-alertmanager")
     amtool = need("amtool", "prometheus-alertmanager")
-    shortened = rules_with_short_for(tmp_path / "rules.yml")
+    get = get or http_get
+    shortened = rules_with_short_for(workdir / "rules.yml")
     assert "DicomAbortSpike" in shortened  # its shipped `for: 5m` would outlast the test
-
-    webhook = Webhook()
+    alertmanager_config_for_test(workdir / "alertmanager.yml", webhook.port)
+    check = subprocess.run(
+        [amtool, "check-config", str(workdir / "alertmanager.yml")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    am_port, prom_port = ports or (free_port(), free_port())
     started: list[Process] = []
     try:
-        alertmanager_config_for_test(tmp_path / "alertmanager.yml", webhook.port)
-        check = subprocess.run(
-            [amtool, "check-config", str(tmp_path / "alertmanager.yml")],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        assert check.returncode == 0, check.stdout + check.stderr
-        am_port = free_port()
         started.append(
             Process(
                 "alertmanager",
                 [
                     alertmanager,
-                    f"--config.file={tmp_path / 'alertmanager.yml'}",
-                    f"--storage.path={tmp_path / 'am-data'}",
+                    f"--config.file={workdir / 'alertmanager.yml'}",
+                    f"--storage.path={workdir / 'am-data'}",
                     f"--web.listen-address=127.0.0.1:{am_port}",
                     "--cluster.listen-address=",  # no gossip: a single instance
                     "--log.level=warn",
                 ],
                 f"http://127.0.0.1:{am_port}/-/ready",
-                tmp_path / "alertmanager.log",
+                workdir / "alertmanager.log",
+                popen=popen,
+                get=get,
             )
         )
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "rule_files": [str(tmp_path / "rules.yml")],
+            "rule_files": [str(workdir / "rules.yml")],
             "alerting": {
                 "alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]
             },
@@ -335,61 +353,200 @@ def test_alerts_reach_the_webhook_through_prometheus_and_alertmanager(
                 {
                     "job_name": "dicomsniffd-test",
                     "scrape_timeout": "1s",
-                    "static_configs": [{"targets": [alert_exporter]}],
+                    "static_configs": [{"targets": [target]}],
                 }
             ],
         }
-        (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
-        prom_port = free_port()
+        (workdir / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
         started.append(
             Process(
                 "prometheus",
                 [
                     prometheus,
-                    f"--config.file={tmp_path / 'prometheus.yml'}",
-                    f"--storage.tsdb.path={tmp_path / 'prom-data'}",
+                    f"--config.file={workdir / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={workdir / 'prom-data'}",
                     f"--web.listen-address=127.0.0.1:{prom_port}",
                     "--log.level=warn",
                 ],
                 f"http://127.0.0.1:{prom_port}/-/ready",
-                tmp_path / "prometheus.log",
+                workdir / "prometheus.log",
+                popen=popen,
+                get=get,
             )
         )
 
         deadline = time.monotonic() + TIMEOUT
         while time.monotonic() < deadline and not all(arrived(webhook, n) for n in WANTED):
+            if traffic is not None:
+                traffic()
             time.sleep(0.5)
         missing = [n for n in WANTED if not arrived(webhook, n)]
         if missing:
             for proc in started:
                 sys.stderr.write(f"\n[{proc.name} log]\n{proc.output()}\n")
-            rules = http_get(f"http://127.0.0.1:{prom_port}/api/v1/alerts")
+            alerts = get(f"http://127.0.0.1:{prom_port}/api/v1/alerts", timeout=5)
             pytest.fail(
                 f"no webhook for {missing} within {TIMEOUT:.0f} s; "
                 f"received {[(p, a['labels']) for p, _, a in webhook.alerts()]}; "
-                f"Prometheus alerts: {rules.decode(errors='replace')[:3000]}"
+                f"Prometheus alerts: {alerts.decode(errors='replace')[:3000]}"
             )
-
-        for name, want in WANTED.items():
-            path, note, alert = arrived(webhook, name)
-            assert path == want["receiver"], (name, path)
-            assert note["receiver"] == want["receiver"].lstrip("/")
-            for key, value in want["labels"].items():
-                assert alert["labels"].get(key) == value, (name, key, alert["labels"])
-            assert alert["labels"]["job"] == "dicomsniffd-test"
-            assert alert["labels"]["instance"] == alert_exporter
-            assert alert["annotations"]["summary"] == want["summary"]
-            assert want["description"] in alert["annotations"]["description"]
-            assert "{{" not in alert["annotations"]["description"]  # rendered by Prometheus
-            assert note["groupLabels"] == {
-                "alertname": name,
-                "calling_ae": want["labels"]["calling_ae"],
-                "called_ae": want["labels"]["called_ae"],
-            }
-        # Routing: nothing crossed over to the receiver of the other severity.
-        for path, _, alert in webhook.alerts():
-            assert path == f"/dicom-{alert['labels']['severity']}", (path, alert["labels"])
     finally:
         for proc in reversed(started):
             proc.stop()
+
+    for name, want in WANTED.items():
+        path, note, alert = arrived(webhook, name)
+        assert path == want["receiver"], (name, path)
+        assert note["receiver"] == want["receiver"].lstrip("/")
+        for key, value in want["labels"].items():
+            assert alert["labels"].get(key) == value, (name, key, alert["labels"])
+        assert alert["labels"]["job"] == "dicomsniffd-test"
+        assert alert["labels"]["instance"] == target
+        assert alert["annotations"]["summary"] == want["summary"]
+        assert want["description"] in alert["annotations"]["description"]
+        assert "{{" not in alert["annotations"]["description"]  # rendered by Prometheus
+        assert note["groupLabels"] == {
+            "alertname": name,
+            "calling_ae": want["labels"]["calling_ae"],
+            "called_ae": want["labels"]["called_ae"],
+        }
+    # Routing: nothing crossed over to the receiver of the other severity.
+    for path, _, alert in webhook.alerts():
+        assert path == f"/dicom-{alert['labels']['severity']}", (path, alert["labels"])
+
+
+def test_alerts_reach_the_webhook_through_prometheus_and_alertmanager(
+    alert_exporter, tmp_path
+) -> None:
+    webhook = Webhook()
+    try:
+        run_chain(alert_exporter, tmp_path, webhook)
+    finally:
         webhook.stop()
+
+
+# ------------------------------------------------------------------------------------------
+# Live: `dicomsniffd run` on real DICOM traffic between two network namespaces
+# ------------------------------------------------------------------------------------------
+
+LIVE_PACS_PORT, LIVE_METRICS_PORT = 11112, 9104
+LIVE_CONFIG = """\
+capture:
+  interface: {iface}
+  timeout_ms: 50
+dicom:
+  ports: [{pacs}]
+metrics:
+  listen: "127.0.0.1:{metrics}"
+"""
+
+
+@pytest.mark.netns
+def test_alerts_reach_the_webhook_from_the_live_daemon(tmp_path) -> None:
+    """Namespace "a": dicomsniffd capturing on its veth, Prometheus, Alertmanager and the
+    webhook (all on a's loopback). Namespace "b": a pynetdicom SCP (called AE any title)
+    that answers one CT object's C-STORE with 0xA700. Until the alerts arrive, every poll
+    DCMTK storescu sends CT1 -> PACS (one 0xA700 each time) and rawscu opens MR2 -> ARCHIVE
+    and aborts it mid data set (an A-ABORT spike: none before the test)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import netns
+    import scenarios
+    from netns import VethPair
+    from peers import make_ct
+    from test_daemon_support import Daemon, daemon_env
+    from test_dashboard import NetnsHttp, _enter_netns
+
+    if os.geteuid() != 0:
+        pytest.fail("the live alert test uses namespaces and captures: run it as root")
+    netns.require_tools("ip", "ethtool", "ss")
+    storescu = scenarios.dcmtk("storescu")
+    series = make_ct.make_series(str(tmp_path / "ct"), 2, 64, series=51)
+    files = [p for p, _ in series]
+    big = make_ct.make_series(str(tmp_path / "big"), 1, 128, series=52)[0][0]
+
+    with VethPair(ipv6=False) as net:
+        b_ip = net.ip("b")
+        scenarios.start_pyscp(
+            net,
+            "b",
+            str(tmp_path),
+            {"ae_title": "PACS", "port": LIVE_PACS_PORT, "store_status": {series[1][1]: "0xA700"}},
+        )
+        config = tmp_path / "dicomsniffd.yaml"
+        config.write_text(
+            LIVE_CONFIG.format(
+                iface=net.iface("a"), pacs=LIVE_PACS_PORT, metrics=LIVE_METRICS_PORT
+            ),
+            encoding="utf-8",
+        )
+        http = NetnsHttp(net.ns["a"])
+        in_a = ThreadPoolExecutor(1, initializer=_enter_netns, initargs=(net.ns["a"],))
+        webhook = in_a.submit(Webhook).result()  # its socket lives on a's loopback
+        daemon = Daemon(
+            ["-c", str(config)],
+            str(tmp_path),
+            port=LIVE_METRICS_PORT,
+            env=daemon_env(),
+            argv_prefix=["ip", "netns", "exec", net.ns["a"]],
+        )
+
+        def traffic() -> None:
+            net.run(  # exits non-zero on the 0xA700 answer: expected
+                "a",
+                [storescu, "-aet", "CT1", "-aec", "PACS", b_ip, str(LIVE_PACS_PORT), *files],
+                check=False,
+            )
+            p = net.run(
+                "a",
+                [
+                    sys.executable,
+                    scenarios.RAWSCU_SCRIPT,
+                    "abort",
+                    b_ip,
+                    str(LIVE_PACS_PORT),
+                    big,
+                    "--calling",
+                    "MR2",
+                    "--called",
+                    "ARCHIVE",
+                ],
+                check=False,
+            )
+            assert p.returncode == 0, p.stdout + p.stderr
+
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    http.get(daemon.url("/healthz"), timeout=2)
+                    break
+                except (urllib.error.URLError, OSError):
+                    pass
+                if daemon.proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"dicomsniffd run did not become healthy:\n{daemon.log()}")
+                time.sleep(0.2)
+            run_chain(
+                f"127.0.0.1:{LIVE_METRICS_PORT}",
+                tmp_path,
+                webhook,
+                ports=(9093, 9090),  # a fresh namespace: free
+                popen=lambda argv, **kw: net.popen("a", argv, **kw),
+                get=http.get,
+                traffic=traffic,
+            )
+        except BaseException:
+            sys.stderr.write(f"\n[dicomsniffd log]\n{daemon.log()[-3000:]}\n")
+            raise
+        finally:
+            if daemon.proc.poll() is None:
+                daemon.proc.terminate()
+                try:
+                    daemon.proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    daemon.proc.kill()
+                    daemon.proc.wait()
+            daemon.close()
+            webhook.stop()
+            in_a.shutdown(wait=True)
+            http.close()
