@@ -10,7 +10,7 @@ export DEBIAN_FRONTEND=noninteractive
 # gcc + libc6-dev: the compiled hot path (dicomsniffd/_fastpath.c); a test fails without it.
 # python3-venv + python3-dev: tests/test_install.py installs the package the README's way,
 # into a venv of Debian's own /usr/bin/python3 (and the venv below, if needed).
-debs="python3-venv python3-dev gcc libc6-dev dcmtk tshark tcpdump tcpreplay iproute2 ethtool iptables libpcap0.8 prometheus systemd openssl util-linux chromium"
+debs="python3-venv python3-dev gcc libc6-dev dcmtk tshark tcpdump tcpreplay iproute2 ethtool iptables libpcap0.8 prometheus prometheus-alertmanager systemd openssl util-linux chromium"
 missing=""
 for p in $debs; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
