@@ -218,7 +218,7 @@ def _event_log(path: str, keep_instance_uids: bool, failures: list[OSError]):
 def cmd_check_config(args: argparse.Namespace) -> int:
     from dicomsniffd.config import ConfigError, dump_config
     from dicomsniffd.daemon.errors import StartupError
-    from dicomsniffd.daemon.reload import check_startable, run_user_note
+    from dicomsniffd.daemon.preflight import check_startable, run_user_note
 
     try:
         config = _load(args.file)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 import logging
-import os
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -171,61 +170,6 @@ def check_bpf(bpf: str, linktype: int, snaplen: int) -> None:
         pcapy.compile(linktype, snaplen, bpf, 1, 0)
     except pcapy.PcapError as exc:
         raise BpfError(f"invalid BPF filter {bpf!r}: {exc}") from None
-
-
-# The link types a capture handle may have: "any" gives Linux cooked SLL or SLL2 (the
-# libpcap version decides), a named Linux interface on a mirror port Ethernet.
-_LINK_NAMES = {1: "Ethernet", 113: "Linux cooked SLL", 276: "Linux cooked SLL2"}
-
-
-def link_types_for(interface: str) -> tuple[int, ...]:
-    return (113, 276) if interface == "any" else (1,)
-
-
-def check_startable(config: Config) -> list[str]:
-    """What `run` checks at start-up without the live interface; raises StartupError (exit
-    2) on the first thing run would refuse, else returns one line per check made."""
-    from dicomsniffd.daemon.http import ListenError, tls_context
-
-    cap = config.capture
-    links = link_types_for(cap.interface)
-    for linktype in links:
-        try:
-            check_bpf(cap.bpf, linktype, cap.snaplen)
-        except BpfError as exc:
-            raise StartupError(
-                f"capture.bpf: {exc} (for {_LINK_NAMES[linktype]}, the link type of "
-                f"interface {cap.interface!r})",
-                EXIT_CONFIG,
-            ) from None
-    names = " and ".join(_LINK_NAMES[lt] for lt in links)
-    done = [f"capture.bpf compiles for {names}"]
-    tls = config.metrics.tls
-    if tls.cert_file:
-        try:
-            tls_context(tls.cert_file, tls.key_file, tls.client_ca_file)
-        except ListenError as exc:
-            hint = ""
-            if "Permission denied" in str(exc) and os.geteuid() != 0:
-                hint = " (run check-config as the user that starts the daemon: it reads them)"
-            raise StartupError(f"metrics TLS setup failed: {exc}{hint}", EXIT_CONFIG) from None
-        ca = ", key and client CA" if tls.client_ca_file else " and key"
-        done.append(f"metrics.tls certificate{ca} load")
-    return done
-
-
-def run_user_note(config: Config) -> str:
-    """When started as root, run switches to daemon.user and refuses a missing or root one;
-    started as non-root (systemd DynamicUser=) it never looks the user up: only a note."""
-    from dicomsniffd.daemon.privileges import PrivilegeError, _run_user
-
-    try:
-        user = _run_user(config.daemon)
-    except PrivilegeError as exc:
-        return f"{exc}: started as root, run would refuse this (as non-root it is not used)"
-    if user.pw_uid == 0:
-        return "daemon.user is root: started as root, run would refuse this"
-    return ""
 
 
 class ReloadCounter:
