@@ -10,6 +10,7 @@ max_command_bytes / max_association_pdu_bytes / memcap / capacity / max_pending.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tracemalloc
@@ -347,5 +348,8 @@ def test_atheris_short_run(tmp_path):
     )
     tail = p.stderr[-3000:]
     assert p.returncode == 0, tail
-    assert "Done 500 runs" in p.stderr, tail
+    # libFuzzer counts the seed corpus's inputs too when it loads them in more than one
+    # pass, so "Done 503 runs" is a complete run as well: at least the 500 asked for.
+    done = re.search(r"Done (\d+) runs", p.stderr)
+    assert done and int(done.group(1)) >= 500, tail
     assert not list(tmp_path.glob("crash-*")), tail
