@@ -1,4 +1,5 @@
-"""Command line: `dicomsniffd [run]`, `dicomsniffd analyze`, `dicomsniffd check-config`."""
+"""Command line: `dicomsniffd [run]`, `dicomsniffd analyze`, `dicomsniffd check-config`,
+`dicomsniffd compare`."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Sequence
 
 from dicomsniffd import __version__, accel
 
-_SUBCOMMANDS = ("run", "analyze", "check-config")
+_SUBCOMMANDS = ("run", "analyze", "check-config", "compare")
 
 
 _RUN_DESCRIPTION = """\
@@ -66,6 +67,32 @@ exit codes:
 """
 
 
+_COMPARE_DESCRIPTION = """\
+Compare two runs of the same transactions ("before" and "after" a change): per AE
+pair and DIMSE command the statuses, each timing phase's p50/p95, throughput, TCP
+health (retransmissions, zero windows, resets) and the findings gone / still there /
+new, with a verdict per pair and overall: fixed, still-failing, regressed, improved,
+unchanged or not-comparable. Each side is a capture file, a directory of capture
+files, or a saved `analyze --json`; several captures on a side are read as one
+capture: name them after --before and --after. The rule deciding regressions is
+printed with every result (README: "Compare before and after").
+"""
+
+_COMPARE_EPILOG = """\
+examples:
+  dicomsniffd compare monday.pcap tuesday.pcap
+  dicomsniffd compare --before a1.pcap a2.pcap --after fixed/ --json
+  dicomsniffd compare saved-before.json after.pcapng --report compare.html
+
+exit codes:
+  0  compared: fixed, improved or unchanged
+  1  compared: regressed or still-failing
+  2  bad input (a file that cannot be read, an empty side, a JSON that is not an
+     analyze --json, an output that cannot be written; nothing is written then), or
+     no AE pair on both sides (not-comparable: the comparison is still printed)
+"""
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dicomsniffd",
@@ -107,7 +134,27 @@ def _parser() -> argparse.ArgumentParser:
         _CHECK_EPILOG,
     )
     check.add_argument("file", metavar="FILE", help="the YAML config file to check")
+    _compare_arguments(
+        _subcommand(
+            sub,
+            "compare",
+            "compare two runs: fixed, regressed, unchanged…",
+            _COMPARE_DESCRIPTION,
+            _COMPARE_EPILOG,
+        )
+    )
     return parser
+
+
+def _compare_arguments(compare: argparse.ArgumentParser) -> None:
+    compare.add_argument(
+        "sides", nargs="*", metavar="BEFORE AFTER", help="one capture, directory or JSON each"
+    )
+    compare.add_argument("--before", nargs="+", metavar="FILE", help="the before side's files")
+    compare.add_argument("--after", nargs="+", metavar="FILE", help="the after side's files")
+    compare.add_argument("-c", "--config", help="YAML config file (to read captures)")
+    compare.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    compare.add_argument("--report", metavar="FILE.html", help="write an HTML report")
 
 
 def _subcommand(
@@ -248,6 +295,16 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from dicomsniffd import outputs
+    from dicomsniffd.compare.main import run_compare
+
+    try:
+        return run_compare(args, _load, print_error=_fail)
+    except outputs.OutputError as exc:
+        return _fail(str(exc))
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from dicomsniffd.daemon import main as daemon_main
 
@@ -264,6 +321,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_analyze(args)
         if args.command == "check-config":
             return cmd_check_config(args)
+        if args.command == "compare":
+            return cmd_compare(args)
         return cmd_run(args)
     except KeyboardInterrupt:
         return 130

@@ -1,6 +1,8 @@
 """The per-AE-pair rollup of the ``analyze`` summary: for each calling → called AE pair,
 its associations, objects (C-STORE requests), failed responses and the p95 of each DIMSE
-timing phase (``Summary.to_dict()["pairs"]``, the "By AE pair" table of the text)."""
+timing phase (``Summary.to_dict()["pairs"]``, the "By AE pair" table of the text), and
+per DIMSE command of the pair its transactions, final statuses, phases and bytes (what
+``dicomsniffd compare`` reads back from a saved ``analyze --json``)."""
 
 from __future__ import annotations
 
@@ -8,19 +10,66 @@ from array import array
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from dicomsniffd.findings.facts import TIMINGS, Association, percentiles
+from dicomsniffd.findings.facts import TIMINGS, Association, Command, percentiles
+from dicomsniffd.names import status_hex
 
 Pair = tuple[str, str]
+
+# the DimseTransaction attribute of each timing: "duration_ms" <- duration_seconds
+_SECONDS = tuple((name, name.removesuffix("_ms") + "_seconds") for name in TIMINGS)
 
 
 class PairTimings:
     """Objects and timing samples (ms) of one AE pair, filled while the capture replays."""
 
-    __slots__ = ("objects", "samples")
+    __slots__ = ("objects", "samples", "commands")
 
     def __init__(self) -> None:
         self.objects = 0
         self.samples = {name: array("d") for name in TIMINGS}
+        # per DIMSE command, counted from its transactions (final statuses, no pendings)
+        self.commands: dict[str, Command] = {}
+
+
+def record_transaction(pair: PairTimings, event: Any) -> None:
+    """Count one ``DimseTransaction`` in its command's row of the pair (once per
+    transaction, not per packet; the timings found by name so a new phase in TIMINGS
+    is picked up)."""
+    stats = pair.commands.get(event.command)
+    if stats is None:
+        stats = pair.commands[event.command] = Command()
+    stats.requests += 1
+    if event.status is None:
+        stats.unanswered += 1
+    else:
+        status = status_hex(event.status)
+        stats.responses[status] = stats.responses.get(status, 0) + 1
+    samples = stats.samples
+    for name, attribute in _SECONDS:
+        seconds = getattr(event, attribute, None)
+        if seconds is not None:
+            samples[name].append(seconds * 1000.0)
+    stats.dataset_bytes += event.request_dataset_bytes
+    if event.request_dataset_bytes and event.request_transfer_seconds:
+        stats.throughput_bytes += event.request_dataset_bytes
+        stats.throughput_seconds += event.request_transfer_seconds
+
+
+def _command_row(stats: Command) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "requests": stats.requests,
+        "statuses": dict(sorted(stats.responses.items())),
+        "unanswered": stats.unanswered,
+    }
+    for name in TIMINGS:
+        row[name] = stats.timing(name)
+    row["bytes"] = stats.dataset_bytes
+    row["throughput_mbps"] = stats.throughput_mbps
+    return row
+
+
+# per pair: associations rejected / aborted, and the TCP health of its connections
+_HEALTH = ("rejected", "aborted", "retransmissions", "zero_windows", "resets")
 
 
 def rollup(
@@ -30,9 +79,18 @@ def rollup(
 ) -> list[dict[str, Any]]:
     """One dict per AE pair, the pairs with failures first, then the busiest."""
     assocs: dict[Pair, int] = {}
+    health: dict[Pair, dict[str, int]] = {}
     for a in associations:
         key = (a.calling_ae, a.called_ae)
         assocs[key] = assocs.get(key, 0) + 1
+        counts = health.get(key)
+        if counts is None:
+            counts = health[key] = dict.fromkeys(_HEALTH, 0)
+        counts["rejected"] += a.reject is not None
+        counts["aborted"] += a.abort is not None
+        counts["retransmissions"] += sum(a.retransmissions.values())
+        counts["zero_windows"] += sum(a.zero_windows.values())
+        counts["resets"] += sum(a.resets.values())
     failed: dict[Pair, int] = {}
     for (_command, _status, calling, called), n in failures.items():
         failed[(calling, called)] = failed.get((calling, called), 0) + n
@@ -48,6 +106,9 @@ def rollup(
         }
         for name in TIMINGS:
             row[name] = percentiles(pair.samples[name] if pair is not None else ())
+        row.update(health.get(key) or dict.fromkeys(_HEALTH, 0))
+        commands = pair.commands if pair is not None else {}
+        row["commands"] = {cmd: _command_row(s) for cmd, s in sorted(commands.items())}
         rows.append(row)
     rows.sort(key=lambda r: (-r["failures"], -r["associations"], r["calling_ae"], r["called_ae"]))
     return rows

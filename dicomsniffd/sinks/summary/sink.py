@@ -26,8 +26,12 @@ from dicomsniffd.findings.facts import Association, Command, percentiles, sender
 from dicomsniffd.names import is_out_of_resources, status_hex
 from dicomsniffd.sinks.dispatch import EventSink
 from dicomsniffd.sinks.report.trace import TransactionLog
-from dicomsniffd.sinks.summary.pairs import Pair, PairTimings, rollup
+from dicomsniffd.sinks.summary.pairs import Pair, PairTimings, record_transaction, rollup
 from dicomsniffd.sinks.summary.text import render_text
+
+# The shape of ``to_dict`` (``analyze --json``) that ``dicomsniffd compare`` reads back:
+# 2 added the per-command rows and TCP health of each AE pair (1: no "schema" key).
+SCHEMA = "dicomsniffd-analyze/2"
 
 
 class Summary(EventSink):
@@ -220,6 +224,7 @@ class Summary(EventSink):
         if event.request_dataset_bytes and event.request_transfer_seconds:
             stats.throughput_bytes += event.request_dataset_bytes
             stats.throughput_seconds += event.request_transfer_seconds
+        record_transaction(self._pair(assoc), event)  # the pair's per-command row
         if event.error_comment and event.status is not None:
             comments = self._error_comments.setdefault((event.command, event.status), [])
             if len(comments) < 3 and event.error_comment not in comments:
@@ -242,6 +247,7 @@ class Summary(EventSink):
     def to_dict(self, capture_info: dict[str, Any]) -> dict[str, Any]:
         associations = self._associations()
         return {
+            "schema": SCHEMA,
             "capture": {k: v for k, v in capture_info.items() if not k.startswith("_")},
             "associations": [a.to_dict() for a in associations],
             "dimse": {cmd: s.to_dict() for cmd, s in sorted(self._commands.items())},
