@@ -43,7 +43,7 @@ def run_compare(
     """The whole command; returns its exit code (OutputError is left to the caller)."""
     from dicomsniffd.config import ConfigError
 
-    if args.report is not None and args.json and outputs.check(args.report) == outputs.STDOUT:
+    if args.report is not None and args.json and outputs.check(args.report) == outputs.TO_STDOUT:
         raise outputs.OutputError("--report - and --json would both write to standard output")
     if args.report is not None:
         outputs.check(args.report)  # refused before minutes of reading captures
