@@ -208,6 +208,22 @@ def test_a_pair_on_one_side_only_is_not_comparable(tmp_path, capsys) -> None:
     )
 
 
+def test_a_pair_on_one_side_only_leaves_the_verdict_to_the_others(tmp_path, capsys) -> None:
+    before = _summary(FAST, calling="CT1")
+    flow = Flow(flow_id=2, calling_ae="CT2")
+    good_association(before, flow, n=0)
+    for _ in range(20):
+        feed_store(before, flow, status=0xA700)
+    b = _save(tmp_path, "b.json", before)
+    a = _save(tmp_path, "a.json", _summary(SLOW, calling="CT1"))
+    code, out, err = _compare(capsys, b, a, "--json")
+    doc = json.loads(out)
+    verdicts = {p["calling_ae"]: (p["verdict"], p["reasons"]) for p in doc["pairs"]}
+    assert verdicts["CT2"] == ("not-comparable", ["AE pair seen only before"])
+    assert verdicts["CT1"][0] == "regressed"
+    assert (code, doc["verdict"], err) == (1, "regressed", "")
+
+
 def test_a_rejected_association_then_stores_is_fixed(tmp_path, capsys) -> None:
     rejected = Summary()
     flow = Flow(flow_id=1)
@@ -266,6 +282,7 @@ def test_bad_inputs_are_one_line_and_exit_2(tmp_path, capsys) -> None:
         "empty": (_write(tmp_path, "empty.pcap", b""), "empty file"),
         "not json": (_write(tmp_path, "x.json", b"{not json"), "not valid JSON"),
         "other json": (_write(tmp_path, "o.json", b'{"a": 1}'), "not a dicomsniffd analyze"),
+        "a json list": (_write(tmp_path, "l.json", b" [1, 2]"), "not a dicomsniffd analyze"),
         "old json": (_write(tmp_path, "old.json", json.dumps(old).encode()), "older dicomsniffd"),
         "not a capture": (_write(tmp_path, "t.pcap", b"hello, not a capture"), "t.pcap"),
         "empty dir": (str(tmp_path / "nothing"), "holds no capture file"),

@@ -72,7 +72,8 @@ def expand(paths: Sequence[str], label: str) -> list[str]:
 
 
 def _is_json(path: str) -> bool:
-    """Whether ``path`` holds JSON (text opening with ``{``) rather than a capture."""
+    """Whether ``path`` holds JSON (text opening with ``{`` or ``[``) rather than a capture
+    (no capture format starts with either: pcap and pcapng open with binary magic)."""
     try:
         with open(path, "rb") as f:
             head = f.read(64)
@@ -80,7 +81,7 @@ def _is_json(path: str) -> bool:
         raise CompareError(f"cannot read {path}: {exc.strerror or exc}") from None
     if not head:
         raise CompareError(f"{path}: empty file (neither a capture nor an analyze --json)")
-    return head.lstrip().startswith(b"{")
+    return head.lstrip()[:1] in (b"{", b"[")
 
 
 def load_side(label: str, paths: Sequence[str], config: Any) -> Side:

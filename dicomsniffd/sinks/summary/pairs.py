@@ -56,15 +56,10 @@ def record_transaction(pair: PairTimings, event: Any) -> None:
 
 
 def _command_row(stats: Command) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "requests": stats.requests,
-        "statuses": dict(sorted(stats.responses.items())),
-        "unanswered": stats.unanswered,
-    }
-    for name in TIMINGS:
-        row[name] = stats.timing(name)
-    row["bytes"] = stats.dataset_bytes
-    row["throughput_mbps"] = stats.throughput_mbps
+    """The global command row's shape, but its statuses are final ones (no pendings)."""
+    row = stats.to_dict()
+    row["statuses"] = row.pop("responses")
+    row["bytes"] = row.pop("dataset_bytes")
     return row
 
 
