@@ -89,7 +89,8 @@ exit codes:
   1  compared: regressed or still-failing
   2  bad input (a file that cannot be read, an empty side, a JSON that is not an
      analyze --json, an output that cannot be written; nothing is written then), or
-     no AE pair on both sides (not-comparable: the comparison is still printed)
+     no AE pair on both sides (not-comparable), or a capture cut short (as analyze:
+     then the comparison of the packets before the cut is still printed)
 """
 
 

@@ -11,7 +11,7 @@ import os
 
 import pytest
 from sink_fakes import Flow
-from summary_fakes import capture_info, feed_store, good_association, requested
+from summary_fakes import capture_info, feed_store, good_association, requested, store
 
 from dicomsniffd import cli
 from dicomsniffd.compare import rule
@@ -240,6 +240,20 @@ def test_a_rejected_association_then_stores_is_fixed(tmp_path, capsys) -> None:
     code, out, _ = _compare(capsys, b, a, "--json")
     pair = json.loads(out)["pairs"][0]
     assert (code, pair["verdict"], pair["before"]["rejected"]) == (0, "fixed", 1)
+
+
+def test_a_failed_command_not_run_again_is_not_fixed(tmp_path, capsys) -> None:
+    echo_only = Summary()
+    flow = Flow(flow_id=1)
+    good_association(echo_only, flow, n=0)
+    echo_only.handle(store(command="C-ECHO", request_dataset_bytes=0), flow)
+    b = _save(tmp_path, "b.json", _summary(FAILING))
+    a = _save(tmp_path, "a.json", echo_only)
+    code, out, _ = _compare(capsys, b, a, "--json")
+    pair = json.loads(out)["pairs"][0]
+    commands = {c["command"]: c["verdict"] for c in pair["commands"]}
+    assert commands == {"C-ECHO": "not-comparable", "C-STORE": "not-comparable"}
+    assert (code, pair["verdict"]) == (2, "not-comparable")
 
 
 def test_the_html_report(tmp_path, capsys) -> None:

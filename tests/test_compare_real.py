@@ -124,3 +124,19 @@ def test_text_and_report(captures, tmp_path) -> None:
     html = report.read_text(encoding="utf-8")
     assert "<span class='v v-regressed'>regressed</span>" in html
     assert "SCP service time" in html
+
+
+def test_a_capture_cut_short_is_compared_with_a_caveat_and_exit_2(captures, tmp_path) -> None:
+    with open(captures["healthy"], "rb") as f:
+        whole = f.read()
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(whole[: len(whole) // 2 + 7])  # in the middle of a packet
+    done = _run("compare", captures["healthy"], str(cut), "--json")
+    doc = json.loads(done.stdout)
+    assert done.returncode == 2
+    assert done.stderr.startswith("dicomsniffd: error: capture file broken: after: ")
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert any("cut short" in c for c in doc["caveats"])
+    assert any("capture-incomplete" in c for c in doc["caveats"])
+    store = _pair(doc)["commands"][0]
+    assert 0 < store["after"]["requests"] < N_IMAGES

@@ -39,11 +39,23 @@ def compare_sides(before: Side, after: Side) -> dict[str, Any]:
         "schema": SCHEMA,
         "verdict": rule.worst(r["verdict"] for r in rows),
         "rule": rule.rule_dict(),
+        "caveats": [*_caveats(before), *_caveats(after)],
         "before": before.describe(),
         "after": after.describe(),
         "pairs": rows,
         "findings": findings,
     }
+
+
+def _caveats(side: Side) -> list[str]:
+    """What makes a side's numbers lower bounds (the verdict still follows the rule)."""
+    out = [f"{side.label}: {note}" for note in side.notes]
+    if any(f.get("code") == "capture-incomplete" for f in side.data.get("findings") or ()):
+        out.append(
+            f"{side.label}: the capture is incomplete (finding capture-incomplete): requests "
+            "unanswered or samples missing there may be the capture's, not the SCP's"
+        )
+    return out
 
 
 def pair_name(row: Mapping[str, Any]) -> str:
@@ -88,7 +100,8 @@ def _pair_diff(
         }
         for count in TCP_COUNTS
     }
-    failing_b, failing_a = row["before"]["failing"], row["after"]["failing"]
+    failing_b = row["before"]["failing"] = _failing(before, after)
+    failing_a = row["after"]["failing"] = _failing(after, before)
     judged = [t["judged"] for t in tcp.values()] if not (failing_b or failing_a) else []
     pair_level = rule.verdict(failing_b, failing_a, judged)
     comparable = [c["verdict"] for c in commands if c["verdict"] != rule.NOT_COMPARABLE]
@@ -125,6 +138,19 @@ def _pair_side(row: Mapping[str, Any] | None) -> dict[str, Any] | None:
         "failures": failures,
         "failing": bool(failures or row["rejected"] or row["aborted"]),
     }
+
+
+def _failing(row: Mapping[str, Any], other: Mapping[str, Any]) -> bool:
+    """Failing as the verdict sees it: a rejected or aborted association, or a failure in a
+    command the other side ran too (a failed command that was not run again is not
+    "fixed"), or in any command when the other side ran none (its associations refused)."""
+    commands = row["commands"]
+    scope = commands.keys() & other["commands"].keys() if other["commands"] else commands.keys()
+    return bool(
+        row["rejected"]
+        or row["aborted"]
+        or any(rule.failures_of(commands[c]["statuses"], commands[c]["unanswered"]) for c in scope)
+    )
 
 
 # -- one command of a pair -----------------------------------------------------------------

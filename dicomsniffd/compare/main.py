@@ -64,6 +64,9 @@ def run_compare(
     elif args.report != outputs.STDOUT:
         sys.stdout.write(render_text(doc))
     sys.stdout.flush()
+    broken = [f"{side.label}: {note}" for side in (before, after) for note in side.notes]
+    if broken:  # as analyze: the results are printed, and the cut is an error for scripts
+        return print_error("capture file broken: " + "; ".join(broken))
     if doc["verdict"] == rule.NOT_COMPARABLE:
         return print_error(
             "not comparable: no AE pair on both sides (before: "

@@ -26,6 +26,7 @@ def render_text(doc: Mapping[str, Any]) -> str:
         _side_line("before", doc["before"]),
         _side_line("after", doc["after"]),
         *_wrap(f"Rule: {doc['rule']['text']}.", ""),
+        *(line for caveat in doc["caveats"] for line in _wrap(f"Caveat: {caveat}", "")),
         "",
     ]
     for row in doc["pairs"]:
@@ -43,9 +44,7 @@ def _side_line(label: str, side: Mapping[str, Any]) -> str:
     files = " ".join(side["files"])
     what = "saved analyze --json" if side["source"] == "analyze-json" else "captures"
     span = f"{utc(side.get('first_ts'))} – {utc(side.get('last_ts'))}"
-    line = f"{label:6} {files} ({what}, {plural(side['associations'], 'association')}, {span})"
-    notes = [f"  note: {n}" for n in side.get("notes") or ()]
-    return "\n".join([line, *notes])
+    return f"{label:6} {files} ({what}, {plural(side['associations'], 'association')}, {span})"
 
 
 def _pair_block(row: Mapping[str, Any]) -> list[str]:

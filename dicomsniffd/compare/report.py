@@ -20,7 +20,7 @@ th:first-child,td:first-child{text-align:left}
 .v{font-weight:bold;padding:.1em .5em;border-radius:.3em}
 .v-fixed,.v-improved{background:#d4f4d4}.v-unchanged{background:#eee}
 .v-regressed,.v-still-failing{background:#f8d0d0}.v-not-comparable{background:#f4ecc8}
-.rule{color:#555;max-width:60em}
+.rule{color:#555;max-width:60em}.caveat{background:#f4ecc8;max-width:60em}
 """
 
 
@@ -29,6 +29,7 @@ def render_report(doc: Mapping[str, Any]) -> str:
         f"<h1>dicomsniffd compare: {_verdict(doc['verdict'])}</h1>",
         _sides(doc),
         f"<p class='rule'>Rule: {esc(doc['rule']['text'])}.</p>",
+        *(f"<p class='caveat'>Caveat: {esc(caveat)}</p>" for caveat in doc["caveats"]),
     ]
     body += [_pair_section(row) for row in doc["pairs"]]
     body.append(_findings(doc["findings"]))
@@ -53,9 +54,8 @@ def _sides(doc: Mapping[str, Any]) -> str:
     rows = []
     for label in ("before", "after"):
         side = doc[label]
-        notes = "".join(f"<br>note: {esc(n)}" for n in side.get("notes") or ())
         rows.append(
-            f"<tr><td>{label}</td><td>{esc(' '.join(side['files']))}{notes}</td>"
+            f"<tr><td>{label}</td><td>{esc(' '.join(side['files']))}</td>"
             f"<td>{esc(side['source'])}</td><td>{side['associations']}</td>"
             f"<td>{esc(utc(side.get('first_ts')))} – {esc(utc(side.get('last_ts')))}</td></tr>"
         )
