@@ -16,6 +16,7 @@ _CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em}
 th,td{border:1px solid #ccc;padding:.2em .6em;text-align:right}
+.sides td{text-align:left}
 th:first-child,td:first-child{text-align:left}
 .v{font-weight:bold;padding:.1em .5em;border-radius:.3em}
 .v-fixed,.v-improved{background:#d4f4d4}.v-unchanged{background:#eee}
@@ -60,7 +61,7 @@ def _sides(doc: Mapping[str, Any]) -> str:
             f"<td>{esc(utc(side.get('first_ts')))} – {esc(utc(side.get('last_ts')))}</td></tr>"
         )
     return (
-        "<table><tr><th>side</th><th>files</th><th>from</th><th>associations</th>"
+        "<table class='sides'><tr><th>side</th><th>files</th><th>from</th><th>associations</th>"
         "<th>time (UTC)</th></tr>" + "".join(rows) + "</table>"
     )
 
