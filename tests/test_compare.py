@@ -15,7 +15,7 @@ from summary_fakes import capture_info, feed_store, good_association, requested,
 
 from dicomsniffd import cli
 from dicomsniffd.compare import rule
-from dicomsniffd.dicom.events import AssociationEnded, AssociationRejected
+from dicomsniffd.dicom.events import AssociationEnded, AssociationRejected, DimseResponseSeen
 from dicomsniffd.sinks.summary import Summary
 
 # -- the rule --------------------------------------------------------------------------------
@@ -122,6 +122,20 @@ def test_each_pair_row_carries_its_commands_statuses_and_phases() -> None:
     assert row["bytes"] == 20 * 1_000_000
     assert row["throughput_mbps"] == pytest.approx(80.0)  # 1 MB in 0.1 s
     assert (pair["rejected"], pair["aborted"], pair["resets"]) == (0, 0, 0)
+
+
+def test_a_pairs_statuses_are_the_final_ones(flow) -> None:
+    summary = Summary()
+    good_association(summary, flow, n=0)
+    for _ in range(2):  # two pending matches, then the final 0x0000
+        summary.handle(
+            DimseResponseSeen(101.1, "acceptor", "C-FIND", 0xFF00, "pending", 1, 1), flow
+        )
+    summary.handle(store(command="C-FIND", pending_responses=2, request_dataset_bytes=80), flow)
+    data = summary.to_dict(capture_info())
+    assert data["dimse"]["C-FIND"]["responses"] == {"0xFF00": 2}  # every response seen
+    row = data["pairs"][0]["commands"]["C-FIND"]
+    assert (row["requests"], row["statuses"]) == (1, {"0x0000": 1})
 
 
 # -- the command line over saved JSON --------------------------------------------------------
@@ -301,6 +315,7 @@ def test_bad_inputs_are_one_line_and_exit_2(tmp_path, capsys) -> None:
         "not a capture": (_write(tmp_path, "t.pcap", b"hello, not a capture"), "t.pcap"),
         "empty dir": (str(tmp_path / "nothing"), "holds no capture file"),
     }
+    _one_line_error(*_compare(capsys, "-c", str(tmp_path / "no.yaml"), good, good), "no.yaml")
     os.mkdir(tmp_path / "nothing")
     for path, needle in cases.values():
         code, out, err = _compare(capsys, path, good)
