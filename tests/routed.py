@@ -128,3 +128,47 @@ class RoutedNet(VethPair):
     def forward_dropped(self) -> int:
         """Packets the router's FORWARD DROP rules have dropped so far."""
         return self.dropped_packets("r", chain="FORWARD")
+
+    # -- middleboxes in the router (NAT, MSS clamping, reset injection) -------------------
+    def add_masquerade(self, toward: str = "b") -> None:
+        """NAT: connections forwarded toward ``toward`` leave with the router's address on
+        that link (MASQUERADE in nat POSTROUTING), so the two sides see other addresses."""
+        out = self.router_iface(toward)
+        self.run("r", ["iptables", "-w", "-t", "nat", "-A", "POSTROUTING", "-o", out]
+                 + ["-p", "tcp", "-j", "MASQUERADE"])  # fmt: skip
+
+    def masqueraded(self) -> int:
+        """Connections the MASQUERADE rule translated (nat rules see each one's first packet)."""
+        return self.rule_packets("MASQUERADE", table="nat", chain="POSTROUTING")
+
+    def add_mss_clamp(self, mss: int) -> None:
+        """Rewrite the MSS option of every forwarded SYN (and SYN-ACK) to ``mss`` (mangle
+        FORWARD TCPMSS --set-mss), as a VPN gateway or PPPoE router does."""
+        self.run("r", ["iptables", "-w", "-t", "mangle", "-A", "FORWARD", "-p", "tcp"]
+                 + ["--tcp-flags", "SYN,RST", "SYN", "-j", "TCPMSS", "--set-mss", str(mss)])  # fmt: skip
+
+    def mss_clamped(self) -> int:
+        """SYNs whose MSS the TCPMSS rule rewrote (packets it matched)."""
+        return self.rule_packets("TCPMSS", table="mangle", chain="FORWARD")
+
+    def add_reset_injection(self, string: str, *, source: str = "a") -> None:
+        """The router refuses the first forwarded segment from ``source`` whose payload
+        contains ``string``: it drops the segment and sends the sender a TCP reset in the
+        peer's name (FORWARD REJECT --reject-with tcp-reset), as an IPS does."""
+        rule = ["-p", "tcp", "-s", self.ip(source), "-m", "string", "--algo", "bm"]
+        rule += ["--string", string, "-j", "REJECT", "--reject-with", "tcp-reset"]
+        self.run("r", ["iptables", "-w", "-I", "FORWARD", "1", *rule])
+
+    def resets_injected(self) -> int:
+        """Segments the REJECT rule refused (each answered by one injected reset)."""
+        return self.rule_packets("REJECT", table="filter", chain="FORWARD")
+
+    def rule_packets(self, target: str, *, table: str, chain: str) -> int:
+        """Packets matched so far by the router's ``target`` rules in ``table``/``chain``."""
+        out = self.run("r", ["iptables", "-w", "-t", table, "-L", chain, "-v", "-x", "-n"])
+        total = 0
+        for line in out.stdout.splitlines():
+            f = line.split()
+            if len(f) > 2 and f[2] == target and f[0].isdigit():
+                total += int(f[0])
+        return total

@@ -1,0 +1,199 @@
+"""``correlate``: two capture points of the same traffic, compared connection by connection.
+
+    near, far = read_point(NEAR), read_point(FAR)       points.py
+    matches = match_connections(...)                      matching.py (by data, through NAT)
+    clock = estimate(...)                                 clock.py (offset, who is upstream)
+    diff_direction(...) per matched connection and direction    diff.py
+    meaning: the association and DIMSE message of each reported segment   meaning.py
+
+The result is one JSON-ready dict (``--json`` prints it; text.py and html.py render it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dicomsniffd.config import Config
+from dicomsniffd.correlate.clock import estimate, orient_alone, orientation
+from dicomsniffd.correlate.diff import Span, diff_direction, sides
+from dicomsniffd.correlate.matching import DIRECTIONS, Match, match_connections
+from dicomsniffd.correlate.meaning import (
+    Association,
+    Conversations,
+    find_association,
+    place,
+    read_conversations,
+)
+from dicomsniffd.correlate.points import MAX_SEGMENTS, Connection, Point, read_point
+from dicomsniffd.dicom.events import ACCEPTOR, REQUESTOR
+
+
+class NothingInCommon(Exception):
+    """The two captures share no TCP connection (or one has none): a user error."""
+
+
+def correlate_files(
+    near_path: str, far_path: str, config: Config, *, max_segments: int = MAX_SEGMENTS
+) -> dict[str, Any]:
+    """Compare the two captures; raises CaptureError (unreadable) or NothingInCommon."""
+    near, far = read_point(near_path, max_segments), read_point(far_path, max_segments)
+    for point, name in ((near, "NEAR"), (far, "FAR")):
+        if not point.connections:
+            raise NothingInCommon(
+                f"{name} capture {point.path} has no TCP segment ({point.packets} packets)"
+            )
+    matches, lonely_near, lonely_far = match_connections(near.connections, far.connections)
+    if not matches:
+        raise NothingInCommon(
+            f"no TCP connection in common between {near.path} ({len(near.connections)} "
+            f"connections) and {far.path} ({len(far.connections)}): not captures of the "
+            "same traffic, or not taken at the same time"
+        )
+    paired = [(m, sides(m)) for m in matches]
+    oriented = [
+        (orientation(s["c2s"].samples, s["s2c"].samples), s["c2s"].samples, s["s2c"].samples)
+        for _m, s in paired
+    ]
+    clock = estimate(oriented)
+    spans = {
+        "near": Span(near.first_ts or 0.0, near.last_ts or 0.0),
+        "far": Span(clock.to_near(far.first_ts or 0.0), clock.to_near(far.last_ts or 0.0)),
+    }
+    talks = {
+        "near": read_conversations(near_path, config),
+        "far": read_conversations(far_path, config),
+    }
+    connections = []
+    for number, ((match, side), (near_is_client, c2s, s2c)) in enumerate(
+        zip(paired, oriented, strict=True), start=1
+    ):
+        if near_is_client is None:
+            near_is_client = orient_alone(c2s, s2c, clock)
+        meaning = _meaning(talks, match)
+        entry = _connection(number, match, near_is_client)
+        entry["association"] = _association_summary(talks, match)
+        entry["directions"] = {
+            name: diff_direction(
+                name,
+                side[name],
+                near_is_client == (name == "c2s"),
+                clock,
+                spans,
+                (match.near.direction(name).cap_ts, match.far.direction(name).cap_ts),
+                meaning,
+                match,
+            )
+            for name in DIRECTIONS
+        }
+        connections.append(entry)
+    return {
+        "near": _point(near, talks["near"]),
+        "far": _point(far, talks["far"]),
+        "clock": {
+            "offset_ms": clock.offset * 1000,
+            "min_one_way_delay_ms": None if clock.min_delay is None else clock.min_delay * 1000,
+            "samples": clock.samples,
+            "how": clock.how,
+        },
+        "max_segments": max_segments,
+        "connections": connections,
+        "unmatched": {
+            "near": [_endpoints(c) for c in lonely_near],
+            "far": [_endpoints(c) for c in lonely_far],
+        },
+        "totals": _totals(connections),
+    }
+
+
+def _point(point: Point, talk: Conversations) -> dict[str, Any]:
+    over_cap = sum(c.c2s.over_cap + c.s2c.over_cap for c in point.connections)
+    return {
+        "file": point.path,
+        "packets": point.packets,
+        "first_ts": point.first_ts,
+        "last_ts": point.last_ts,
+        "connections": len(point.connections),
+        "segments_over_cap": over_cap,
+        "segments_without_options": point.no_options,
+        "capture_duplicates": sum(c.c2s.duplicates + c.s2c.duplicates for c in point.connections),
+        "dicom_messages_not_kept": talk.messages_dropped,
+        "decode": point.decode,
+    }
+
+
+def _endpoints(conn: Connection) -> dict[str, Any]:
+    return {"client": conn.client_text, "server": conn.server_text, "first_ts": conn.first_ts}
+
+
+def _connection(number: int, match: Match, near_is_client: bool) -> dict[str, Any]:
+    near, far = match.near, match.far
+    translated = []
+    for role in ("client", "server"):
+        a, b = getattr(near, f"{role}_text"), getattr(far, f"{role}_text")
+        if a != b:
+            translated.append({"endpoint": role, "near": a, "far": b})
+    rewritten = [
+        name
+        for name in DIRECTIONS
+        if None not in (near.direction(name).isn, far.direction(name).isn)
+        and near.direction(name).isn != far.direction(name).isn
+    ]
+    return {
+        "number": number,
+        "near": _endpoints(near),
+        "far": _endpoints(far),
+        "matched_by": list(match.evidence),
+        "client_side": "near" if near_is_client else "far",
+        "translated": translated,
+        "isn_rewritten": rewritten,
+        "sequence_basis": dict(match.basis),
+    }
+
+
+def _association_summary(talks: dict[str, Conversations], match: Match) -> dict[str, Any] | None:
+    for point, conn in (("near", match.near), ("far", match.far)):
+        assoc = _find(talks[point], conn)
+        if assoc is not None:
+            return assoc.summary() | {"seen_at": point}
+    return None
+
+
+def _find(talk: Conversations, conn: Connection) -> Association | None:
+    return find_association(talk, conn.client_text, conn.server_text, conn.first_ts, conn.last_ts)
+
+
+def _meaning(talks: dict[str, Conversations], match: Match):
+    cache: dict[str, Association | None] = {}
+
+    def meaning(point: str, conn: Connection, direction: str, ts: float) -> str:
+        if point not in cache:
+            cache[point] = _find(talks[point], conn)
+        return place(cache[point], REQUESTOR if direction == "c2s" else ACCEPTOR, ts)
+
+    return meaning
+
+
+def _totals(connections: list[dict[str, Any]]) -> dict[str, Any]:
+    totals: dict[str, Any] = {
+        "connections": len(connections),
+        "lost": 0,
+        "added": 0,
+        "payload_changed": 0,
+        "injected_resets": 0,
+        "translated": sum(1 for c in connections if c["translated"]),
+        "option_changes": {},
+    }
+    for c in connections:
+        for d in c["directions"].values():
+            totals["lost"] += d["lost"]
+            totals["added"] += d["added"]
+            totals["payload_changed"] += d["payload_changed"]
+            totals["injected_resets"] += sum(
+                1 for r in d["resets"] if r["verdict"].startswith("injected")
+            )
+            for change in d["option_changes"]:
+                text = change["change"]
+                totals["option_changes"][text] = (
+                    totals["option_changes"].get(text, 0) + change["segments"]
+                )
+    return totals
