@@ -1,4 +1,5 @@
-"""Command line: `dicomsniffd [run]`, `dicomsniffd analyze`, `dicomsniffd check-config`."""
+"""Command line: `dicomsniffd [run]`, `dicomsniffd analyze`, `dicomsniffd check-config`,
+`dicomsniffd correlate`."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Sequence
 
 from dicomsniffd import __version__, accel
 
-_SUBCOMMANDS = ("run", "analyze", "check-config")
+_SUBCOMMANDS = ("run", "analyze", "check-config", "correlate")
 
 
 _RUN_DESCRIPTION = """\
@@ -65,6 +66,29 @@ exit codes:
   2  invalid: one line on stderr names the file, the key and what is wrong
 """
 
+_CORRELATE_DESCRIPTION = """\
+Compare two captures of the same traffic taken at two points (both ends of a
+link, both sides of a firewall or NAT). The same TCP connections are matched by
+their data (ISN, first payload), not their addresses, so NAT between the points
+works. For each: segments lost between the points (per direction), the delay
+added (with the clock offset between the captures estimated and stated), TCP
+options or payloads changed (MSS clamped, window scaling or SACK stripped),
+resets that the other side never sent (injected by a middlebox), and which
+association and DIMSE message each one hit. NEAR is the capture nearer the
+clients (the association requestors); if it is not, correlate says so.
+"""
+
+_CORRELATE_EPILOG = """\
+examples:
+  dicomsniffd correlate modality-side.pcap pacs-side.pcap
+  dicomsniffd correlate near.pcapng far.pcapng --json --report between.html
+
+exit codes:
+  0  compared (whatever was found between the points)
+  2  a capture that cannot be read, an output that cannot be written, a capture
+     without TCP, or no connection in common (not captures of the same traffic)
+"""
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -107,6 +131,19 @@ def _parser() -> argparse.ArgumentParser:
         _CHECK_EPILOG,
     )
     check.add_argument("file", metavar="FILE", help="the YAML config file to check")
+
+    correlate = _subcommand(
+        sub,
+        "correlate",
+        "compare two capture points of the same traffic",
+        _CORRELATE_DESCRIPTION,
+        _CORRELATE_EPILOG,
+    )
+    correlate.add_argument("near", metavar="NEAR", help="capture nearer the clients")
+    correlate.add_argument("far", metavar="FAR", help="capture nearer the servers")
+    correlate.add_argument("-c", "--config", help="YAML config file (for the DICOM decoding)")
+    correlate.add_argument("--report", metavar="FILE.html", help="write an HTML report")
+    correlate.add_argument("--json", action="store_true", help="print the result as JSON")
     return parser
 
 
@@ -248,6 +285,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_correlate(args: argparse.Namespace) -> int:
+    from dicomsniffd.correlate.command import correlate_command
+
+    return correlate_command(args, _load, _fail)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from dicomsniffd.daemon import main as daemon_main
 
@@ -264,6 +307,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_analyze(args)
         if args.command == "check-config":
             return cmd_check_config(args)
+        if args.command == "correlate":
+            return cmd_correlate(args)
         return cmd_run(args)
     except KeyboardInterrupt:
         return 130
