@@ -125,6 +125,19 @@ class RoutedNet(VethPair):
         rule += ["-m", "statistic", "--mode", "random", "--probability", f"{probability}"]
         self.run("r", ["iptables", "-w", "-A", "FORWARD", *rule, "-j", "DROP"])
 
+    def add_forward_drop_every(
+        self, every: int, *, min_length: int | None = None, source: str | None = None
+    ) -> None:
+        """Drop every ``every``-th forwarded TCP packet that matches (``source``, ``min_length``
+        as for ``add_forward_drop``): a share of the packets, the same share every run."""
+        rule = ["-p", "tcp"]
+        if source:
+            rule += ["-s", self.ip(source)]
+        if min_length:
+            rule += ["-m", "length", "--length", f"{min_length}:65535"]
+        rule += ["-m", "statistic", "--mode", "nth", "--every", str(every), "--packet", "0"]
+        self.run("r", ["iptables", "-w", "-A", "FORWARD", *rule, "-j", "DROP"])
+
     def forward_dropped(self) -> int:
         """Packets the router's FORWARD DROP rules have dropped so far."""
         return self.dropped_packets("r", chain="FORWARD")
@@ -163,12 +176,22 @@ class RoutedNet(VethPair):
         """Segments the REJECT rule refused (each answered by one injected reset)."""
         return self.rule_packets("REJECT", table="filter", chain="FORWARD")
 
-    def rule_packets(self, target: str, *, table: str, chain: str) -> int:
-        """Packets matched so far by the router's ``target`` rules in ``table``/``chain``."""
+    def forward_dropped_from(self, source: str) -> int:
+        """Packets from ``source`` (a or b) that the FORWARD DROP rules dropped (rules added
+        with ``add_forward_drop(..., source=...)``)."""
+        return self.rule_packets("DROP", table="filter", chain="FORWARD", source=source)
+
+    def rule_packets(
+        self, target: str, *, table: str, chain: str, source: str | None = None
+    ) -> int:
+        """Packets matched so far by the router's ``target`` rules in ``table``/``chain``
+        (``source``: only the rules limited to packets from that side's address)."""
         out = self.run("r", ["iptables", "-w", "-t", table, "-L", chain, "-v", "-x", "-n"])
         total = 0
         for line in out.stdout.splitlines():
+            # pkts bytes target prot opt in out source destination [match...]
             f = line.split()
-            if len(f) > 2 and f[2] == target and f[0].isdigit():
+            mine = len(f) > 7 and f[2] == target and f[0].isdigit()
+            if mine and (source is None or f[7] == self.ip(source)):
                 total += int(f[0])
         return total

@@ -3,7 +3,7 @@
 Three namespaces, modality a -- router r -- PACS b (tests/routed.py). DCMTK storescu sends
 two associations of synthetic CT images to DCMTK storescp through the router, which in
 turn masquerades (NAT: b sees the router's address and ports), clamps the MSS of every SYN
-to 1200, drops 3 % of forwarded data segments at random (both directions) and refuses the
+to 1200, drops every 30th data segment from a and every 4th from b, and refuses the
 segment of the second association that carries a marker string with a TCP reset to the
 sender (REJECT --reject-with tcp-reset). tcpdump captures both router interfaces: NEAR on
 the modality's link, FAR on the PACS's.
@@ -31,14 +31,17 @@ pytestmark = pytest.mark.netns
 
 MARKER = "DSNIFF-RST-MARK-Q7"  # in one data set of the second association only
 CLAMP = 1200
-DROP = 0.03
+# Every n-th data segment from a (the modality) and from b (the PACS) is dropped.
+DROP_EVERY = {"a": 30, "b": 4}
 
 
 def _images(wd: Path) -> tuple[list[str], list[str]]:
     first = [p for p, _ in make_ct.make_series(str(wd / "s1"), 6, 128, series=41)]
-    second = [p for p, _ in make_ct.make_series(str(wd / "s2"), 3, 128, series=42)]
+    # Other sizes than the first: make_ct's pixel data depend only on the index and size.
+    second = [p for p, _ in make_ct.make_series(str(wd / "s2"), 3, 96, series=42)]
     ds = dcmread(second[1])
-    ds.SeriesDescription = MARKER
+    # Longer than a segment: some segment holds the whole marker, wherever TCP cuts.
+    ds.ImageComments = f"{MARKER} " * 80
     ds.save_as(second[1])
     return first, second
 
@@ -50,9 +53,13 @@ def capture_routed(wd: Path) -> dict:
     with RoutedNet() as net:
         net.add_masquerade("b")
         net.add_mss_clamp(CLAMP)
-        net.add_forward_drop(DROP, min_length=100)
+        net.add_forward_drop_every(DROP_EVERY["a"], min_length=100, source="a")
+        net.add_forward_drop_every(DROP_EVERY["b"], min_length=100, source="b")
         net.add_reset_injection(MARKER, source="a")
-        scp = scenarios.start_storescp(net, "b", scenarios.SCP_PORT, "PACS")
+        # -dhl: no reverse lookup of the peer (it would wait for a DNS timeout).
+        storescp = [scenarios.dcmtk("storescp"), "-aet", "PACS", "--ignore", "-dhl"]
+        scp = net.popen("b", [*storescp, "-ta", "30", str(scenarios.SCP_PORT)])
+        net.wait_listening("b", scenarios.SCP_PORT, proc=scp)
         storescu = scenarios.dcmtk("storescu")
         with (
             net.capture("r", near, iface=net.router_iface("a"), bpf="tcp"),
@@ -63,6 +70,8 @@ def capture_routed(wd: Path) -> dict:
             cut = net.run("a", [*base, str(scenarios.SCP_PORT), *second], check=False)
         counters = {
             "dropped": net.forward_dropped(),
+            "dropped_a": net.forward_dropped_from("a"),
+            "dropped_b": net.forward_dropped_from("b"),
             "rejected": net.resets_injected(),
             "clamped": net.mss_clamped(),
             "masqueraded": net.masqueraded(),
@@ -75,21 +84,164 @@ def capture_routed(wd: Path) -> dict:
     return {"near": near, "far": far, "ok": ok, "cut": cut, **counters}
 
 
+def correlate(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "dicomsniffd", "correlate", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+        timeout=300,
+    )
+
+
 @pytest.fixture(scope="module")
 def routed(tmp_path_factory):
     wd = tmp_path_factory.mktemp("correlate")
     run = capture_routed(wd)
     assert run["ok"].returncode == 0, run["ok"].stdout + run["ok"].stderr
     assert run["cut"].returncode != 0  # the reset really cut the second association
-    assert run["rejected"] == 1 and run["dropped"] > 0 and run["clamped"] >= 4
-    proc = subprocess.run(
-        [sys.executable, "-m", "dicomsniffd", "correlate", run["near"], run["far"], "--json"],
+    assert "reset by peer" in run["cut"].stdout + run["cut"].stderr
+    # Each segment holding the marker that was in flight before the reset reached the
+    # modality is refused (one or two, by how TCP cut the data); 2 SYNs + 2 SYN-ACKs clamped.
+    assert run["rejected"] >= 1 and run["clamped"] == 4
+    assert run["dropped_a"] > 0 and run["dropped_b"] > 0
+    proc = correlate(run["near"], run["far"], "--json")
+    assert proc.returncode == 0, proc.stderr
+    return wd, run, json.loads(proc.stdout)
+
+
+def test_segments_lost_between_the_points_are_the_routers_drops_per_direction(routed):
+    _wd, run, result = routed
+    conns = result["connections"]
+    assert len(conns) == 2 and not result["unmatched"]["near"] and not result["unmatched"]["far"]
+    c2s = sum(c["directions"]["c2s"]["lost"] for c in conns)
+    s2c = sum(c["directions"]["s2c"]["lost"] for c in conns)
+    # The refused segment is lost too: REJECT drops it and answers with a reset instead.
+    assert c2s == run["dropped_a"] + run["rejected"]
+    assert s2c == run["dropped_b"]
+    assert result["totals"]["lost"] == run["dropped"] + run["rejected"]
+    for c in conns:  # the modality is on the NEAR side: its data reaches NEAR first
+        assert c["client_side"] == "near"
+        assert c["directions"]["c2s"]["upstream"] == "near"
+        assert c["directions"]["s2c"]["upstream"] == "far"
+        for d in c["directions"].values():
+            for item in d["lost_segments"]:
+                assert item["seen_at"] == d["upstream"] and item["dicom"], item
+
+
+def test_nat_is_seen_through_and_reported(routed):
+    _wd, run, result = routed
+    assert run["masqueraded"] == 2
+    for c in result["connections"]:
+        assert c["matched_by"][0] == "ISN"
+        assert c["near"]["client"].startswith(run["a"] + ":")
+        assert c["far"]["client"].startswith(run["router_b"] + ":")
+        assert c["near"]["server"] == c["far"]["server"] == f"{run['b']}:{scenarios.SCP_PORT}"
+        assert [t["endpoint"] for t in c["translated"]] == ["client"]
+    assert result["totals"]["translated"] == 2
+
+
+def test_mss_clamping_is_reported_on_every_syn(routed):
+    _wd, run, result = routed
+    # The veth MTU is 1500, so both ends announce 1460; the router rewrites it to CLAMP.
+    assert result["totals"]["option_changes"] == {f"MSS 1460 -> {CLAMP}": run["clamped"]}
+    for c in result["connections"]:
+        for name, flags in (("c2s", "SYN"), ("s2c", "SYN,ACK")):
+            (change,) = c["directions"][name]["option_changes"]
+            assert change["first"]["flags"] == flags and change["first"]["rel_seq"] == 0
+
+
+def test_the_injected_reset_is_found_with_the_message_it_killed(routed):
+    _wd, run, result = routed
+    first, second = result["connections"]
+    assert all(not d["resets"] for d in first["directions"].values())
+    assert first["association"]["end"] == "released"
+    assert second["association"] == {
+        "calling_ae": "MODALITY",
+        "called_ae": "PACS",
+        "result": "accepted",
+        "end": "reset",
+        "messages": second["association"]["messages"],
+        "seen_at": "near",
+    }
+    # The modality answers what still arrives for its closed socket with resets of its own:
+    # sent by the endpoint, seen at both points.
+    for reset in second["directions"]["c2s"]["resets"]:
+        assert reset["verdict"] == "sent by the endpoint", reset
+    resets = second["directions"]["s2c"]["resets"]
+    assert sum(r["copies"] for r in resets) == run["rejected"]
+    for reset in resets:
+        assert reset["seen_at"] == "near" and "RST" in reset["flags"]
+        assert reset["verdict"].startswith("injected between the points")
+        # The marker is in the second file: message 2's C-STORE was cut, never answered.
+        assert reset["dicom"] == "during C-STORE-RQ message 2 (context 41), unanswered ended"
+    assert result["totals"]["injected_resets"] == run["rejected"]
+    # tshark as second opinion: NEAR has one reset more than FAR per refused segment.
+    counts = [_tshark_count(run[p], "tcp.flags.reset==1") for p in ("near", "far")]
+    assert counts[0] - counts[1] == run["rejected"], counts
+
+
+def _tshark_count(path: str, display_filter: str) -> int:
+    out = subprocess.run(
+        ["tshark", "-r", path, "-Y", display_filter, "-T", "fields", "-e", "frame.number"],
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
-    )
+        check=True,
+    ).stdout
+    return len(out.split())
+
+
+def test_clock_offset_between_the_captures_is_estimated(routed):
+    wd, run, result = routed
+    shifted = str(wd / "far-shifted.pcap")
+    subprocess.run(["editcap", "-t", "2.5", run["far"], shifted], check=True)
+    proc = correlate(run["near"], shifted, "--json")
     assert proc.returncode == 0, proc.stderr
-    return run, json.loads(proc.stdout)
+    moved = json.loads(proc.stdout)
+    # Both interfaces were captured on one host (one clock), then FAR moved 2.5 s later:
+    # the estimate is off by half the difference of the fastest trips each way (µs).
+    assert abs(moved["clock"]["offset_ms"] - 2500.0) < 1.0, moved["clock"]
+    assert abs(result["clock"]["offset_ms"]) < 1.0, result["clock"]
+    assert moved["totals"] == result["totals"]
+
+
+def test_text_and_html_outputs_say_it_in_words(routed):
+    wd, run, _result = routed
+    report = wd / "between.html"
+    proc = correlate(run["near"], run["far"], "--report", str(report))
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout
+    assert "2 connections seen at both points" in text
+    assert f"MSS 1460 -> {CLAMP}" in text
+    assert "injected between the points" in text
+    assert "MODALITY -> PACS (accepted, reset" in text
+    page = report.read_text()
+    assert page.startswith("<!DOCTYPE html>") and "injected between the points" in page
+    assert "MODALITY" in page and "<script" not in page
+
+
+def test_mismatched_and_empty_pairs_are_one_line_errors(routed):
+    wd, run, _result = routed
+    first, second, empty = (str(wd / n) for n in ("first.pcap", "second.pcap", "empty.pcap"))
+    subprocess.run(["tshark", "-r", run["near"], "-Y", "tcp.stream==0", "-w", first], check=True)
+    subprocess.run(["tshark", "-r", run["far"], "-Y", "tcp.stream==1", "-w", second], check=True)
+    subprocess.run(["tshark", "-r", run["far"], "-Y", "frame.number==0", "-w", empty], check=True)
+    garbage = wd / "garbage.pcap"
+    garbage.write_bytes(b"this is not a capture file at all\n" * 10)
+    cases = {
+        (first, second): "no TCP connection in common",
+        (run["near"], empty): "has no TCP segment",
+        (str(garbage), run["far"]): "not a pcap or pcapng file",
+        (run["near"], str(wd / "missing.pcap")): "capture file not found",
+    }
+    for (near, far), message in cases.items():
+        proc = correlate(near, far)
+        assert proc.returncode == 2, (near, far, proc.stderr)
+        assert proc.stdout == ""
+        assert proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
+    proc = correlate(run["near"], run["far"], "--report", run["far"])
+    assert proc.returncode == 2 and "refusing to write the report over" in proc.stderr
 
 
 if __name__ == "__main__":  # exploration: python tests/test_correlate_routed.py DIR

@@ -153,7 +153,8 @@ def diff_direction(
             if len(lost_items) < MAX_LISTED and u is not None:
                 lost_items.append(item(key, u, up_name) | {"copies_lost": gap})
             if key[2] & RST:
-                resets.append(item(key, u, up_name) | {"verdict": "lost between the points"})
+                verdict = "lost between the points"
+                resets.append(item(key, u, up_name) | {"verdict": verdict, "copies": gap})
         elif gap < 0:
             extra -= gap
             if d is not None and len(extra_items) < MAX_LISTED:
@@ -164,9 +165,10 @@ def diff_direction(
                     if u is None
                     else "sent more often downstream than upstream"
                 )
-                resets.append(item(key, d, down_name) | {"verdict": verdict})
+                resets.append(item(key, d, down_name) | {"verdict": verdict, "copies": -gap})
         elif key[2] & RST and u is not None:
-            resets.append(item(key, u, up_name) | {"verdict": "sent by the endpoint"})
+            verdict = "sent by the endpoint"
+            resets.append(item(key, u, up_name) | {"verdict": verdict, "copies": u.count})
         if u is not None and d is not None and u.count == 1 == d.count:
             # Only one-to-one: two different segments with the same key (ACKs differing
             # only in window or SACK blocks) may be taken in another order at each point.

@@ -53,7 +53,9 @@ def _overview(result: dict[str, Any]) -> str:
     rows = []
     for c in result["connections"]:
         d = c["directions"]
-        resets = sum(1 for x in d.values() for r in x["resets"] if r["verdict"].startswith("inj"))
+        resets = sum(
+            r["copies"] for x in d.values() for r in x["resets"] if r["verdict"].startswith("inj")
+        )
         changes = sorted({ch["change"] for x in d.values() for ch in x["option_changes"]})
         rows.append(
             [
@@ -98,7 +100,7 @@ def _items(d: dict[str, Any]) -> list[list[str]]:
         if "RST" not in item["flags"]:
             add(f"added ×{item['copies_added']}", item)
     for r in d["resets"]:
-        add(f"reset: {r['verdict']}", r)
+        add(f"reset ×{r['copies']}: {r['verdict']}", r)
     for change in d["option_changes"]:
         add(f"options: {change['change']} ({change['segments']} segments, first)", change["first"])
     for item in d["payload_changed_segments"]:

@@ -13,7 +13,9 @@ connection gets a set of tokens:
 Two connections that share tokens are candidates; an ISN counts for more than a data
 segment (two associations of the same SCU with the same files carry the same first bytes,
 never the same random ISN). Pairs are taken greedily by score, ties in time order, each
-connection at most once.
+connection at most once. A pair that shares no ISN (a firewall rewrote them, or a capture
+started midstream) must also share at least half of the data segments of the smaller one,
+else identical first bytes would pair two different associations of the same SCU.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from dicomsniffd.correlate.points import Connection, Direction, data_segments
 
 FIRST_SEGMENTS = 4  # data segments per direction used as tokens
 _ISN_WEIGHT = 4
+_SAMPLE = 256  # data segments of the smaller connection checked for a pair without ISN
 _MASK = 0xFFFFFFFF
 DIRECTIONS = ("c2s", "s2c")
 
@@ -97,12 +100,16 @@ def match_connections(
     taken_near: set[int] = set()
     taken_far: set[int] = set()
     matches: list[Match] = []
+    prints: dict[int, tuple[set[int], set[int]]] = {}
     for neg_score, i, j in candidates:
         if i in taken_near or j in taken_far:
             continue
+        shared = near_tokens[i] & far_tokens[j]
+        by_isn = any(tok[0] == "isn" for tok in shared)  # type: ignore[index]
+        if not by_isn and not _plausible(_prints(prints, near[i]), _prints(prints, far[j])):
+            continue
         taken_near.add(i)
         taken_far.add(j)
-        shared = near_tokens[i] & far_tokens[j]
         matches.append(_match(near[i], far[j], -neg_score, shared))
     matches.sort(key=lambda m: m.near.first_ts)
     return (
@@ -110,6 +117,35 @@ def match_connections(
         [c for i, c in enumerate(near) if i not in taken_near],
         [c for j, c in enumerate(far) if j not in taken_far],
     )
+
+
+def _prints(cache: dict[int, tuple[set[int], set[int]]], conn: Connection):
+    """The connection's data segments as hashes: (absolute numbers, relative numbers)."""
+    key = id(conn)
+    if key not in cache:
+        absolute: set[int] = set()
+        rel: set[int] = set()
+        for name in DIRECTIONS:
+            d = conn.direction(name)
+            base = d.base()
+            for (seq, length, _c, _a), seen in data_segments(d):
+                absolute.add(hash((name, seq, length, seen.digest)))
+                rel.add(hash((name, (seq - base) & _MASK, length, seen.digest)))
+        cache[key] = (absolute, rel)
+    return cache[key]
+
+
+def _plausible(a: tuple[set[int], set[int]], b: tuple[set[int], set[int]]) -> bool:
+    """At least half of a sample of the smaller connection's data segments is in the other
+    (by absolute or by relative sequence numbers)."""
+    for x, y in zip(a, b, strict=True):
+        small, big = (x, y) if len(x) <= len(y) else (y, x)
+        if not small:
+            return True
+        sample = list(small)[:_SAMPLE]
+        if 2 * sum(1 for h in sample if h in big) >= len(sample):
+            return True
+    return False
 
 
 def _match(near: Connection, far: Connection, score: int, shared: set[Hashable]) -> Match:

@@ -180,6 +180,8 @@ def place(assoc: Association | None, sender: str, ts: float) -> str:
             in_flight_other = in_flight_other or m
     if in_flight_other is not None:
         return f"during {in_flight_other.text}, {in_flight_other.outcome}"
+    if assoc.end is not None and ts >= assoc.end:
+        return f"after the association ended ({assoc.how})"
     if assoc.release is not None and ts >= assoc.release:
         return "association release (A-RELEASE)"
     return "between DIMSE messages"

@@ -63,7 +63,7 @@ class Direction:
     first_seq: int | None = None  # the first segment's sequence number (midstream start)
     segments: dict[SegmentKey, Seen] = field(default_factory=dict)
     packets: int = 0
-    duplicates: int = 0  # the same frame twice within 1 ms (a mirror port's copy)
+    duplicates: int = 0  # the same frame (IP ID) twice within 1 ms (a mirror port's copy)
     over_cap: int = 0  # distinct segments not kept (the cap was reached)
     cap_ts: float | None = None  # when the cap was reached
 
@@ -206,8 +206,11 @@ class _Reader:
         key = (seq, seg_len, control, ack if seg_len == 0 and flags & ACK else -1)
         seen = d.segments.get(key)
         if seen is not None:
-            if seen.ip_id == ip_id and ts - seen.last_ts < 0.001:
-                d.duplicates += 1  # the same frame captured twice, not a second segment
+            if ip_id and seen.ip_id == ip_id and ts - seen.last_ts < 0.001:
+                # The same frame captured twice (a mirror port's copy), not a second segment.
+                # IP ID 0 tells nothing: Linux sends DF packets without a socket (resets
+                # made by a firewall) with ID 0, and two of them are two segments.
+                d.duplicates += 1
                 return
             seen.count += 1
             seen.last_ts = ts

@@ -27,6 +27,8 @@ from dicomsniffd.correlate.meaning import (
 from dicomsniffd.correlate.points import MAX_SEGMENTS, Connection, Point, read_point
 from dicomsniffd.dicom.events import ACCEPTOR, REQUESTOR
 
+_CLOCK_SLACK = 0.001  # seconds a clock may wander during one connection (NTP slewing)
+
 
 class NothingInCommon(Exception):
     """The two captures share no TCP connection (or one has none): a user error."""
@@ -44,12 +46,17 @@ def correlate_files(
             )
     matches, lonely_near, lonely_far = match_connections(near.connections, far.connections)
     if not matches:
-        raise NothingInCommon(
-            f"no TCP connection in common between {near.path} ({len(near.connections)} "
-            f"connections) and {far.path} ({len(far.connections)}): not captures of the "
-            "same traffic, or not taken at the same time"
-        )
-    paired = [(m, sides(m)) for m in matches]
+        raise NothingInCommon(_no_match(near, far))
+    paired = []
+    for m in matches:
+        side = sides(m)
+        if "ISN" in m.evidence or _consistent(side["c2s"].samples, side["s2c"].samples):
+            paired.append((m, side))
+        else:  # the same first bytes, but timing that no clock offset explains
+            lonely_near.append(m.near)
+            lonely_far.append(m.far)
+    if not paired:
+        raise NothingInCommon(_no_match(near, far))
     oriented = [
         (orientation(s["c2s"].samples, s["s2c"].samples), s["c2s"].samples, s["s2c"].samples)
         for _m, s in paired
@@ -103,6 +110,24 @@ def correlate_files(
         },
         "totals": _totals(connections),
     }
+
+
+def _no_match(near: Point, far: Point) -> str:
+    return (
+        f"no TCP connection in common between {near.path} ({len(near.connections)} "
+        f"connections) and {far.path} ({len(far.connections)}): not captures of the "
+        "same traffic, or not taken at the same time"
+    )
+
+
+def _consistent(c2s: list[float], s2c: list[float]) -> bool:
+    """Whether one clock offset explains a pair's timing: seen at both points, each
+    direction's segments must take a non-negative time between them (clock.py), give or
+    take ``_CLOCK_SLACK``. Two different associations with the same first bytes fail it."""
+    if not c2s or not s2c:
+        return True
+    best = max(min(c2s) - max(s2c), min(s2c) - max(c2s)) / 2
+    return best >= -_CLOCK_SLACK
 
 
 def _point(point: Point, talk: Conversations) -> dict[str, Any]:
@@ -189,7 +214,7 @@ def _totals(connections: list[dict[str, Any]]) -> dict[str, Any]:
             totals["added"] += d["added"]
             totals["payload_changed"] += d["payload_changed"]
             totals["injected_resets"] += sum(
-                1 for r in d["resets"] if r["verdict"].startswith("injected")
+                r["copies"] for r in d["resets"] if r["verdict"].startswith("injected")
             )
             for change in d["option_changes"]:
                 text = change["change"]

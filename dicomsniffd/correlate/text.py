@@ -85,7 +85,7 @@ def direction_lines(name: str, d: dict[str, Any]) -> list[str]:
     for item in added[:MAX_TEXT_ITEMS]:
         lines.append("    " + item_line(item, f"added x{item['copies_added']}"))
     for r in d["resets"]:
-        lines.append("    " + item_line(r, f"reset {r['verdict']}"))
+        lines.append("    " + item_line(r, f"reset x{r['copies']} {r['verdict']}"))
     for change in d["option_changes"]:
         first = change["first"]
         lines.append(
