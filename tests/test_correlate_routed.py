@@ -244,6 +244,62 @@ def test_mismatched_and_empty_pairs_are_one_line_errors(routed):
     assert proc.returncode == 2 and "refusing to write the report over" in proc.stderr
 
 
+def _rewrite_sequence_numbers(src: str, dst: str, shift: dict[int, int]) -> None:
+    """What a sequence-randomising firewall (pf ``modulate state``, Cisco ASA) does: every
+    connection's numbers moved by a constant per direction (the segments' own, and the acks
+    of the other direction); ``shift``: server port -> shift of the server's numbers (the
+    client's move the other way)."""
+    import dpkt
+
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        reader = dpkt.pcap.Reader(fin)
+        writer = dpkt.pcap.Writer(fout, linktype=reader.datalink())
+        for ts, frame in reader:
+            eth = dpkt.ethernet.Ethernet(frame)
+            tcp = getattr(eth.data, "data", None)
+            if isinstance(tcp, dpkt.tcp.TCP):
+                to_server = tcp.dport in shift
+                move = shift.get(tcp.dport if to_server else tcp.sport, 0)
+                mine, theirs = (-move, move) if to_server else (move, -move)
+                tcp.seq = (tcp.seq + mine) & 0xFFFFFFFF
+                if tcp.flags & dpkt.tcp.TH_ACK:
+                    tcp.ack = (tcp.ack + theirs) & 0xFFFFFFFF
+                tcp.sum = 0  # recomputed by dpkt
+                eth.data.sum = 0
+            writer.writepkt(bytes(eth), ts)
+
+
+def test_sequence_numbers_rewritten_between_the_points_are_seen_through(routed):
+    wd, run, result = routed
+    moved = str(wd / "far-moved.pcap")
+    _rewrite_sequence_numbers(run["far"], moved, {scenarios.SCP_PORT: 0x12345678})
+    proc = correlate(run["near"], moved, "--json")
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout)
+    assert [c["matched_by"] for c in seen["connections"]] == [["first data segments"]] * 2
+    for c in seen["connections"]:
+        assert c["isn_rewritten"] == ["c2s", "s2c"]
+    assert seen["totals"] == result["totals"]
+
+
+def test_the_segment_cap_is_counted_and_stops_the_comparison(routed):
+    from dicomsniffd.config import load_config
+    from dicomsniffd.correlate.run import correlate_files
+    from dicomsniffd.correlate.text import render_text
+
+    _wd, run, result = routed
+    capped = correlate_files(run["near"], run["far"], load_config(None), max_segments=40)
+    assert capped["near"]["segments_over_cap"] > 0 and capped["far"]["segments_over_cap"] > 0
+    assert "were not compared" in render_text(capped)
+    # Past the cap nothing is called lost or added: what is left is a part of the full run.
+    assert capped["totals"]["lost"] <= result["totals"]["lost"]
+    assert capped["totals"]["added"] <= result["totals"]["added"]
+    for c in capped["connections"]:
+        for d in c["directions"].values():
+            if d["segments_upstream"] > 40:
+                assert d["not_compared"] > 0
+
+
 if __name__ == "__main__":  # exploration: python tests/test_correlate_routed.py DIR
     out = capture_routed(Path(sys.argv[1]))
     print({k: v for k, v in out.items() if k not in ("ok", "cut")})
