@@ -24,6 +24,7 @@ from dicomsniffd.config import Config
 from dicomsniffd.dicom import events as ev
 from dicomsniffd.sinks.dispatch import EventSink
 
+NEGOTIATION = "association negotiation (A-ASSOCIATE)"
 MAX_MESSAGES = 200_000  # messages kept per capture (each a few numbers)
 
 
@@ -167,8 +168,8 @@ def place(assoc: Association | None, sender: str, ts: float) -> str:
     """What a segment sent by ``sender`` at ``ts`` belonged to, in words."""
     if assoc is None:
         return ""
-    if assoc.established is None or ts < assoc.established:
-        return "association negotiation (A-ASSOCIATE)"
+    if assoc.established is None or ts <= assoc.established:
+        return NEGOTIATION
     starts = [m.start for m in assoc.messages]
     stop = bisect_right(starts, ts)
     in_flight_other = None
@@ -184,4 +185,6 @@ def place(assoc: Association | None, sender: str, ts: float) -> str:
         return f"after the association ended ({assoc.how})"
     if assoc.release is not None and ts >= assoc.release:
         return "association release (A-RELEASE)"
+    if not starts or ts < starts[0]:
+        return NEGOTIATION  # the rest of the A-ASSOCIATE-AC, before the first message
     return "between DIMSE messages"
