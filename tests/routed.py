@@ -164,6 +164,19 @@ class RoutedNet(VethPair):
         """SYNs whose MSS the TCPMSS rule rewrote (packets it matched)."""
         return self.rule_packets("TCPMSS", table="mangle", chain="FORWARD")
 
+    def add_option_strip(self, options: str = "wscale,sack-permitted") -> None:
+        """Strip TCP options (iptables names, e.g. ``wscale,sack-permitted``) from every
+        forwarded SYN (mangle FORWARD TCPOPTSTRIP: they become NOPs), as an old firewall
+        does. Only the opening SYN: a server then offers neither in its SYN-ACK, so each
+        stripped packet is one SYN whose options really changed."""
+        flags = ["--tcp-flags", "SYN,ACK", "SYN"]
+        self.run("r", ["iptables", "-w", "-t", "mangle", "-A", "FORWARD", "-p", "tcp", *flags]
+                 + ["-j", "TCPOPTSTRIP", "--strip-options", options])  # fmt: skip
+
+    def options_stripped(self) -> int:
+        """SYNs the TCPOPTSTRIP rule rewrote (packets it matched)."""
+        return self.rule_packets("TCPOPTSTRIP", table="mangle", chain="FORWARD")
+
     def add_reset_injection(self, string: str, *, source: str = "a") -> None:
         """The router refuses the first forwarded segment from ``source`` whose payload
         contains ``string``: it drops the segment and sends the sender a TCP reset in the

@@ -15,6 +15,7 @@ long they took between the points (clock.py corrects for the two clocks).
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -96,6 +97,11 @@ class Span:
         return self.start <= ts <= self.end
 
 
+# A segment to list: (its key, its record at the point named, that point).
+Listed = tuple[SegmentKey, Seen, str]
+MAX_RESETS = 100  # resets listed per direction (all are counted)
+
+
 def diff_direction(
     name: str,
     side: Side,
@@ -111,27 +117,17 @@ def diff_direction(
     up, down = (side.near, side.far) if near_is_upstream else (side.far, side.near)
     up_name, down_name = ("near", "far") if near_is_upstream else ("far", "near")
     conns = {"near": match.near, "far": match.far}
-    cut = min((c for c in (_near_clock(caps[0], "near", clock), _near_clock(caps[1], "far",
-              clock)) if c is not None), default=None)  # fmt: skip
+    cuts = [c for c in (caps[0], None if caps[1] is None else clock.to_near(caps[1])) if c]
+    cut = min(cuts, default=None)
     delays = _one_way(side, near_is_upstream, clock)
     fastest, slowest = (min(delays), max(delays)) if delays else (0.0, 0.0)
     up_span, down_span = spans[up_name], spans[down_name]
-    lost = extra = not_compared = 0
-    lost_items: list[dict[str, Any]] = []
-    extra_items: list[dict[str, Any]] = []
-    resets: list[dict[str, Any]] = []
-    payload_changed: list[dict[str, Any]] = []
-    changes: dict[str, dict[str, Any]] = {}
-
-    def item(key: SegmentKey, seen: Seen, point: str) -> dict[str, Any]:
-        return {
-            "rel_seq": key[0],
-            "len": key[1],
-            "flags": flags_text(key[2], key[3]),
-            "seen_at": point,
-            "ts": seen.first_ts,
-            "dicom": meaning(point, conns[point], name, seen.first_ts),
-        }
+    lost = added = not_compared = 0
+    lost_list: list[tuple[Listed, int]] = []
+    added_list: list[tuple[Listed, int]] = []
+    resets: list[tuple[Listed, str, int]] = []
+    changed: list[Listed] = []
+    changes: dict[str, list[Any]] = {}  # change -> [segments, first Listed]
 
     for key in up.keys() | down.keys():
         u, d = up.get(key), down.get(key)
@@ -148,66 +144,88 @@ def diff_direction(
             not_compared += 1
             continue
         gap = (u.count if u else 0) - (d.count if d else 0)
-        if gap > 0:
+        if gap > 0 and u is not None:
             lost += gap
-            if len(lost_items) < MAX_LISTED and u is not None:
-                lost_items.append(item(key, u, up_name) | {"copies_lost": gap})
+            lost_list.append(((key, u, up_name), gap))
             if key[2] & RST:
-                verdict = "lost between the points"
-                resets.append(item(key, u, up_name) | {"verdict": verdict, "copies": gap})
-        elif gap < 0:
-            extra -= gap
-            if d is not None and len(extra_items) < MAX_LISTED:
-                extra_items.append(item(key, d, down_name) | {"copies_added": -gap})
-            if key[2] & RST and d is not None:
+                resets.append(((key, u, up_name), "lost between the points", gap))
+        elif gap < 0 and d is not None:
+            added -= gap
+            added_list.append(((key, d, down_name), -gap))
+            if key[2] & RST:
                 verdict = (
                     "injected between the points: the sender never sent it"
                     if u is None
                     else "sent more often downstream than upstream"
                 )
-                resets.append(item(key, d, down_name) | {"verdict": verdict, "copies": -gap})
+                resets.append(((key, d, down_name), verdict, -gap))
         elif key[2] & RST and u is not None:
-            verdict = "sent by the endpoint"
-            resets.append(item(key, u, up_name) | {"verdict": verdict, "copies": u.count})
+            resets.append(((key, u, up_name), "sent by the endpoint", u.count))
         if u is not None and d is not None and u.count == 1 == d.count:
             # Only one-to-one: two different segments with the same key (ACKs differing
             # only in window or SACK blocks) may be taken in another order at each point.
-            _compare(key, u, d, item, up_name, payload_changed, changes)
+            _compare((key, u, up_name), d, changed, changes)
+
+    def item(listed: Listed) -> dict[str, Any]:
+        key, seen, point = listed
+        return {
+            "rel_seq": key[0],
+            "len": key[1],
+            "flags": flags_text(key[2], key[3]),
+            "seen_at": point,
+            "ts": seen.first_ts,
+            "dicom": meaning(point, conns[point], name, seen.first_ts),
+        }
+
     return {
         "upstream": up_name,
         "segments_upstream": sum(s.count for s in up.values()),
         "segments_downstream": sum(s.count for s in down.values()),
         "lost": lost,
-        "lost_segments": sorted(lost_items, key=lambda i: i["ts"]),
-        "added": extra,
-        "added_segments": sorted(extra_items, key=lambda i: i["ts"]),
-        "payload_changed": len(payload_changed),
-        "payload_changed_segments": payload_changed[:MAX_LISTED],
-        "option_changes": sorted(changes.values(), key=lambda c: -c["segments"]),
-        "resets": sorted(resets, key=lambda r: r["ts"]),
+        "lost_segments": [item(x) | {"copies_lost": n} for x, n in _earliest(lost_list)],
+        "added": added,
+        "added_segments": [item(x) | {"copies_added": n} for x, n in _earliest(added_list)],
+        "payload_changed": len(changed),
+        "payload_changed_segments": [item(x) for x in _earliest(changed, own=True)],
+        "option_changes": [
+            {"change": text, "segments": n, "first": item(first)}
+            for text, (n, first) in sorted(changes.items(), key=lambda c: -c[1][0])
+        ],
+        "resets": [
+            item(x) | {"verdict": verdict, "copies": n}
+            for x, verdict, n in _earliest(resets, MAX_RESETS)
+        ],
         "delay": _delay(delays),
         "not_compared": not_compared,
+        "over_cap": {
+            "near": match.near.direction(name).over_cap,
+            "far": match.far.direction(name).over_cap,
+        },
     }
 
 
-def _compare(
-    key: SegmentKey,
-    u: Seen,
-    d: Seen,
-    item: Callable[[SegmentKey, Seen, str], dict[str, Any]],
-    up_name: str,
-    payload_changed: list[dict[str, Any]],
-    changes: dict[str, dict[str, Any]],
-) -> None:
+def _earliest(entries: list, n: int = MAX_LISTED, *, own: bool = False) -> list:
+    """The ``n`` entries seen first: each entry is a ``Listed`` (``own``) or a tuple whose
+    first element is one."""
+    if own:
+        return heapq.nsmallest(n, entries, key=lambda e: e[1].first_ts)
+    return heapq.nsmallest(n, entries, key=lambda e: e[0][1].first_ts)
+
+
+def _compare(up: Listed, d: Seen, changed: list[Listed], changes: dict[str, list[Any]]) -> None:
+    """Payload and options of one segment seen once at each point."""
+    u = up[1]
     if u.digest is not None and d.digest is not None and u.digest != d.digest:
-        payload_changed.append(item(key, u, up_name))
+        changed.append(up)
     if u.options is not None and d.options is not None and u.options != d.options:
         for text in option_changes(u.options, d.options):
             entry = changes.get(text)
             if entry is None:
-                changes[text] = {"change": text, "segments": 1, "first": item(key, u, up_name)}
+                changes[text] = [1, up]
             else:
-                entry["segments"] += 1
+                entry[0] += 1
+                if u.first_ts < entry[1][1].first_ts:
+                    entry[1] = up
 
 
 def option_changes(up: Options, down: Options) -> list[str]:
@@ -226,12 +244,6 @@ def option_changes(up: Options, down: Options) -> list[str]:
     if not out and [k for k, _ in up] != [k for k, _ in down]:
         out.append("options reordered")
     return out
-
-
-def _near_clock(ts: float | None, point: str, clock: Clock) -> float | None:
-    if ts is None:
-        return None
-    return ts if point == "near" else clock.to_near(ts)
 
 
 def _one_way(side: Side, near_is_upstream: bool, clock: Clock) -> list[float]:
