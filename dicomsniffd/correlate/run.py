@@ -24,7 +24,13 @@ from dicomsniffd.correlate.meaning import (
     place,
     read_conversations,
 )
-from dicomsniffd.correlate.points import MAX_SEGMENTS, Connection, Point, read_point
+from dicomsniffd.correlate.points import (
+    MAX_SEGMENTS,
+    MAX_TOTAL_SEGMENTS,
+    Connection,
+    Point,
+    read_point,
+)
 from dicomsniffd.dicom.events import ACCEPTOR, REQUESTOR
 
 _CLOCK_SLACK = 0.001  # seconds a clock may wander during one connection (NTP slewing)
@@ -103,6 +109,7 @@ def correlate_files(
             "how": clock.how,
         },
         "max_segments": max_segments,
+        "max_total_segments": MAX_TOTAL_SEGMENTS,
         "connections": connections,
         "unmatched": {
             "near": [_endpoints(c) for c in lonely_near],

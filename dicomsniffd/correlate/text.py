@@ -143,8 +143,9 @@ def render_text(result: dict[str, Any]) -> str:
         over = result[point]["segments_over_cap"]
         if over:
             lines.append(
-                f"note: {point.upper()}: {over} segments past the cap of "
-                f"{result['max_segments']} per connection and direction were not compared"
+                f"note: {point.upper()}: {over} segments past the caps ({result['max_segments']} "
+                f"per connection and direction, {result['max_total_segments']} per capture) "
+                "were not kept; those directions were compared up to the cap"
             )
     for c in result["connections"]:
         lines.append("")
