@@ -216,6 +216,18 @@ def test_clock_offset_between_the_captures_is_estimated(routed):
     assert moved["totals"] == result["totals"]
 
 
+def test_swapped_captures_are_noticed_and_give_the_same_answer(routed):
+    _wd, run, result = routed
+    proc = correlate(run["far"], run["near"], "--json")
+    assert proc.returncode == 0, proc.stderr
+    swapped = json.loads(proc.stdout)
+    assert swapped["totals"] == result["totals"]
+    for c in swapped["connections"]:
+        assert c["client_side"] == "far"
+        assert c["directions"]["c2s"]["upstream"] == "far"
+    assert "client on the FAR side" in correlate(run["far"], run["near"]).stdout
+
+
 def test_text_and_html_outputs_say_it_in_words(routed):
     wd, run, _result = routed
     report = wd / "between.html"
@@ -253,6 +265,52 @@ def test_mismatched_and_empty_pairs_are_one_line_errors(routed):
         assert "Traceback" not in proc.stderr
     proc = correlate(run["near"], run["far"], "--report", run["far"])
     assert proc.returncode == 2 and "refusing to write the report over" in proc.stderr
+
+
+def test_both_ends_of_an_ipv6_link_with_two_link_types(tmp_path):
+    """Both ends of one veth (IPv6, pynetdicom: DCMTK 3.6.7 cannot do IPv6): NEAR captured
+    as Ethernet on a's end, FAR as Linux cooked (``-i any``) in b. Nothing happens on a
+    wire, so nothing may be reported but the association and the (tiny) delay."""
+    from netns import VethPair
+
+    files = [p for p, _ in make_ct.make_series(str(tmp_path / "img"), 3, 64, series=43)]
+    near, far = str(tmp_path / "near6.pcap"), str(tmp_path / "far6.pcap")
+    with VethPair() as net:
+        scp = scenarios.start_pyscp(net, "b", str(tmp_path), {"ae_title": "V6SCP", "bind": "::"})
+        with net.capture("a", near, bpf="tcp"), net.capture("b", far, iface="any", bpf="tcp"):
+            argv = [sys.executable, "-m", "pynetdicom", "storescu", "-aet", "STORESCU6"]
+            argv += ["-aec", "V6SCP", "-xe", "-cx", net.ip6("b"), str(scenarios.SCP_PORT)]
+            scenarios._check(net.run("a", [*argv, *files]), "pynetdicom storescu")
+        scenarios.stop(scp)
+    links = [_tshark_fields(p, "frame.protocols")[0].split(":")[0] for p in (near, far)]
+    assert links[0] == "eth" and links[1] in ("sll", "sll2"), links
+    proc = correlate(near, far, "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    (c,) = result["connections"]
+    assert c["near"]["client"].startswith("[fd00::1]:") and not c["translated"]
+    assert c["matched_by"] == ["ISN", "first data segments"] and c["client_side"] == "near"
+    assert c["association"]["calling_ae"] == "STORESCU6"
+    assert c["association"]["called_ae"] == "V6SCP"
+    totals = result["totals"]
+    assert (totals["lost"], totals["added"], totals["payload_changed"]) == (0, 0, 0)
+    assert totals["option_changes"] == {} and totals["injected_resets"] == 0
+    for d in c["directions"].values():
+        # tshark as second opinion: both points saw every segment of the direction.
+        assert d["segments_upstream"] == d["segments_downstream"]
+    sent = len(_tshark_fields(near, "tcp.len"))
+    assert sent == len(_tshark_fields(far, "tcp.len"))
+    assert sent == sum(d["segments_upstream"] for d in c["directions"].values())
+
+
+def _tshark_fields(path: str, field: str) -> list[str]:
+    out = subprocess.run(
+        ["tshark", "-r", path, "-Y", "tcp", "-T", "fields", "-e", field],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return out.split()
 
 
 def _rewrite_sequence_numbers(src: str, dst: str, shift: dict[int, int]) -> None:
