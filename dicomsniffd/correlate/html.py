@@ -15,7 +15,7 @@ from dicomsniffd.correlate.text import (
     ms,
     totals_line,
 )
-from dicomsniffd.formatting import utc
+from dicomsniffd.formatting import plural, utc
 from dicomsniffd.sinks.report.escape import esc
 
 _CSS = """
@@ -102,7 +102,8 @@ def _items(d: dict[str, Any]) -> list[list[str]]:
     for r in d["resets"]:
         add(f"reset ×{r['copies']}: {r['verdict']}", r)
     for change in d["option_changes"]:
-        add(f"options: {change['change']} ({change['segments']} segments, first)", change["first"])
+        count = plural(change["segments"], "segment")
+        add(f"options: {change['change']} ({count}, first)", change["first"])
     for item in d["payload_changed_segments"]:
         add("payload changed", item)
     return rows
