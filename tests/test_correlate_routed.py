@@ -313,6 +313,39 @@ def _tshark_fields(path: str, field: str) -> list[str]:
     return out.split()
 
 
+def test_captures_started_midstream_are_compared_by_absolute_numbers(routed):
+    """Both captures cut at the same instant inside the first association (editcap -A):
+    neither point saw its SYN, so it is matched by its data, numbered as seen (NAT keeps
+    sequence numbers), and what was lost after the cut is what the full run found then."""
+    wd, run, result = routed
+    first, second = result["connections"]
+    cut_at = (
+        first["near"]["first_ts"] + (second["near"]["first_ts"] - first["near"]["first_ts"]) / 2
+    )
+    cut = {}
+    for point in ("near", "far"):
+        cut[point] = str(wd / f"{point}-midstream.pcap")
+        subprocess.run(["editcap", "-A", f"{cut_at:.6f}", run[point], cut[point]], check=True)
+    proc = correlate(cut["near"], cut["far"], "--json")
+    assert proc.returncode == 0, proc.stderr
+    late = json.loads(proc.stdout)
+    c = late["connections"][0]
+    assert c["matched_by"] == ["first data segments"]
+    assert c["sequence_basis"] == {"c2s": "absolute", "s2c": "absolute"}
+    assert c["client_side"] == "near"  # no SYN: the server is the lower port (11112)
+    assert c["near"]["server"].endswith(f":{scenarios.SCP_PORT}")
+
+    def lost(conn: dict) -> set:
+        return {(i["ts"], i["len"], i["seen_at"]) for d in conn["directions"].values()
+                for i in d["lost_segments"]}  # fmt: skip
+
+    # 10 ms of slack each side of the cut (both points share the host's clock): a segment
+    # seen just before it at one point and just after at the other is not lost.
+    after = {x for x in lost(first) if x[0] > cut_at + 0.01}
+    assert after and after <= lost(c) <= {x for x in lost(first) if x[0] >= cut_at - 0.01}
+    assert late["connections"][1]["directions"] == second["directions"]
+
+
 def _rewrite_sequence_numbers(src: str, dst: str, shift: dict[int, int]) -> None:
     """What a sequence-randomising firewall (pf ``modulate state``, Cisco ASA) does: every
     connection's numbers moved by a constant per direction (the segments' own, and the acks

@@ -117,7 +117,8 @@ def diff_direction(
     up, down = (side.near, side.far) if near_is_upstream else (side.far, side.near)
     up_name, down_name = ("near", "far") if near_is_upstream else ("far", "near")
     conns = {"near": match.near, "far": match.far}
-    cuts = [c for c in (caps[0], None if caps[1] is None else clock.to_near(caps[1])) if c]
+    far_cap = None if caps[1] is None else clock.to_near(caps[1])
+    cuts = [c for c in (caps[0], far_cap) if c is not None]
     cut = min(cuts, default=None)
     delays = _one_way(side, near_is_upstream, clock)
     fastest, slowest = (min(delays), max(delays)) if delays else (0.0, 0.0)
