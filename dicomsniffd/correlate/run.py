@@ -53,21 +53,10 @@ def correlate_files(
     matches, lonely_near, lonely_far = match_connections(near.connections, far.connections)
     if not matches:
         raise NothingInCommon(_no_match(near, far))
-    paired = []
-    for m in matches:
-        side = sides(m)
-        if "ISN" in m.evidence or _consistent(side["c2s"].samples, side["s2c"].samples):
-            paired.append((m, side))
-        else:  # the same first bytes, but timing that no clock offset explains
-            lonely_near.append(m.near)
-            lonely_far.append(m.far)
+    paired = _plausible_pairs(matches, lonely_near, lonely_far)
     if not paired:
         raise NothingInCommon(_no_match(near, far))
-    oriented = [
-        (orientation(s["c2s"].samples, s["s2c"].samples), s["c2s"].samples, s["s2c"].samples)
-        for _m, s in paired
-    ]
-    clock = estimate(oriented)
+    clock = estimate([(o, c2s, s2c) for _m, (o, c2s, s2c) in paired])
     spans = {
         "near": Span(near.first_ts or 0.0, near.last_ts or 0.0),
         "far": Span(clock.to_near(far.first_ts or 0.0), clock.to_near(far.last_ts or 0.0)),
@@ -77,14 +66,13 @@ def correlate_files(
         "far": read_conversations(far_path, config),
     }
     connections = []
-    for number, ((match, side), (near_is_client, c2s, s2c)) in enumerate(
-        zip(paired, oriented, strict=True), start=1
-    ):
+    for number, (match, (near_is_client, c2s, s2c)) in enumerate(paired, start=1):
         if near_is_client is None:
             near_is_client = orient_alone(c2s, s2c, clock)
-        meaning = _meaning(talks, match)
         entry = _connection(number, match, near_is_client)
         entry["association"] = _association_summary(talks, match)
+        side = sides(match)  # built again, one pair at a time, so memory holds one copy
+        meaning = _meaning(talks, match)
         entry["directions"] = {
             name: diff_direction(
                 name,
@@ -117,6 +105,26 @@ def correlate_files(
         },
         "totals": _totals(connections),
     }
+
+
+Oriented = tuple[bool | None, list[float], list[float]]  # clock.orientation, the samples
+
+
+def _plausible_pairs(
+    matches: list[Match], lonely_near: list[Connection], lonely_far: list[Connection]
+) -> list[tuple[Match, Oriented]]:
+    """The matches whose timing one clock offset explains (those matched by ISN always),
+    each with its orientation and clock samples; the others go back to the lonely lists."""
+    paired = []
+    for m in matches:
+        side = sides(m)
+        c2s, s2c = side["c2s"].samples, side["s2c"].samples
+        if "ISN" in m.evidence or _consistent(c2s, s2c):
+            paired.append((m, (orientation(c2s, s2c), c2s, s2c)))
+        else:  # the same first bytes, but timing that no clock offset explains
+            lonely_near.append(m.near)
+            lonely_far.append(m.far)
+    return paired
 
 
 def _no_match(near: Point, far: Point) -> str:
