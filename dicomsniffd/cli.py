@@ -86,7 +86,8 @@ examples:
 exit codes:
   0  compared (whatever was found between the points)
   2  a capture that cannot be read, an output that cannot be written, a capture
-     without TCP, or no connection in common (not captures of the same traffic)
+     without TCP, or no connection in common (not captures of the same traffic);
+     or a truncated capture (compared up to the cut, reported, then exit 2)
 """
 
 

@@ -267,6 +267,19 @@ def test_mismatched_and_empty_pairs_are_one_line_errors(routed):
     assert proc.returncode == 2 and "refusing to write the report over" in proc.stderr
 
 
+def test_a_truncated_capture_is_compared_up_to_the_cut_then_exit_2(routed):
+    wd, run, _result = routed
+    cut = wd / "near-cut.pcap"
+    raw = Path(run["near"]).read_bytes()
+    cut.write_bytes(raw[: len(raw) - 700])  # a copy interrupted in the last packet
+    proc = correlate(str(cut), run["far"])
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "cut short in the middle of packet" in proc.stderr
+    assert "the results cover the packets before the break" in proc.stderr
+    assert "2 connections seen at both points" in proc.stdout
+    assert "cut short" in proc.stdout  # the text says so too
+
+
 def test_both_ends_of_an_ipv6_link_with_two_link_types(tmp_path):
     """Both ends of one veth (IPv6, pynetdicom: DCMTK 3.6.7 cannot do IPv6): NEAR captured
     as Ethernet on a's end, FAR as Linux cooked (``-i any``) in b. Nothing happens on a

@@ -13,6 +13,7 @@ from typing import Any
 from dicomsniffd import outputs
 from dicomsniffd.capture import CaptureError
 from dicomsniffd.config import ConfigError
+from dicomsniffd.formatting import BREAK_COVERAGE
 
 
 def correlate_command(
@@ -46,6 +47,11 @@ def correlate_command(
 
         sys.stdout.write(render_text(result))
     sys.stdout.flush()
+    broken = [result[p]["broken"] for p in ("near", "far") if result[p]["broken"]]
+    if broken:
+        # As analyze: the complete packets were compared and reported; the break is still
+        # an error for scripts.
+        return fail(f"capture file broken: {'; '.join(broken)}; {BREAK_COVERAGE}")
     return 0
 
 

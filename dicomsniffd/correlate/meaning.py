@@ -83,7 +83,7 @@ class Conversations(EventSink):
         self.messages_dropped = 0
 
     def _assoc(self, flow: Any, ts: float) -> Association:
-        key = id(flow)
+        key = flow.flow_id
         assoc = self._current.get(key)
         if assoc is None:
             assoc = Association(flow.client, flow.server, ts)
@@ -112,18 +112,18 @@ class Conversations(EventSink):
     def _ended(self, e: ev.AssociationEnded, flow: Any) -> None:
         a = self._assoc(flow, e.ts)
         a.end, a.how = e.ts, e.how
-        self._current.pop(id(flow), None)
+        self._current.pop(flow.flow_id, None)
 
     def _request(self, e: ev.DimseRequestSeen, flow: Any) -> None:
         self._assoc(flow, e.ts)
-        self._senders[(id(flow), e.context_id, e.message_id)] = e.sender
+        self._senders[(flow.flow_id, e.context_id, e.message_id)] = e.sender
 
     def _transaction(self, e: ev.DimseTransaction, flow: Any) -> None:
         a = self._assoc(flow, e.request_ts)
         if self.messages >= MAX_MESSAGES:
             self.messages_dropped += 1
             return
-        sender = self._senders.pop((id(flow), e.context_id, e.message_id), ev.REQUESTOR)
+        sender = self._senders.pop((flow.flow_id, e.context_id, e.message_id), ev.REQUESTOR)
         other = ev.ACCEPTOR if sender == ev.REQUESTOR else ev.REQUESTOR
         which = f"message {e.message_id} (context {e.context_id})"
         if e.status is None:

@@ -114,6 +114,7 @@ class Point:
     last_ts: float | None = None
     no_options: int = 0  # segments whose TCP header could not be located
     decode: dict[str, int] = field(default_factory=dict)
+    broken: dict[str, Any] | None = None  # where the file broke (FileSource.broken)
 
 
 def tcp_options(frame: bytes, seg: tuple) -> Options | None:
@@ -254,8 +255,7 @@ def read_point(path: str, max_segments: int = MAX_SEGMENTS) -> Point:
                 except CaptureError as exc:
                     raise CaptureError(f"{path}: {exc}") from None
             _batch(point, reader, decoder, data, records)
-        if source.broken:
-            point.decode["broken"] = 1
+        point.broken = source.broken
     point.no_options = reader.no_options
     for decoder in decoders.values():
         for name, value in decoder.counters().items():

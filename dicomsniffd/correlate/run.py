@@ -32,6 +32,7 @@ from dicomsniffd.correlate.points import (
     read_point,
 )
 from dicomsniffd.dicom.events import ACCEPTOR, REQUESTOR
+from dicomsniffd.formatting import format_break
 
 _CLOCK_SLACK = 0.001  # seconds a clock may wander during one connection (NTP slewing)
 
@@ -158,6 +159,7 @@ def _point(point: Point, talk: Conversations) -> dict[str, Any]:
         "capture_duplicates": sum(c.c2s.duplicates + c.s2c.duplicates for c in point.connections),
         "dicom_messages_not_kept": talk.messages_dropped,
         "decode": point.decode,
+        "broken": None if point.broken is None else format_break(point.broken),
     }
 
 

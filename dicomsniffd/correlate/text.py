@@ -140,6 +140,8 @@ def render_text(result: dict[str, Any]) -> str:
         "Between the points: " + totals_line(result["totals"]),
     ]
     for point in ("near", "far"):
+        if result[point]["broken"]:
+            lines.append(f"note: {point.upper()}: {result[point]['broken']}: compared up to it")
         over = result[point]["segments_over_cap"]
         if over:
             lines.append(
