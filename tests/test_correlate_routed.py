@@ -2,11 +2,11 @@
 
 Three namespaces, modality a -- router r -- PACS b (tests/routed.py). DCMTK storescu sends
 two associations of synthetic CT images to DCMTK storescp through the router, which in
-turn masquerades (NAT: b sees the router's address and ports), clamps the MSS of every SYN
-to 1200, strips window scaling and SACK-permitted from the SYNs, drops every 30th data segment
-from a and every 4th from b, and refuses the
-segment of the second association that carries a marker string with a TCP reset to the
-sender (REJECT --reject-with tcp-reset). tcpdump captures both router interfaces: NEAR on
+turn masquerades (NAT: b sees the router's address), clamps the MSS of every SYN and
+SYN-ACK to 1200, strips window scaling and SACK-permitted from the SYNs, drops every 30th
+data segment from a and every 4th from b, and refuses the segments of the second
+association that carry a marker string, answering each with a TCP reset to the sender
+(REJECT --reject-with tcp-reset). tcpdump captures both router interfaces: NEAR on
 the modality's link, FAR on the PACS's.
 
 Every expectation comes from the router's own iptables counters and from how the peers
@@ -30,7 +30,7 @@ from routed import RoutedNet
 
 pytestmark = pytest.mark.netns
 
-MARKER = "DSNIFF-RST-MARK-Q7"  # in one data set of the second association only
+MARKER = "DSNIFF-RST-MARK-Q7"  # in the second data set of the second association only
 CLAMP = 1200
 # Every n-th data segment from a (the modality) and from b (the PACS) is dropped.
 DROP_EVERY = {"a": 30, "b": 4}
