@@ -359,11 +359,8 @@ def test_captures_started_midstream_are_compared_by_absolute_numbers(routed):
     assert late["connections"][1]["directions"] == second["directions"]
 
 
-def _rewrite_sequence_numbers(src: str, dst: str, shift: dict[int, int]) -> None:
-    """What a sequence-randomising firewall (pf ``modulate state``, Cisco ASA) does: every
-    connection's numbers moved by a constant per direction (the segments' own, and the acks
-    of the other direction); ``shift``: server port -> shift of the server's numbers (the
-    client's move the other way)."""
+def _rewrite(src: str, dst: str, change) -> None:
+    """Copy a capture, ``change(tcp)`` applied to every TCP segment (checksums redone)."""
     import dpkt
 
     with open(src, "rb") as fin, open(dst, "wb") as fout:
@@ -373,15 +370,56 @@ def _rewrite_sequence_numbers(src: str, dst: str, shift: dict[int, int]) -> None
             eth = dpkt.ethernet.Ethernet(frame)
             tcp = getattr(eth.data, "data", None)
             if isinstance(tcp, dpkt.tcp.TCP):
-                to_server = tcp.dport in shift
-                move = shift.get(tcp.dport if to_server else tcp.sport, 0)
-                mine, theirs = (-move, move) if to_server else (move, -move)
-                tcp.seq = (tcp.seq + mine) & 0xFFFFFFFF
-                if tcp.flags & dpkt.tcp.TH_ACK:
-                    tcp.ack = (tcp.ack + theirs) & 0xFFFFFFFF
+                change(tcp)
                 tcp.sum = 0  # recomputed by dpkt
                 eth.data.sum = 0
             writer.writepkt(bytes(eth), ts)
+
+
+def _rewrite_sequence_numbers(src: str, dst: str, shift: dict[int, int]) -> None:
+    """What a sequence-randomising firewall (pf ``modulate state``, Cisco ASA) does: every
+    connection's numbers moved by a constant per direction (the segments' own, and the acks
+    of the other direction); ``shift``: server port -> shift of the server's numbers (the
+    client's move the other way)."""
+    import dpkt
+
+    def change(tcp) -> None:
+        to_server = tcp.dport in shift
+        move = shift.get(tcp.dport if to_server else tcp.sport, 0)
+        mine, theirs = (-move, move) if to_server else (move, -move)
+        tcp.seq = (tcp.seq + mine) & 0xFFFFFFFF
+        if tcp.flags & dpkt.tcp.TH_ACK:
+            tcp.ack = (tcp.ack + theirs) & 0xFFFFFFFF
+
+    _rewrite(src, dst, change)
+
+
+def test_a_payload_changed_between_the_points_is_found_in_its_message(routed):
+    """What an application-layer gateway does: one byte of data changed in flight (here:
+    in every C-STORE-RSP the PACS sends, which a real ALG would not dare; the copy of the
+    real FAR capture is the changed wire)."""
+    wd, run, result = routed
+    changed = str(wd / "far-changed.pcap")
+    hits = []
+
+    def change(tcp) -> None:
+        if tcp.sport == scenarios.SCP_PORT and len(tcp.data) == 158:  # a C-STORE-RSP PDU
+            tcp.data = tcp.data[:-1] + bytes([tcp.data[-1] ^ 0xFF])
+            hits.append(tcp.seq)
+
+    _rewrite(run["far"], changed, change)
+    assert hits
+    proc = correlate(run["near"], changed, "--json")
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout)
+    # Each response seen once at each point is compared; one lost and resent (every 4th
+    # data segment from the PACS is dropped) is counted as lost instead.
+    assert len(set(hits)) / 2 <= seen["totals"]["payload_changed"] <= len(set(hits))
+    for c in seen["connections"]:
+        assert c["directions"]["c2s"]["payload_changed"] == 0
+        for item in c["directions"]["s2c"]["payload_changed_segments"]:
+            assert item["len"] == 158 and item["dicom"].startswith("C-STORE-RSP to message")
+    assert seen["totals"]["lost"] == result["totals"]["lost"]
 
 
 def test_sequence_numbers_rewritten_between_the_points_are_seen_through(routed):
