@@ -1,5 +1,5 @@
 """Command line: `dicomsniffd [run]`, `dicomsniffd analyze`, `dicomsniffd check-config`,
-`dicomsniffd compare`."""
+`dicomsniffd compare`, `dicomsniffd correlate`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from dicomsniffd import __version__, accel
 
-_SUBCOMMANDS = ("run", "analyze", "check-config", "compare")
+_SUBCOMMANDS = ("run", "analyze", "check-config", "compare", "correlate")
 
 
 _RUN_DESCRIPTION = """\
@@ -64,6 +64,30 @@ examples:
 exit codes:
   0  OK: `run` would accept this config (up to what needs the live interface)
   2  invalid: one line on stderr names the file, the key and what is wrong
+"""
+
+_CORRELATE_DESCRIPTION = """\
+Compare two captures of the same traffic taken at two points (both ends of a
+link, both sides of a firewall or NAT). The same TCP connections are matched by
+their data (ISN, first payload), not their addresses, so NAT between the points
+works. For each: segments lost between the points (per direction), the delay
+added (with the clock offset between the captures estimated and stated), TCP
+options or payloads changed (MSS clamped, window scaling or SACK stripped),
+resets that the other side never sent (injected by a middlebox), and which
+association and DIMSE message each one hit. NEAR is the capture nearer the
+clients (the association requestors); if it is not, correlate says so.
+"""
+
+_CORRELATE_EPILOG = """\
+examples:
+  dicomsniffd correlate modality-side.pcap pacs-side.pcap
+  dicomsniffd correlate near.pcapng far.pcapng --json --report between.html
+
+exit codes:
+  0  compared (whatever was found between the points)
+  2  a capture that cannot be read, an output that cannot be written, a capture
+     without TCP, or no connection in common (not captures of the same traffic);
+     or a truncated capture (compared up to the cut, reported, then exit 2)
 """
 
 
@@ -144,6 +168,19 @@ def _parser() -> argparse.ArgumentParser:
             _COMPARE_EPILOG,
         )
     )
+
+    correlate = _subcommand(
+        sub,
+        "correlate",
+        "compare two capture points of the same traffic",
+        _CORRELATE_DESCRIPTION,
+        _CORRELATE_EPILOG,
+    )
+    correlate.add_argument("near", metavar="NEAR", help="capture nearer the clients")
+    correlate.add_argument("far", metavar="FAR", help="capture nearer the servers")
+    correlate.add_argument("-c", "--config", help="YAML config file (for the DICOM decoding)")
+    correlate.add_argument("--report", metavar="FILE.html", help="write an HTML report")
+    correlate.add_argument("--json", action="store_true", help="print the result as JSON")
     return parser
 
 
@@ -306,6 +343,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
         return _fail(str(exc))
 
 
+def cmd_correlate(args: argparse.Namespace) -> int:
+    from dicomsniffd.correlate.command import correlate_command
+
+    return correlate_command(args, _load, _fail)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from dicomsniffd.daemon import main as daemon_main
 
@@ -324,6 +367,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_check_config(args)
         if args.command == "compare":
             return cmd_compare(args)
+        if args.command == "correlate":
+            return cmd_correlate(args)
         return cmd_run(args)
     except KeyboardInterrupt:
         return 130

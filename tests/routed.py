@@ -125,6 +125,86 @@ class RoutedNet(VethPair):
         rule += ["-m", "statistic", "--mode", "random", "--probability", f"{probability}"]
         self.run("r", ["iptables", "-w", "-A", "FORWARD", *rule, "-j", "DROP"])
 
+    def add_forward_drop_every(
+        self, every: int, *, min_length: int | None = None, source: str | None = None
+    ) -> None:
+        """Drop every ``every``-th forwarded TCP packet that matches (``source``, ``min_length``
+        as for ``add_forward_drop``): a share of the packets, the same share every run."""
+        rule = ["-p", "tcp"]
+        if source:
+            rule += ["-s", self.ip(source)]
+        if min_length:
+            rule += ["-m", "length", "--length", f"{min_length}:65535"]
+        rule += ["-m", "statistic", "--mode", "nth", "--every", str(every), "--packet", "0"]
+        self.run("r", ["iptables", "-w", "-A", "FORWARD", *rule, "-j", "DROP"])
+
     def forward_dropped(self) -> int:
         """Packets the router's FORWARD DROP rules have dropped so far."""
         return self.dropped_packets("r", chain="FORWARD")
+
+    # -- middleboxes in the router (NAT, MSS clamping, reset injection) -------------------
+    def add_masquerade(self, toward: str = "b") -> None:
+        """NAT: connections forwarded toward ``toward`` leave with the router's address on
+        that link (MASQUERADE in nat POSTROUTING), so the two sides see other addresses."""
+        out = self.router_iface(toward)
+        self.run("r", ["iptables", "-w", "-t", "nat", "-A", "POSTROUTING", "-o", out]
+                 + ["-p", "tcp", "-j", "MASQUERADE"])  # fmt: skip
+
+    def masqueraded(self) -> int:
+        """Connections the MASQUERADE rule translated (nat rules see each one's first packet)."""
+        return self.rule_packets("MASQUERADE", table="nat", chain="POSTROUTING")
+
+    def add_mss_clamp(self, mss: int) -> None:
+        """Rewrite the MSS option of every forwarded SYN (and SYN-ACK) to ``mss`` (mangle
+        FORWARD TCPMSS --set-mss), as a VPN gateway or PPPoE router does."""
+        self.run("r", ["iptables", "-w", "-t", "mangle", "-A", "FORWARD", "-p", "tcp"]
+                 + ["--tcp-flags", "SYN,RST", "SYN", "-j", "TCPMSS", "--set-mss", str(mss)])  # fmt: skip
+
+    def mss_clamped(self) -> int:
+        """SYNs whose MSS the TCPMSS rule rewrote (packets it matched)."""
+        return self.rule_packets("TCPMSS", table="mangle", chain="FORWARD")
+
+    def add_option_strip(self, options: str = "wscale,sack-permitted") -> None:
+        """Strip TCP options (iptables names, e.g. ``wscale,sack-permitted``) from every
+        forwarded SYN (mangle FORWARD TCPOPTSTRIP: they become NOPs), as an old firewall
+        does. Only the opening SYN: a server then offers neither in its SYN-ACK, so each
+        stripped packet is one SYN whose options really changed."""
+        flags = ["--tcp-flags", "SYN,ACK", "SYN"]
+        self.run("r", ["iptables", "-w", "-t", "mangle", "-A", "FORWARD", "-p", "tcp", *flags]
+                 + ["-j", "TCPOPTSTRIP", "--strip-options", options])  # fmt: skip
+
+    def options_stripped(self) -> int:
+        """SYNs the TCPOPTSTRIP rule rewrote (packets it matched)."""
+        return self.rule_packets("TCPOPTSTRIP", table="mangle", chain="FORWARD")
+
+    def add_reset_injection(self, string: str, *, source: str = "a") -> None:
+        """The router refuses the first forwarded segment from ``source`` whose payload
+        contains ``string``: it drops the segment and sends the sender a TCP reset in the
+        peer's name (FORWARD REJECT --reject-with tcp-reset), as an IPS does."""
+        rule = ["-p", "tcp", "-s", self.ip(source), "-m", "string", "--algo", "bm"]
+        rule += ["--string", string, "-j", "REJECT", "--reject-with", "tcp-reset"]
+        self.run("r", ["iptables", "-w", "-I", "FORWARD", "1", *rule])
+
+    def resets_injected(self) -> int:
+        """Segments the REJECT rule refused (each answered by one injected reset)."""
+        return self.rule_packets("REJECT", table="filter", chain="FORWARD")
+
+    def forward_dropped_from(self, source: str) -> int:
+        """Packets from ``source`` (a or b) that the FORWARD DROP rules dropped (rules added
+        with ``add_forward_drop(..., source=...)``)."""
+        return self.rule_packets("DROP", table="filter", chain="FORWARD", source=source)
+
+    def rule_packets(
+        self, target: str, *, table: str, chain: str, source: str | None = None
+    ) -> int:
+        """Packets matched so far by the router's ``target`` rules in ``table``/``chain``
+        (``source``: only the rules limited to packets from that side's address)."""
+        out = self.run("r", ["iptables", "-w", "-t", table, "-L", chain, "-v", "-x", "-n"])
+        total = 0
+        for line in out.stdout.splitlines():
+            # pkts bytes target prot opt in out source destination [match...]
+            f = line.split()
+            mine = len(f) > 7 and f[2] == target and f[0].isdigit()
+            if mine and (source is None or f[7] == self.ip(source)):
+                total += int(f[0])
+        return total
