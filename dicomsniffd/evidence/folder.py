@@ -72,7 +72,10 @@ def remove_quietly(directory: str, name: str) -> None:
 SCRUB_RULES = """\
 What was scrubbed (overwritten in place with zero bytes, nothing removed or moved)
 - every byte of every data set: the value of every P-DATA-TF PDV whose message control
-  header says "data set" (bit 0 clear), whatever its presentation context;
+  header says "data set" (bit 0 clear), whatever its presentation context. Each
+  complete data set then begins with the 8- or 12-byte header of one Data Set Trailing
+  Padding element (FFFC,FFFC) whose length covers the rest (zeros), so that Wireshark
+  shows one element per data set and stays in step for the next command;
 - the values of the user identity sub-items (0x58 in the A-ASSOCIATE-RQ, 0x59 in the
   A-ASSOCIATE-AC): user name, passcode, Kerberos/SAML/JWT tokens and the server response;
   their lengths are kept;

@@ -170,7 +170,7 @@ def _readme(written: Sequence[Written], walked: Tracker) -> str:
             f"{w.payload_bytes} TCP payload bytes"
         )
         if conn is not None:
-            lines += _walk_lines(conn)
+            lines += walk_lines(conn)
         if w.no_checksum:
             lines.append(
                 f"  checksums not recomputed: {w.no_checksum} frames cut by the snap length"
@@ -180,7 +180,7 @@ def _readme(written: Sequence[Written], walked: Tracker) -> str:
     return folder.readme("PHI-scrubbed evidence written by dicomsniffd analyze --evidence", lines)
 
 
-def _walk_lines(conn: Connection) -> list[str]:
+def walk_lines(conn: Connection) -> list[str]:
     lines = []
     for name, d in zip(("requestor → acceptor", "acceptor → requestor"), conn.dirs, strict=True):
         w = d.walker

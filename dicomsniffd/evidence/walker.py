@@ -40,19 +40,17 @@ class KeepMap:
 
     starts: list[int] = field(default_factory=list)
     runs: list[bytes] = field(default_factory=list)
+    kept_bytes: int = 0
 
     def add(self, offset: int, data: bytes) -> None:
         if not data:
             return
+        self.kept_bytes += len(data)
         if self.starts and offset == self.starts[-1] + len(self.runs[-1]):
             self.runs[-1] += data  # contiguous with the last run (e.g. header then command)
         else:
             self.starts.append(offset)
             self.runs.append(bytes(data))
-
-    @property
-    def kept_bytes(self) -> int:
-        return sum(len(run) for run in self.runs)
 
     def overlay(self, offset: int, length: int, *more: KeepMap) -> bytes:
         """The bytes to write for stream ``[offset, offset + length)``: kept bytes where
