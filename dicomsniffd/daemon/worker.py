@@ -159,6 +159,10 @@ class CaptureWorker:
         stats = self.pipeline.self_stats()
         if self.recorder is not None:
             stats.update(self.recorder.stats())
+        else:  # the recorder's families still carry their (zero) series
+            from dicomsniffd.evidence.recorder import idle_stats
+
+            stats.update(idle_stats())
         return stats
 
     def _open_event_log(self, config: Config) -> EventLog | None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import os
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -355,8 +354,13 @@ class FlightRecorder(EventSink):
         }
 
 
-def describe_path_problem(directory: str) -> str:
-    """For check-config / start-up: what is wrong with the directory, or ''."""
-    if os.path.lexists(directory) and not os.path.isdir(directory):
-        return f"evidence.directory {directory} exists and is not a directory"
-    return ""
+def idle_stats() -> dict[str, Any]:
+    """The self statistics of a recorder that is off: every counter 0."""
+    return {
+        "evidence_files_written": 0,
+        "evidence_bytes_written": 0,
+        "evidence_suppressed": dict.fromkeys(SUPPRESS_REASONS, 0),
+        "evidence_files_removed": 0,
+        "evidence_memory_bytes": 0,
+        "evidence_recordings": 0,
+    }
