@@ -9,7 +9,7 @@ checksums. Frames it cannot parse to TCP are not written (the caller counts them
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from dicomsniffd.decode import (
     DLT_EN10MB,
@@ -32,9 +32,9 @@ _VLAN = frozenset((0x8100, 0x88A8, 0x9100, 0x9200))
 TCP_SYN, TCP_ACK, TCP_FIN, TCP_RST = 0x02, 0x10, 0x01, 0x04
 
 
-@dataclass(frozen=True, slots=True)
-class TcpFrame:
-    """Where one frame's layers are (offsets into the frame) and the TCP fields used."""
+class TcpFrame(NamedTuple):
+    """Where one frame's layers are (offsets into the frame) and the TCP fields used (a
+    tuple: the flight recorder makes one per packet)."""
 
     ip_at: int
     tcp_at: int
@@ -76,8 +76,30 @@ def _u16(frame: bytes, at: int) -> int:
     return int.from_bytes(frame[at : at + 2], "big") if at + 2 <= len(frame) else -1
 
 
+# Ethernet, IPv4 without options, TCP: the common case, read with one unpack.
+_ETH_IP4_TCP = struct.Struct("!12xHBxHxxHxBxx4s4sHHIxxxxBB")
+_ETH_IP4_TCP_UNPACK = _ETH_IP4_TCP.unpack_from
+_ETH_IP4_TCP_SIZE = _ETH_IP4_TCP.size
+
+
 def parse(linktype: int, frame: bytes) -> TcpFrame | None:
     """The TCP frame's layout, or None (not IP/TCP, a fragment, cut before the payload)."""
+    if linktype == DLT_EN10MB and len(frame) >= _ETH_IP4_TCP_SIZE:
+        ethertype, ver_ihl, total, fragment, proto, src, dst, sport, dport, seq, off, flags = (
+            _ETH_IP4_TCP_UNPACK(frame)
+        )
+        if ethertype == ETHERTYPE_IPV4 and ver_ihl == 0x45 and proto == 6 and not fragment & 0x3FFF:
+            payload_at = 34 + (off >> 4) * 4
+            ip_end = 14 + total if total else len(frame)
+            payload_end = min(ip_end, len(frame))
+            if payload_at <= payload_end and off >> 4 >= 5:
+                return TcpFrame(
+                    14, 34, payload_at, payload_end, ip_end, 4, src, dst, sport, dport, seq, flags
+                )
+    return _parse_general(linktype, frame)
+
+
+def _parse_general(linktype: int, frame: bytes) -> TcpFrame | None:
     ip_at = _ip_offset(linktype, frame)
     if ip_at is None or ip_at >= len(frame):
         return None
