@@ -211,3 +211,17 @@ def test_existing_file_as_directory_is_refused(tmp_path):
     with pytest.raises(StartupError, match="evidence.directory .* is not a directory"):
         check_startable(config)
     assert plain.read_text() == "keep"
+
+
+def test_an_internal_error_costs_one_recording_not_the_capture_loop(tmp_path, monkeypatch):
+    from dicomsniffd.evidence import streams
+
+    frames, _, _ = connection()
+    recorder = _recorder(tmp_path)
+
+    def broken(self, ts, tcp, payload):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(streams.Tracker, "place", broken)
+    recorder.batch(*_batch(frames))  # does not raise
+    assert recorder.suppressed["error"] >= 1 and recorder.recordings == 0

@@ -199,3 +199,29 @@ def test_release_and_abort_kept_whole():
     rj.from_primitive(prim)
     stream = rj.encode() + release_rq() + abort(2, 1)
     assert _walk(stream, chunk=1).keep.overlay(0, len(stream)) == stream
+
+
+def test_random_bytes_and_gaps_never_raise_and_never_keep_more_than_headers():
+    import random
+
+    rng = random.Random(14)
+    for _ in range(300):
+        walker = PduWalker()
+        stream = bytearray()
+        for _ in range(rng.randrange(1, 12)):
+            choice = rng.random()
+            if choice < 0.3:
+                chunk = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 300)))
+            elif choice < 0.6:
+                chunk = b"\x04\x00" + rng.randrange(0, 400).to_bytes(4, "big")
+                chunk += rng.randrange(0, 400).to_bytes(4, "big") + bytes([rng.randrange(256)] * 2)
+            else:
+                chunk = CANARY * rng.randrange(1, 5)
+            if rng.random() < 0.2:
+                walker.gap(len(chunk))
+            else:
+                walker.feed(chunk)
+            stream += chunk
+        out = walker.keep.overlay(0, walker.pos)
+        assert len(out) == walker.pos
+        assert walker.keep.kept_bytes <= walker.pos

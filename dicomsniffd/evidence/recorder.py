@@ -47,7 +47,7 @@ TRIGGERS = ("abort", "reject", "failure", "unanswered", "protocol-violation")
 LINGER_S = 1.0  # capture seconds after the association's end: the FIN/ACKs are in the file
 SILENT_S = 30.0  # a recording with no frame for this long is finished (written if triggered)
 FRAME_OVERHEAD = 120  # bookkeeping bytes per kept frame, counted against the budget
-SUPPRESS_REASONS = ("memory", "association-budget", "directory-budget", "write-error")
+SUPPRESS_REASONS = ("memory", "association-budget", "directory-budget", "write-error", "error")
 
 Key = tuple[bytes, int, bytes, int]
 Kept = tuple[int, int, int, int | None, bytes, int, int]  # sec, usec, dir, at, head, n, trail
@@ -152,22 +152,32 @@ class FlightRecorder(EventSink):
                 rec = self._start((tcp.src, tcp.sport), (tcp.dst, tcp.dport), ts)
             if rec is None:
                 continue
-            payload = frame[tcp.payload_at : tcp.payload_end]
-            placed = rec.tracker.place(ts, tcp, payload)
-            if placed is None:
-                continue
-            conn, direction, at = placed
-            rec.conn, rec.last_ts = conn, ts
-            if payload and direction == 0 and at == 0 and not rec.dicom_checked:
-                rec.dicom_checked = True
-                if payload[0] != ASSOCIATE_RQ:  # not DICOM: forget it
-                    self._drop(rec)
-                    continue
-            head = frame[: tcp.payload_at]
-            kept = (sec, usec, direction, at, head, len(payload), len(frame) - tcp.payload_end)
-            self._keep(rec, kept, len(head) + FRAME_OVERHEAD)
+            try:
+                self._record(rec, ts, sec, usec, frame, tcp)
+            except Exception as exc:  # a bug must cost one recording, never the capture loop
+                self.suppressed["error"] += 1
+                self._drop(rec)
+                self._log_once("error", f"evidence recording dropped after an error: {exc!r}")
         if ts is not None:
             self.tick(ts)
+
+    def _record(
+        self, rec: Recording, ts: float, sec: int, usec: int, frame: bytes, tcp: Any
+    ) -> None:
+        payload = frame[tcp.payload_at : tcp.payload_end]
+        placed = rec.tracker.place(ts, tcp, payload)
+        if placed is None:
+            return
+        conn, direction, at = placed
+        rec.conn, rec.last_ts = conn, ts
+        if payload and direction == 0 and at == 0 and not rec.dicom_checked:
+            rec.dicom_checked = True
+            if payload[0] != ASSOCIATE_RQ:  # not DICOM: forget it
+                self._drop(rec)
+                return
+        head = frame[: tcp.payload_at]
+        kept = (sec, usec, direction, at, head, len(payload), len(frame) - tcp.payload_end)
+        self._keep(rec, kept, len(head) + FRAME_OVERHEAD)
 
     def _start(self, client: Endpoint, server: Endpoint, ts: float) -> Recording | None:
         if self.reserved_bytes + self.config.max_bytes_per_association > (
@@ -271,6 +281,9 @@ class FlightRecorder(EventSink):
         except (folder.EvidenceError, OSError) as exc:
             self.suppressed["write-error"] += 1
             self._log_once("write", f"evidence not written: {exc}")
+        except Exception as exc:  # a bug: counted and logged, the daemon goes on
+            self.suppressed["error"] += 1
+            self._log_once("error", f"evidence not written after an error: {exc!r}")
 
     def _log_once(self, what: str, message: str) -> None:
         if what not in self._logged:

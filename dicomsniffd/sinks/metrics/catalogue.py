@@ -135,7 +135,7 @@ FAMILIES: tuple[Family, ...] = (
                "Bytes of evidence files the flight recorder wrote."),
     _self_stat("dicomsniffd_evidence_suppressed_total", "counter", "evidence_suppressed",
                "Associations not recorded or not written, by reason (memory, "
-               "association-budget, directory-budget, write-error).", by="reason"),
+               "association-budget, directory-budget, write-error, error).", by="reason"),
     _self_stat("dicomsniffd_evidence_files_removed_total", "counter", "evidence_files_removed",
                "Old evidence files removed to keep the directory within its budget."),
     _self_stat("dicomsniffd_evidence_memory_bytes", "gauge", "evidence_memory_bytes",
