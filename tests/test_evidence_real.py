@@ -69,6 +69,17 @@ def _analyze(pcap: str, directory: str, *extra: str) -> subprocess.CompletedProc
     )
 
 
+@pytest.fixture(scope="module")
+def scrubbed_all(capture, tmp_path_factory) -> list[str]:
+    """analyze --evidence-all of the capture: one scrubbed pcap per association."""
+    directory = str(tmp_path_factory.mktemp("evidence-all"))
+    p = _analyze(capture, directory, "--evidence-all")
+    assert p.returncode == 0, p.stderr
+    files = _pcaps(directory)
+    assert len(files) == 2
+    return files
+
+
 def _pcaps(directory: str) -> list[str]:
     return sorted(os.path.join(directory, n) for n in os.listdir(directory) if n.endswith(".pcap"))
 
@@ -124,22 +135,15 @@ def test_problem_association_written_and_scrubbed(capture, tmp_path):
     assert all(os.path.basename(f) in readme for f in files)
 
 
-def test_no_canary_byte_survives(capture, tmp_path):
-    p = _analyze(capture, str(tmp_path / "ev"), "--evidence-all")
-    assert p.returncode == 0, p.stderr
-    files = _pcaps(str(tmp_path / "ev"))
-    assert len(files) == 2
-    for path in files:
+def test_no_canary_byte_survives(scrubbed_all):
+    for path in scrubbed_all:
         data = Path(path).read_bytes()
         for secret in [*SECRETS, b"CANARY", "CANARY".encode("utf-16-le")]:
             assert secret not in data, (path, secret)
 
 
-def test_tshark_sees_the_same_associations_contexts_commands_and_statuses(capture, tmp_path):
-    p = _analyze(capture, str(tmp_path / "ev"), "--evidence-all")
-    assert p.returncode == 0, p.stderr
-    files = _pcaps(str(tmp_path / "ev"))
-    assert len(files) == 2
+def test_tshark_sees_the_same_associations_contexts_commands_and_statuses(capture, scrubbed_all):
+    files = scrubbed_all
     for path in files:
         ports = subprocess.run(
             ["tshark", "-r", path, "-T", "fields", "-e", "tcp.srcport", "-c", "1"],
@@ -157,9 +161,8 @@ def test_tshark_sees_the_same_associations_contexts_commands_and_statuses(captur
     assert any("0xa700" in line.lower() for line in _commands(failing, SCP_PORT))
 
 
-def test_user_identity_lengths_kept_values_gone(capture, tmp_path):
-    _analyze(capture, str(tmp_path / "ev"), "--evidence-all")
-    path = [f for f in _pcaps(str(tmp_path / "ev")) if "STORESCP" in f][0]
+def test_user_identity_lengths_kept_values_gone(scrubbed_all):
+    path = [f for f in scrubbed_all if "STORESCP" in f][0]
     argv = ["tshark", "-r", path, "-d", f"tcp.port=={SCP_PORT},dicom", "-T", "fields"]
     argv += ["-e", "dicom.userinfo.user_identify.primary_field_length"]
     argv += ["-e", "dicom.userinfo.user_identify.secondary_field_length"]

@@ -15,6 +15,7 @@ Data sets are never decoded: only the PDV header's flags are read.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 FILL = 0
@@ -278,39 +279,41 @@ def scrub_user_identity(pdu: bytearray) -> int:
 
     The items are walked by their lengths; a length that runs past the PDU stops the walk
     and scrubs everything from there (nothing unwalked is kept)."""
+    return _walk_items(pdu, PDU_HEADER + FIXED_ASSOCIATE, len(pdu), _user_information)
+
+
+Visit = Callable[[bytearray, int, int, int], int]
+
+
+def _walk_items(pdu: bytearray, at: int, end: int, visit: Visit) -> int:
+    """Items (type, reserved, 2-byte length, body) from ``at`` to ``end``, each handed to
+    ``visit(pdu, type, body, item end)``; what the lengths do not account for is scrubbed."""
     scrubbed = 0
-    end = len(pdu)
-    at = PDU_HEADER + FIXED_ASSOCIATE
     while at + 4 <= end:
         item_type, item_len = pdu[at], int.from_bytes(pdu[at + 2 : at + 4], "big")
         body, item_end = at + 4, at + 4 + item_len
         if item_end > end:
             pdu[at:end] = bytes(end - at)
             return scrubbed + 1
-        if item_type == USER_INFORMATION:
-            scrubbed += _scrub_sub_items(pdu, body, item_end)
+        scrubbed += visit(pdu, item_type, body, item_end)
         at = item_end
     if at < end:
         pdu[at:end] = bytes(end - at)
     return scrubbed
 
 
-def _scrub_sub_items(pdu: bytearray, at: int, end: int) -> int:
-    scrubbed = 0
-    while at + 4 <= end:
-        sub_type, sub_len = pdu[at], int.from_bytes(pdu[at + 2 : at + 4], "big")
-        body, sub_end = at + 4, at + 4 + sub_len
-        if sub_end > end:
-            pdu[at:end] = bytes(end - at)
-            return scrubbed + 1
-        if sub_type == USER_IDENTITY_RQ:
-            scrubbed += _scrub_fields(pdu, body + 2, sub_end, 2)  # type, response requested
-        elif sub_type == USER_IDENTITY_AC:
-            scrubbed += _scrub_fields(pdu, body, sub_end, 1)
-        at = sub_end
-    if at < end:
-        pdu[at:end] = bytes(end - at)
-    return scrubbed
+def _user_information(pdu: bytearray, item_type: int, body: int, end: int) -> int:
+    if item_type != USER_INFORMATION:
+        return 0
+    return _walk_items(pdu, body, end, _user_identity)
+
+
+def _user_identity(pdu: bytearray, sub_type: int, body: int, end: int) -> int:
+    if sub_type == USER_IDENTITY_RQ:
+        return _scrub_fields(pdu, body + 2, end, 2)  # after type and response-requested
+    if sub_type == USER_IDENTITY_AC:
+        return _scrub_fields(pdu, body, end, 1)
+    return 0
 
 
 def _scrub_fields(pdu: bytearray, at: int, end: int, fields: int) -> int:
