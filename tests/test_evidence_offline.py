@@ -246,3 +246,23 @@ def test_cli_writes_the_failing_association(tmp_path, capsys):
     assert code == 0, out.err
     assert "1 scrubbed pcap(s) written" in out.err
     assert sorted(os.listdir(tmp_path / "ev")) == ["README.txt", "assoc1-MODALITY1-to-PACS.pcap"]
+
+
+@pytest.mark.parametrize(
+    ("options", "needle"),
+    [("size=4k", "No space left on device"), ("ro", "is not writable")],
+)
+def test_cli_full_or_read_only_directory_is_one_line_exit_2(tmp_path, capsys, options, needle):
+    import subprocess
+
+    frames, _, _ = connection()
+    capture = write_pcap(tmp_path / "in.pcap", frames * 3)
+    ev = tmp_path / "mnt"
+    ev.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(ev)], check=True)
+    try:
+        code, out = _cli([str(capture), "--evidence", str(ev)], capsys)
+        assert code == 2 and needle in out.err and out.err.count("\n") == 1, out.err
+        assert "Traceback" not in out.err and os.listdir(ev) == []
+    finally:
+        subprocess.run(["umount", str(ev)], check=True)
