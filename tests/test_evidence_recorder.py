@@ -225,3 +225,48 @@ def test_an_internal_error_costs_one_recording_not_the_capture_loop(tmp_path, mo
     monkeypatch.setattr(streams.Tracker, "place", broken)
     recorder.batch(*_batch(frames))  # does not raise
     assert recorder.suppressed["error"] >= 1 and recorder.recordings == 0
+
+
+def test_a_long_association_of_many_commands_stays_recorded_within_its_budget(tmp_path):
+    """500 C-STOREs on one association: the walk's kept command sets grow past the
+    budget; what it kept for the left-out middle is forgotten, the start and end stay."""
+    from helpers_pcap import ACK, PSH, SYN, ethernet, ipv4, tcp
+    from test_dicom_streams import abort, associate_ac, associate_rq, release_rq
+    from test_evidence_walker import _store
+
+    stores = [b"".join(_store(mid=i, dataset=CANARY * 40)) for i in range(1, 501)]
+    up = associate_rq() + b"".join(stores) + release_rq()
+    c, s = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])
+
+    def frame(client: bool, seq: int, flags: int, payload: bytes = b"") -> bytes:
+        ports = (40000, 104) if client else (104, 40000)
+        src, dst = (c, s) if client else (s, c)
+        return ethernet(ipv4(tcp(*ports, seq, 1, flags, payload=payload), src, dst))
+
+    frames = [frame(True, 1000, SYN), frame(False, 5000, SYN | ACK)]
+    for at in range(0, len(up), 1400):
+        frames.append(frame(True, 1001 + at, ACK | PSH, up[at : at + 1400]))
+        if at == 0:  # the AC answers the RQ in the first segment
+            frames.append(frame(False, 5001, ACK | PSH, associate_ac()))
+    frames.append(frame(False, 5001 + len(associate_ac()), ACK | PSH, abort(2, 0)))
+    limit = 65536
+    recorder = _recorder(tmp_path, max_bytes_per_association=limit, max_memory_bytes=limit)
+    for i in range(0, len(frames), 256):  # batches as the capture loop reads them
+        recorder.batch(*_batch(frames[i : i + 256], step_us=10))
+        assert recorder.memory_bytes() <= limit
+    assert recorder.recordings == 1 and recorder.suppressed["association-budget"] == 0
+    recorder.handle(transaction(status=0xA700, status_class="failure"), FLOW)
+    _end(recorder, ts=T0 + 2.0)
+    [path] = _pcaps(recorder)
+    data = Path(path).read_bytes()
+    assert CANARY not in data
+    assert associate_rq()[:60] in data and release_rq() in data  # the start and the end
+    assert "frames in the middle left out" in Path(path[:-5] + ".txt").read_text()
+    # tshark decodes the start and the A-ABORT after the hole (a PDU in its own segment;
+    # PDUs that continue across the hole stay undecoded, README says so).
+    argv = ["tshark", "-r", path, "-d", "tcp.port==104,dicom", "-Y", "dicom"]
+    argv += ["-T", "fields", "-e", "dicom.pdu.type", "-e", "_ws.col.Info"]
+    rows = subprocess.run(argv, capture_output=True, text=True, check=True).stdout.splitlines()
+    assert rows[0].startswith("0x01,") and "C-STORE-RQ ID=1" in rows[0]  # the RQ, a P-DATA
+    assert rows[1].startswith("0x02")  # the AC
+    assert rows[-1].startswith("0x07") and "ABORT" in rows[-1]

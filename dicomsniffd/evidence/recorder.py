@@ -38,7 +38,7 @@ from dicomsniffd.evidence.budget import DirectoryBudget
 from dicomsniffd.evidence.frames import TCP_ACK, TCP_SYN, parse, rewrite
 from dicomsniffd.evidence.pcapfile import file_header, record
 from dicomsniffd.evidence.streams import Connection, Endpoint, Tracker, parse_endpoint
-from dicomsniffd.evidence.walker import ASSOCIATE_RQ
+from dicomsniffd.evidence.walker import ASSOCIATE_RQ, DataSetMessage
 from dicomsniffd.sinks.dispatch import EventSink
 
 log = logging.getLogger("dicomsniffd.evidence")
@@ -47,6 +47,8 @@ TRIGGERS = ("abort", "reject", "failure", "unanswered", "protocol-violation")
 LINGER_S = 1.0  # capture seconds after the association's end: the FIN/ACKs are in the file
 SILENT_S = 30.0  # a recording with no frame for this long is finished (written if triggered)
 FRAME_OVERHEAD = 120  # bookkeeping bytes per kept frame, counted against the budget
+RUN_COST = 100  # per kept run of the walk (its list slots and bytes object)
+MESSAGE_COST = 150  # per data set whose position the walk remembers
 SUPPRESS_REASONS = ("memory", "association-budget", "directory-budget", "write-error", "error")
 
 Key = tuple[bytes, int, bytes, int]
@@ -59,12 +61,12 @@ class Recording:
     __slots__ = (
         "client", "server", "tracker", "conn", "head", "tail", "head_bytes", "tail_bytes",
         "omitted", "triggers", "end_ts", "last_ts", "flow_id", "calling_ae", "called_ae",
-        "dicom_checked", "first_ts",
+        "dicom_checked", "first_ts", "head_end", "next_prune",
     )  # fmt: skip
 
-    def __init__(self, client: Endpoint, server: Endpoint, ts: float) -> None:
+    def __init__(self, client: Endpoint, server: Endpoint, ts: float, max_pending: int) -> None:
         self.client, self.server = client, server
-        self.tracker = Tracker([(client, server)], walk=True)
+        self.tracker = Tracker([(client, server)], walk=True, max_pending=max_pending)
         self.conn: Connection | None = None
         self.head: list[Kept] = []
         self.tail: collections.deque[Kept] = collections.deque()
@@ -76,11 +78,46 @@ class Recording:
         self.flow_id = 0
         self.calling_ae = self.called_ae = "unknown"
         self.dicom_checked = False
+        self.head_end = [0, 0]  # per direction: stream offset after the last head frame
+        self.next_prune = 64  # frames left out at which to prune next
 
     def walked_bytes(self) -> int:
+        """What the walk holds: kept bytes, their runs, data-set positions, held segments."""
         if self.conn is None:
             return 0
-        return sum(d.walker.keep.kept_bytes + d._pending_bytes for d in self.conn.dirs if d.walker)
+        return sum(
+            d.walker.keep.kept_bytes
+            + RUN_COST * len(d.walker.keep.starts)
+            + MESSAGE_COST * len(d.walker.datasets)
+            + d.pending_bytes
+            for d in self.conn.dirs
+            if d.walker
+        )
+
+    def prune(self) -> None:
+        """Forget what the walk kept for the stream stretch whose frames were left out
+        (between the last head frame and the first tail frame of each direction)."""
+        if self.conn is None:
+            return
+        for direction, d in enumerate(self.conn.dirs):
+            walker = d.walker
+            if walker is None:
+                continue
+            lo = self.head_end[direction]
+            tail = [k[3] for k in self.tail if k[2] == direction and k[3] is not None]
+            hi = min(tail, default=walker.pos)
+            if hi <= lo:
+                continue
+            walker.keep.drop_between(lo, hi)
+            walker.datasets = [m for m in walker.datasets if not _within(m, lo, hi)]
+
+
+def _within(message: DataSetMessage, lo: int, hi: int) -> bool:
+    """Whether a data set's padding header would fall wholly in ``[lo, hi)``."""
+    if not message.head:
+        return False
+    first, last = message.head[0], message.head[-1]
+    return lo <= first[0] and last[0] + last[1] <= hi
 
 
 class FlightRecorder(EventSink):
@@ -185,7 +222,7 @@ class FlightRecorder(EventSink):
         ):
             self.suppressed["memory"] += 1
             return None
-        rec = Recording(client, server, ts)
+        rec = Recording(client, server, ts, self.config.max_bytes_per_association // 4)
         self._by_key[(*client, *server)] = rec
         self._by_key[(*server, *client)] = rec
         self._by_pair[(client, server)] = rec
@@ -193,9 +230,13 @@ class FlightRecorder(EventSink):
 
     def _keep(self, rec: Recording, kept: Kept, cost: int) -> None:
         limit = self.config.max_bytes_per_association
-        if rec.head_bytes + cost <= limit // 2 and not rec.tail:
+        # The head holds the first frames and what the walk kept for them: half the budget.
+        if not rec.tail and rec.head_bytes + cost + rec.walked_bytes() <= limit // 2:
             rec.head.append(kept)
             rec.head_bytes += cost
+            direction, at, length = kept[2], kept[3], kept[5]
+            if at is not None and at + length > rec.head_end[direction]:
+                rec.head_end[direction] = at + length
             return
         rec.tail.append(kept)
         rec.tail_bytes += cost
@@ -204,9 +245,20 @@ class FlightRecorder(EventSink):
             old = rec.tail.popleft()
             rec.tail_bytes -= len(old[4]) + FRAME_OVERHEAD
             rec.omitted += 1
+            if rec.omitted >= rec.next_prune:  # what the walk kept for left-out frames goes
+                walked = self._prune(rec)
+        if rec.head_bytes + walked > limit:
+            walked = self._prune(rec)
         if rec.head_bytes + walked > limit:  # the walk alone outgrew the reservation
             self.suppressed["association-budget"] += 1
             self._drop(rec)
+
+    @staticmethod
+    def _prune(rec: Recording) -> int:
+        """Prune, and say when next: prune reads the tail, so not on every frame."""
+        rec.prune()
+        rec.next_prune = rec.omitted + max(64, len(rec.tail) // 4)
+        return rec.walked_bytes()
 
     # -- events ----------------------------------------------------------------------------
 

@@ -37,9 +37,11 @@ class Direction:
 
     __slots__ = (
         "base", "_hi", "walker", "_pending", "_heap", "_pending_bytes", "unplaced", "padding",
+        "max_pending",
     )  # fmt: skip
 
-    def __init__(self, walk: bool) -> None:
+    def __init__(self, walk: bool, max_pending: int = MAX_PENDING_BYTES) -> None:
+        self.max_pending = max_pending
         self.base: int | None = None  # ISN + 1, from the SYN
         self._hi = 0
         self.walker = PduWalker() if walk else None
@@ -48,6 +50,10 @@ class Direction:
         self._pending_bytes = 0
         self.unplaced = 0  # payload-carrying frames that could not be placed
         self.padding = KeepMap()  # element headers over the data sets (padding.paddings)
+
+    @property
+    def pending_bytes(self) -> int:
+        return self._pending_bytes
 
     def offset(self, seq: int) -> int | None:
         """The stream offset of ``seq`` (None before a SYN was seen)."""
@@ -76,7 +82,7 @@ class Direction:
                 heapq.heappush(self._heap, at)
             self._pending_bytes += len(payload) - len(self._pending.get(at, b""))
             self._pending[at] = payload
-        if self._pending_bytes > MAX_PENDING_BYTES:
+        if self._pending_bytes > self.max_pending:
             self._drain(force=True, limit=1)
             self._drain(force=False)
 
@@ -110,10 +116,18 @@ class Connection:
 
     __slots__ = ("client", "server", "index", "client_isn", "dirs", "first_ts", "last_ts", "frames")
 
-    def __init__(self, client: Endpoint, server: Endpoint, index: int, walk: bool) -> None:
+    def __init__(
+        self,
+        client: Endpoint,
+        server: Endpoint,
+        index: int,
+        walk: bool,
+        max_pending: int = MAX_PENDING_BYTES,
+    ) -> None:
         self.client, self.server, self.index = client, server, index
         self.client_isn: int | None = None
-        self.dirs = (Direction(walk), Direction(walk))  # client→server, server→client
+        # client→server, server→client
+        self.dirs = (Direction(walk, max_pending), Direction(walk, max_pending))
         self.first_ts: float | None = None
         self.last_ts: float | None = None
         self.frames = 0
@@ -131,8 +145,17 @@ class Connection:
 class Tracker:
     """Places the frames of the selected (client, server) pairs."""
 
-    def __init__(self, pairs: Iterable[tuple[Endpoint, Endpoint]], *, walk: bool) -> None:
+    def __init__(
+        self,
+        pairs: Iterable[tuple[Endpoint, Endpoint]],
+        *,
+        walk: bool,
+        max_pending: int = MAX_PENDING_BYTES,
+    ) -> None:
+        """``max_pending``: out-of-order bytes held per direction before the bytes
+        missing before them are declared a gap."""
         self._walk = walk
+        self._max_pending = max_pending
         self._forward: dict[tuple[bytes, int, bytes, int], tuple[Endpoint, Endpoint]] = {}
         self._reverse: dict[tuple[bytes, int, bytes, int], tuple[Endpoint, Endpoint]] = {}
         self.connections: dict[tuple[Endpoint, Endpoint], list[Connection]] = {}
@@ -159,7 +182,9 @@ class Tracker:
         if not instances or (
             syn and not tcp.flags & TCP_ACK and instances[-1].client_isn not in (None, tcp.seq)
         ):
-            instances.append(Connection(pair[0], pair[1], len(instances), self._walk))
+            instances.append(
+                Connection(pair[0], pair[1], len(instances), self._walk, self._max_pending)
+            )
         conn = instances[-1]
         if syn and direction == 0 and not tcp.flags & TCP_ACK:
             conn.client_isn = tcp.seq

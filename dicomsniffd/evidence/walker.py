@@ -53,6 +53,14 @@ class KeepMap:
             self.starts.append(offset)
             self.runs.append(bytes(data))
 
+    def drop_between(self, lo: int, hi: int) -> None:
+        """Forget the runs lying wholly in ``[lo, hi)`` (no frame there will be written)."""
+        i = j = bisect.bisect_left(self.starts, lo)
+        while j < len(self.starts) and self.starts[j] + len(self.runs[j]) <= hi:
+            self.kept_bytes -= len(self.runs[j])
+            j += 1
+        del self.starts[i:j], self.runs[i:j]
+
     def overlay(self, offset: int, length: int, *more: KeepMap) -> bytes:
         """The bytes to write for stream ``[offset, offset + length)``: kept bytes where
         the walker (or ``more``, painted after it) kept them, ``FILL`` everywhere else."""
