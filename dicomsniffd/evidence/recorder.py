@@ -61,7 +61,7 @@ class Recording:
     __slots__ = (
         "client", "server", "tracker", "conn", "head", "tail", "head_bytes", "tail_bytes",
         "omitted", "triggers", "end_ts", "last_ts", "flow_id", "calling_ae", "called_ae",
-        "dicom_checked", "first_ts", "head_end", "next_prune",
+        "dicom_checked", "first_ts", "head_end", "next_prune", "walked",
     )  # fmt: skip
 
     def __init__(self, client: Endpoint, server: Endpoint, ts: float, max_pending: int) -> None:
@@ -80,19 +80,21 @@ class Recording:
         self.dicom_checked = False
         self.head_end = [0, 0]  # per direction: stream offset after the last head frame
         self.next_prune = 64  # frames left out at which to prune next
+        self.walked = 0  # walked_bytes() as of the last frame with a payload
 
     def walked_bytes(self) -> int:
         """What the walk holds: kept bytes, their runs, data-set positions, held segments."""
-        if self.conn is None:
+        conn = self.conn
+        if conn is None:
             return 0
-        return sum(
-            d.walker.keep.kept_bytes
-            + RUN_COST * len(d.walker.keep.starts)
-            + MESSAGE_COST * len(d.walker.datasets)
-            + d.pending_bytes
-            for d in self.conn.dirs
-            if d.walker
-        )
+        total = 0
+        for d in conn.dirs:  # a loop, not sum() over a generator: this runs per packet
+            walker = d.walker
+            if walker is not None:
+                keep = walker.keep
+                total += keep.kept_bytes + RUN_COST * len(keep.starts) + d.pending_bytes
+                total += MESSAGE_COST * len(walker.datasets)
+        return total
 
     def prune(self) -> None:
         """Forget what the walk kept for the stream stretch whose frames were left out
@@ -212,6 +214,8 @@ class FlightRecorder(EventSink):
             if payload[0] != ASSOCIATE_RQ:  # not DICOM: forget it
                 self._drop(rec)
                 return
+        if payload:  # only a payload moves the walk
+            rec.walked = rec.walked_bytes()
         head = frame[: tcp.payload_at]
         kept = (sec, usec, direction, at, head, len(payload), len(frame) - tcp.payload_end)
         self._keep(rec, kept, len(head) + FRAME_OVERHEAD)
@@ -231,7 +235,7 @@ class FlightRecorder(EventSink):
     def _keep(self, rec: Recording, kept: Kept, cost: int) -> None:
         limit = self.config.max_bytes_per_association
         # The head holds the first frames and what the walk kept for them: half the budget.
-        if not rec.tail and rec.head_bytes + cost + rec.walked_bytes() <= limit // 2:
+        if not rec.tail and rec.head_bytes + cost + rec.walked <= limit // 2:
             rec.head.append(kept)
             rec.head_bytes += cost
             direction, at, length = kept[2], kept[3], kept[5]
@@ -240,7 +244,7 @@ class FlightRecorder(EventSink):
             return
         rec.tail.append(kept)
         rec.tail_bytes += cost
-        walked = rec.walked_bytes()
+        walked = rec.walked
         while rec.tail and rec.head_bytes + rec.tail_bytes + walked > limit:
             old = rec.tail.popleft()
             rec.tail_bytes -= len(old[4]) + FRAME_OVERHEAD
@@ -258,7 +262,8 @@ class FlightRecorder(EventSink):
         """Prune, and say when next: prune reads the tail, so not on every frame."""
         rec.prune()
         rec.next_prune = rec.omitted + max(64, len(rec.tail) // 4)
-        return rec.walked_bytes()
+        rec.walked = rec.walked_bytes()
+        return rec.walked
 
     # -- events ----------------------------------------------------------------------------
 
