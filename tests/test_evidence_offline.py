@@ -266,3 +266,21 @@ def test_cli_full_or_read_only_directory_is_one_line_exit_2(tmp_path, capsys, op
         assert "Traceback" not in out.err and os.listdir(ev) == []
     finally:
         subprocess.run(["umount", str(ev)], check=True)
+
+
+@pytest.mark.parametrize("link", ["sll2", "vlan"])
+def test_linux_cooked_and_vlan_tagged_frames(tmp_path, link):
+    from helpers_pcap import ethernet, sll2
+
+    frames, _, _ = connection()
+    if link == "sll2":
+        wrapped, linktype = [sll2(f[14:]) for f in frames], 276
+    else:
+        wrapped, linktype = [ethernet(f[14:], vlans=[(0x8100, 7)]) for f in frames], 1
+    capture = write_pcap(tmp_path / "in.pcap", wrapped, linktype=linktype)
+    [w] = write_evidence([str(capture)], [_assoc()], folder.prepare(str(tmp_path / "ev")))
+    data = (tmp_path / "ev" / w.name).read_bytes()
+    assert w.frames == len(frames) and CANARY not in data and PATIENT_ID not in data
+    assert b"1.2.840.10008.5.1.4.1.1.2" in data  # the command kept
+    with open(tmp_path / "ev" / w.name, "rb") as f:
+        assert dpkt.pcap.Reader(f).datalink() == linktype
