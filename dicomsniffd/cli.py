@@ -48,7 +48,6 @@ _ANALYZE_EPILOG = """\
 examples:
   dicomsniffd analyze capture.pcapng
   dicomsniffd analyze a.pcap b.pcap --json --metrics m.prom --report r.html
-  dicomsniffd analyze capture.pcapng --evidence for-vendor/   # PHI-scrubbed pcaps + README
 
 exit codes:
   0  analysed
