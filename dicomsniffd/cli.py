@@ -150,6 +150,7 @@ def _parser() -> argparse.ArgumentParser:
     analyze.add_argument(
         "--quiet", action="store_true", help="no progress bar on a terminal's stderr"
     )
+    _evidence_options(analyze)
 
     check = _subcommand(
         sub,
@@ -195,6 +196,27 @@ def _compare_arguments(compare: argparse.ArgumentParser) -> None:
     compare.add_argument("--report", metavar="FILE.html", help="write an HTML report")
 
 
+def _evidence_options(analyze: argparse.ArgumentParser) -> None:
+    """analyze --evidence: PHI-scrubbed pcaps for the vendor (README "Evidence for the
+    vendor")."""
+    analyze.add_argument(
+        "--evidence",
+        metavar="DIR",
+        help="write one PHI-scrubbed pcap per association with a problem, and a README",
+    )
+    analyze.add_argument(
+        "--evidence-all", action="store_true", help="with --evidence: every association"
+    )
+    analyze.add_argument(
+        "--evidence-association",
+        type=int,
+        action="append",
+        default=[],
+        metavar="N",
+        help="with --evidence: the association numbered N (the summary's flow column); repeatable",
+    )
+
+
 def _subcommand(
     sub: argparse._SubParsersAction, name: str, help: str, description: str, epilog: str
 ) -> argparse.ArgumentParser:
@@ -234,6 +256,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     try:
         output_on_stdout = outputs.check_analyze(args)
+        _check_evidence(args)
     except outputs.OutputError as exc:
         return _fail(str(exc))
     metrics = MetricsStore(config.metrics)
@@ -267,6 +290,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             from dicomsniffd.sinks.report import write_report
 
             write_report(args.report, summary, info)
+        evidence_note = _write_evidence(args, summary, info)
     except outputs.OutputError as exc:
         return _fail(str(exc))
     if args.json:
@@ -275,6 +299,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     elif not output_on_stdout:  # else standard output carries that output alone
         sys.stdout.write(summary.render_text(info))
     sys.stdout.flush()
+    if evidence_note:
+        print(f"dicomsniffd: {evidence_note}", file=sys.stderr)
     if info.get("files_reordered"):
         order = " ".join(info["files"])
         print(f"dicomsniffd: note: files read in time order: {order}", file=sys.stderr)
@@ -288,6 +314,42 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             f"capture file {what}: {where}; the results cover the packets before the break"
         )
     return 0
+
+
+def _check_evidence(args: argparse.Namespace) -> None:
+    """Before reading anything: the evidence directory is usable (OutputError if not)."""
+    from dicomsniffd import outputs
+
+    if args.evidence is None:
+        if args.evidence_all or args.evidence_association:
+            raise outputs.OutputError("--evidence-all/--evidence-association need --evidence DIR")
+        return
+    from dicomsniffd.evidence.folder import EvidenceError, prepare
+
+    try:
+        prepare(args.evidence)
+    except EvidenceError as exc:
+        raise outputs.OutputError(str(exc)) from None
+
+
+def _write_evidence(args: argparse.Namespace, summary, info: dict) -> str | None:
+    """analyze --evidence: the scrubbed pcaps; the note to print (OutputError on failure)."""
+    if args.evidence is None:
+        return None
+    from dicomsniffd import outputs
+    from dicomsniffd.evidence.folder import EvidenceError
+    from dicomsniffd.evidence.offline import for_analyze
+
+    try:
+        return for_analyze(
+            args.evidence,
+            summary.to_dict(info),
+            info["files"],
+            every=args.evidence_all,
+            numbers=args.evidence_association,
+        )
+    except EvidenceError as exc:
+        raise outputs.OutputError(str(exc)) from None
 
 
 def _event_log(path: str, keep_instance_uids: bool, failures: list[OSError]):

@@ -39,6 +39,12 @@ def self_stats(worker: str = "0", packets: int = 10) -> dict:
         "flows_active": 3,
         "evictions": {"capacity": 0, "idle": 2, "memcap": 0},
         "buffered_bytes": 512,
+        "evidence_files_written": 1,
+        "evidence_bytes_written": 4096,
+        "evidence_suppressed": {"memory": 2, "directory-budget": 0},
+        "evidence_files_removed": 0,
+        "evidence_memory_bytes": 2048,
+        "evidence_recordings": 1,
     }
 
 

@@ -199,6 +199,13 @@ class HandMadeTraffic:
             "flows_active": 0,
             "evictions": {"capacity": 0, "idle": 0, "memcap": 0},
             "buffered_bytes": 0,
+            # The flight recorder (issue 14), as a worker with evidence.directory set.
+            "evidence_files_written": 0,
+            "evidence_bytes_written": 0,
+            "evidence_suppressed": {"memory": 0, "write-error": 0},
+            "evidence_files_removed": 0,
+            "evidence_memory_bytes": 0,
+            "evidence_recordings": 0,
         }
         store.set_self_stats_source(lambda: dict(self.stats))
 
@@ -381,6 +388,12 @@ class HandMadeTraffic:
         st["evictions"]["idle"] += 1
         st["evictions"]["capacity"] += r % 2
         st["buffered_bytes"] = 4096 * (r % 3)
+        st["evidence_files_written"] += 1
+        st["evidence_bytes_written"] += 50_000
+        st["evidence_suppressed"]["memory"] += r % 2
+        st["evidence_files_removed"] += r % 2
+        st["evidence_memory_bytes"] = 65536 * (1 + r % 3)
+        st["evidence_recordings"] = 1 + r % 3
         self.round += 1
 
 
@@ -474,6 +487,8 @@ def test_dashboard_covers_the_issue_rows() -> None:
         "dicom_presentation_contexts_total",
         "dicom_association_rejects",
         "dicom_association_aborts",
+        "dicomsniffd_evidence_files_written_total",  # the flight recorder (issue 14)
+        "dicomsniffd_evidence_suppressed_total",
     ):
         assert needed in text, needed
 

@@ -97,6 +97,18 @@ def test_unit_essentials() -> None:
     assert "ExecReload" in s  # SIGHUP reload
 
 
+def test_unit_writable_paths_are_the_event_log_and_evidence_only() -> None:
+    """ProtectSystem=strict: the only writable paths are the event log's LogsDirectory and
+    the flight recorder's StateDirectory (config/dicomsniffd.yaml documents both)."""
+    s = _unit_settings()
+    assert s["ProtectSystem"] == ["strict"] and s["ProtectHome"] == ["yes"]
+    assert s["LogsDirectory"] == ["dicomsniffd"] and s["StateDirectory"] == ["dicomsniffd"]
+    for key in ("ReadWritePaths", "CacheDirectory", "RuntimeDirectory", "BindPaths"):
+        assert key not in s, key
+    yaml_text = (REPO / "config" / "dicomsniffd.yaml").read_text()
+    assert "/var/lib/dicomsniffd/evidence" in yaml_text
+
+
 def test_dockerfile_hadolint_clean() -> None:
     p = subprocess.run(
         [_tool("hadolint"), "--no-color", str(DOCKERFILE)], capture_output=True, text=True

@@ -45,6 +45,13 @@ CATALOGUE = {
     "dicomsniffd_flows_active": ("gauge", {"worker"}),
     "dicomsniffd_flow_evictions_total": ("counter", {"worker", "reason"}),
     "dicomsniffd_reassembly_buffered_bytes": ("gauge", {"worker"}),
+    # Added by issue 14 (docs/contract-changes.md): the flight recorder's self-metrics.
+    "dicomsniffd_evidence_files_written_total": ("counter", {"worker"}),
+    "dicomsniffd_evidence_written_bytes_total": ("counter", {"worker"}),
+    "dicomsniffd_evidence_suppressed_total": ("counter", {"worker", "reason"}),
+    "dicomsniffd_evidence_files_removed_total": ("counter", {"worker"}),
+    "dicomsniffd_evidence_memory_bytes": ("gauge", {"worker"}),
+    "dicomsniffd_evidence_recordings": ("gauge", {"worker"}),
     "dicomsniffd_label_overflow_total": ("counter", {"label"}),
     "dicomsniffd_build_info": ("gauge", {"version", "pcapy_ng", "libpcap", "python"}),
 }

@@ -13,7 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from dicomsniffd.config.errors import _invalid
-from dicomsniffd.config.sections import DicomConfig, TlsServerConfig
+from dicomsniffd.config.sections import (
+    EVIDENCE_TRIGGERS,
+    DicomConfig,
+    EvidenceConfig,
+    TlsServerConfig,
+)
 
 
 def _always(_value: Any) -> bool:
@@ -197,6 +202,19 @@ _SPECS: dict[str, _Spec] = {
     "event_log.backups": _int(0, 100),
     "logging.level": _choice("debug", "info", "warning", "error"),
     "logging.format": _choice("text", "json"),
+    "evidence.directory": _Spec(
+        "a directory path (empty: no flight recorder)", lambda v: "\x00" not in v
+    ),
+    "evidence.triggers": _Spec(
+        "a list of distinct triggers: " + ", ".join(EVIDENCE_TRIGGERS),
+        _distinct,
+        item_allowed="one of " + ", ".join(EVIDENCE_TRIGGERS),
+        item_ok=lambda v: v in EVIDENCE_TRIGGERS,
+    ),
+    "evidence.max_bytes_per_association": _int(65_536, unit=" (64 KiB)"),
+    "evidence.max_memory_bytes": _int(65_536, unit=" (64 KiB)"),
+    "evidence.max_files": _int(1, 1_000_000),
+    "evidence.max_directory_bytes": _int(65_536, unit=" (64 KiB)"),
 }
 
 
@@ -218,7 +236,17 @@ def _check_dicom(dicom: DicomConfig, parts: tuple[str | int, ...]) -> None:
         raise _invalid((*parts, "ports"), [], allowed)
 
 
+def _check_evidence(evidence: EvidenceConfig, parts: tuple[str | int, ...]) -> None:
+    if evidence.max_bytes_per_association > evidence.max_memory_bytes:
+        raise _invalid(
+            (*parts, "max_bytes_per_association"),
+            evidence.max_bytes_per_association,
+            f"at most max_memory_bytes ({evidence.max_memory_bytes})",
+        )
+
+
 _SECTION_CHECKS: dict[type, Callable[[Any, tuple[str | int, ...]], None]] = {
     TlsServerConfig: _check_tls,
     DicomConfig: _check_dicom,
+    EvidenceConfig: _check_evidence,
 }

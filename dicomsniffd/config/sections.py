@@ -109,6 +109,22 @@ class DaemonConfig:
     stall_after_s: float = 30.0  # /healthz fails when the capture loop is silent this long
 
 
+EVIDENCE_TRIGGERS = ("abort", "reject", "failure", "unanswered", "protocol-violation")
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceConfig:
+    """The flight recorder (README "Evidence for the vendor"): scrubbed pcaps of the
+    associations that end badly."""
+
+    directory: str = ""  # empty: no flight recorder (and no cost per packet)
+    triggers: tuple[str, ...] = EVIDENCE_TRIGGERS
+    max_bytes_per_association: int = 1_048_576  # memory one recording may hold
+    max_memory_bytes: int = 128 * 1_048_576  # memory all recordings together may hold
+    max_files: int = 100  # evidence files in the directory; the oldest go first
+    max_directory_bytes: int = 1024 * 1_048_576
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     capture: CaptureConfig = field(default_factory=CaptureConfig)
@@ -119,3 +135,4 @@ class Config:
     event_log: EventLogConfig = field(default_factory=EventLogConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    evidence: EvidenceConfig = field(default_factory=EvidenceConfig)

@@ -53,6 +53,13 @@ def check_startable(config: Config) -> list[str]:
             raise StartupError(f"metrics TLS setup failed: {exc}{hint}", EXIT_CONFIG) from None
         ca = ", key and client CA" if tls.client_ca_file else " and key"
         done.append(f"metrics.tls certificate{ca} load")
+    directory = config.evidence.directory
+    if directory:
+        if os.path.lexists(directory) and not os.path.isdir(directory):
+            raise StartupError(
+                f"evidence.directory {directory} exists and is not a directory", EXIT_CONFIG
+            )
+        done.append(f"evidence.directory {directory} is a directory or can be created")
     return done
 
 

@@ -24,7 +24,7 @@ from dicomsniffd.capture.live import LiveSource
 from dicomsniffd.config import Config
 from dicomsniffd.daemon.errors import EXIT_CONFIG, EXIT_FAILURE, StartupError
 from dicomsniffd.daemon.http import Heartbeat
-from dicomsniffd.daemon.privileges import drop_privileges
+from dicomsniffd.daemon.privileges import _run_user, drop_privileges
 from dicomsniffd.daemon.reload import apply_to_capture, apply_to_logging, apply_to_metrics
 from dicomsniffd.daemon.signals import Signals
 from dicomsniffd.daemon.systemd import Notifier
@@ -86,6 +86,30 @@ def open_source(config: Config, fanout_group: int | None = None) -> LiveSource:
         raise StartupError(str(exc), EXIT_FAILURE) from None
 
 
+def flight_recorder(config: Config, linktype: int, worker: str) -> Any:
+    """The evidence flight recorder, or None when ``evidence.directory`` is empty. Its
+    directory is made the run user's when started as root (the daemon drops to it)."""
+    if not config.evidence.directory:
+        return None
+    from dicomsniffd.evidence.folder import EvidenceError
+    from dicomsniffd.evidence.recorder import FlightRecorder
+
+    try:
+        recorder = FlightRecorder(config.evidence, linktype, worker)
+    except (EvidenceError, OSError) as exc:
+        raise StartupError(f"evidence.directory: {exc}", EXIT_CONFIG) from None
+    if os.geteuid() == 0:
+        with contextlib.suppress(Exception):  # not root after all, or no such user: as is
+            user = _run_user(config.daemon)
+            for name in (config.evidence.directory, *_entries(config.evidence.directory)):
+                os.chown(name, user.pw_uid, user.pw_gid)
+    return recorder
+
+
+def _entries(directory: str) -> list[str]:
+    return [os.path.join(directory, n) for n in os.listdir(directory)]
+
+
 def _event_log_path(path: str, worker: str, workers: int) -> str:
     """Each worker process writes its own event log file when there are several."""
     if workers <= 1 or not path:
@@ -119,14 +143,27 @@ class CaptureWorker:
         sinks: list[Any] = [self.metrics]
         if self.event_log is not None:
             sinks.append(self.event_log)
+        self.recorder = flight_recorder(config, source.linktype, worker)
+        if self.recorder is not None:
+            sinks.append(self.recorder)
         self.pipeline = Pipeline(config, sinks, worker, labels=self.metrics)
-        self.metrics.set_self_stats_source(self.pipeline.self_stats)
+        self.metrics.set_self_stats_source(self._self_stats)
         self.decoder = Decoder(source.linktype)
         self.want_snapshot = Waker()
         self.pending_config: Config | None = None
         self._last_packet_wall = time.monotonic()
         self._next_publish = 0.0
         self._next_idle_expire = 0.0
+
+    def _self_stats(self) -> dict[str, Any]:
+        stats = self.pipeline.self_stats()
+        if self.recorder is not None:
+            stats.update(self.recorder.stats())
+        else:  # the recorder's families still carry their (zero) series
+            from dicomsniffd.evidence.recorder import idle_stats
+
+            stats.update(idle_stats())
+        return stats
 
     def _open_event_log(self, config: Config) -> EventLog | None:
         path = _event_log_path(config.event_log.path, self.worker, config.capture.workers)
@@ -141,6 +178,7 @@ class CaptureWorker:
     def run(self, stop: threading.Event) -> None:
         wait_s = min(0.25, max(0.01, self.config.capture.timeout_ms / 1000))
         process = self.pipeline.process_batch
+        recorder = self.recorder  # None when evidence.directory is empty: one test per batch
         try:
             while not stop.is_set():
                 packet_bytes, records = self.source.read(
@@ -148,6 +186,8 @@ class CaptureWorker:
                 )
                 now = time.monotonic()
                 if records:
+                    if recorder is not None:
+                        recorder.batch(packet_bytes, records)
                     process(self.decoder, packet_bytes, records)
                     self._last_packet_wall = now
                 else:
@@ -164,6 +204,8 @@ class CaptureWorker:
         last_ts = self.pipeline.last_ts
         if last_ts is not None:
             self.pipeline.expire(last_ts + (now - self._last_packet_wall))
+            if self.recorder is not None:
+                self.recorder.tick(last_ts + (now - self._last_packet_wall))
 
     def _between_batches(self, now: float) -> None:
         if self.heartbeat is not None:
@@ -194,6 +236,8 @@ class CaptureWorker:
         """Close every flow as seen so far, publish the final state, close files."""
         try:
             self.pipeline.finish()
+            if self.recorder is not None:
+                self.recorder.close()
             self.publish()
         finally:
             if self.event_log is not None:
