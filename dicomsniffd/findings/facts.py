@@ -12,7 +12,8 @@ from array import array
 from collections.abc import Iterable
 from typing import Any
 
-from dicomsniffd.dicom.events import ACCEPTOR, REQUESTOR, PresentationContext
+from dicomsniffd.dicom.events import ACCEPTOR, REQUESTOR, PresentationContext, UserInformation
+from dicomsniffd.dicom.implementations import product_name
 from dicomsniffd.names import context_result, uid_display_name
 
 TIMINGS = ("request_transfer_ms", "response_latency_ms", "duration_ms")
@@ -33,7 +34,7 @@ class Association:
         "requested", "accepted", "dicom_seen", "reject", "abort", "end", "duration",
         "contexts", "implementation_class_uid", "implementation_version_name", "dimse",
         "requests", "unanswered", "pdata", "missed", "retransmissions", "zero_windows",
-        "resets", "protocol_errors",
+        "resets", "protocol_errors", "implementations",
     )  # fmt: skip
 
     def __init__(self, flow: Any) -> None:
@@ -63,6 +64,8 @@ class Association:
         self.zero_windows = sender_counts()
         self.resets = sender_counts()
         self.protocol_errors = 0  # ProtocolError and Resynchronised events on this flow
+        # side (requestor/acceptor) -> implementation_dict of its RQ/AC user information
+        self.implementations: dict[str, dict[str, Any]] = {}
 
     @property
     def outcome(self) -> str:
@@ -101,7 +104,20 @@ class Association:
             "retransmissions": sum(self.retransmissions.values()),
             "zero_windows": sum(self.zero_windows.values()),
             "resets": sum(self.resets.values()),
+            "requestor_implementation": self.implementations.get(REQUESTOR),
+            "acceptor_implementation": self.implementations.get(ACCEPTOR),
         }
+
+
+def implementation_dict(info: UserInformation) -> dict[str, Any]:
+    """Which software sent an RQ/AC: its user information's identification, and the
+    product when the Implementation Class UID's root is a known one (""otherwise)."""
+    return {
+        "class_uid": info.implementation_class_uid,
+        "version_name": info.implementation_version_name,
+        "max_pdu_length": info.max_pdu_length,
+        "product": product_name(info.implementation_class_uid),
+    }
 
 
 def _context_dict(pc: PresentationContext) -> dict[str, Any]:

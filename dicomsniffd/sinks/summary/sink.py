@@ -9,6 +9,8 @@ from array import array
 from typing import Any
 
 from dicomsniffd.dicom.events import (
+    ACCEPTOR,
+    REQUESTOR,
     Aborted,
     AssociationAccepted,
     AssociationEnded,
@@ -22,11 +24,18 @@ from dicomsniffd.dicom.events import (
 )
 from dicomsniffd.dicom.problems import RESYNC
 from dicomsniffd.findings import Collected, evaluate
-from dicomsniffd.findings.facts import Association, Command, percentiles, sender_counts
+from dicomsniffd.findings.facts import (
+    Association,
+    Command,
+    implementation_dict,
+    percentiles,
+    sender_counts,
+)
 from dicomsniffd.names import is_out_of_resources, status_hex
 from dicomsniffd.sinks.dispatch import EventSink
 from dicomsniffd.sinks.report.trace import TransactionLog
 from dicomsniffd.sinks.summary.pairs import Pair, PairTimings, rollup
+from dicomsniffd.sinks.summary.software import implementations
 from dicomsniffd.sinks.summary.text import render_text
 
 
@@ -155,10 +164,12 @@ class Summary(EventSink):
         assoc.contexts = list(event.presentation_contexts)
         assoc.implementation_class_uid = event.user_info.implementation_class_uid
         assoc.implementation_version_name = event.user_info.implementation_version_name
+        assoc.implementations[REQUESTOR] = implementation_dict(event.user_info)
 
     def _on_accepted(self, event: AssociationAccepted, assoc: Association) -> None:
         assoc.accepted = True
         assoc.contexts = list(event.presentation_contexts)  # the RQ proposal with answers
+        assoc.implementations[ACCEPTOR] = implementation_dict(event.user_info)
         if not assoc.implementation_class_uid:  # RQ not seen: the acceptor's is all we have
             assoc.implementation_class_uid = event.user_info.implementation_class_uid
             assoc.implementation_version_name = event.user_info.implementation_version_name
@@ -262,6 +273,7 @@ class Summary(EventSink):
             "protocol_errors": dict(sorted(self._protocol_errors.items())),
             "findings": self.findings(capture_info),
             "pairs": rollup(associations, self._pairs, self._failures),
+            "implementations": implementations(associations),
             "protocol_errors_by_flow": {
                 str(a.flow_id): a.protocol_errors for a in associations if a.protocol_errors
             },

@@ -20,6 +20,7 @@ from dicomsniffd.formatting import (
     utc,
 )
 from dicomsniffd.names import status_text
+from dicomsniffd.sinks.summary.software import render_software
 
 _WIDTH = 100
 _MAX_ROWS = 50  # associations listed; --json lists all
@@ -187,6 +188,9 @@ def _render_associations(data: dict[str, Any]) -> str:
         lines.append("")
     if pairs:
         lines += [*_pair_rows(pairs), ""]
+    software = render_software(data.get("implementations", []))
+    if software:
+        lines += [*software, ""]
     if others:
         title = "Other associations" if total_problems else "Associations"
         count = len(assocs) - total_problems
