@@ -34,7 +34,8 @@ class Association:
         "requested", "accepted", "dicom_seen", "reject", "abort", "end", "duration",
         "contexts", "implementation_class_uid", "implementation_version_name", "dimse",
         "requests", "unanswered", "pdata", "missed", "retransmissions", "zero_windows",
-        "resets", "protocol_errors", "implementations",
+        "resets", "protocol_errors", "implementations", "setup_seconds", "stores",
+        "busy_seconds", "first_error",
     )  # fmt: skip
 
     def __init__(self, flow: Any) -> None:
@@ -66,6 +67,11 @@ class Association:
         self.protocol_errors = 0  # ProtocolError and Resynchronised events on this flow
         # side (requestor/acceptor) -> implementation_dict of its RQ/AC user information
         self.implementations: dict[str, dict[str, Any]] = {}
+        # for the interoperability findings (findings/interop.py)
+        self.setup_seconds: float | None = None  # A-ASSOCIATE-RQ -> AC
+        self.stores = 0  # C-STORE requests
+        self.busy_seconds = 0.0  # sum of the DIMSE transactions' durations
+        self.first_error: tuple[str, str, str] | None = None  # (sender, kind, detail)
 
     @property
     def outcome(self) -> str:

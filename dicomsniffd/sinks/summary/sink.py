@@ -170,6 +170,7 @@ class Summary(EventSink):
         assoc.accepted = True
         assoc.contexts = list(event.presentation_contexts)  # the RQ proposal with answers
         assoc.implementations[ACCEPTOR] = implementation_dict(event.user_info)
+        assoc.setup_seconds = event.setup_seconds
         if not assoc.implementation_class_uid:  # RQ not seen: the acceptor's is all we have
             assoc.implementation_class_uid = event.user_info.implementation_class_uid
             assoc.implementation_version_name = event.user_info.implementation_version_name
@@ -190,6 +191,7 @@ class Summary(EventSink):
         self._command(event.command).requests += 1
         if event.command == "C-STORE":
             self._pair(assoc).objects += 1
+            assoc.stores += 1
 
     def _on_response(self, event: DimseResponseSeen, assoc: Association) -> None:
         status = status_hex(event.status)
@@ -227,6 +229,7 @@ class Summary(EventSink):
         if seconds is not None:
             samples["duration_ms"].append(seconds * 1000.0)
             by_pair["duration_ms"].append(seconds * 1000.0)
+            assoc.busy_seconds += seconds
         stats.dataset_bytes += event.request_dataset_bytes
         if event.request_dataset_bytes and event.request_transfer_seconds:
             stats.throughput_bytes += event.request_dataset_bytes
@@ -239,6 +242,8 @@ class Summary(EventSink):
     def _on_protocol_error(self, event: ProtocolError, assoc: Association) -> None:
         self._protocol_errors[event.kind] = self._protocol_errors.get(event.kind, 0) + 1
         assoc.protocol_errors += 1
+        if assoc.first_error is None:
+            assoc.first_error = (event.sender, event.kind, event.detail)
 
     def _on_resync(self, event: Resynchronised, assoc: Association) -> None:
         self._protocol_errors[RESYNC] = self._protocol_errors.get(RESYNC, 0) + 1

@@ -1,0 +1,173 @@
+"""Do the two sides work together? The interoperability patterns a vendor conversation
+starts from: one association per object, services that work next to services that fail,
+an SCU that gives up for want of a context for its file's transfer syntax, TLS spoken to
+a plain port (or the reverse)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from dicomsniffd.findings.rule import Collected, FindingKind, Found, rule
+from dicomsniffd.formatting import duration, plural
+from dicomsniffd.names import context_result, status_hex, status_text, uid_display_name
+
+VERIFICATION = "1.2.840.10008.1.1"
+
+# One association per object is only a pattern once it repeats, and only worth a line
+# when it is most of what the pair does.
+_MIN_SINGLE_STORE_ASSOCIATIONS = 5
+_MIN_SINGLE_STORE_SHARE = 0.5
+
+ONE_ASSOCIATION_PER_OBJECT = FindingKind(
+    "one-association-per-object",
+    "info",
+    "One association per object",
+    "Each object pays for a TCP handshake, A-ASSOCIATE negotiation and A-RELEASE. Configure "
+    "the sending device (or its DICOM router/forwarder) to send a study or series on one "
+    "association (with DCMTK: one storescu call for all files rather than one per file); "
+    "it is a setting on most modalities and archives, often named 'send per study', "
+    "'association per object' or 'keep association open'.",
+)
+
+
+@rule(ONE_ASSOCIATION_PER_OBJECT)
+def one_association_per_object(c: Collected, info: Mapping[str, Any]) -> list[Found]:
+    # per AE pair: associations with C-STOREs, those with exactly one, and the time those
+    # single-store associations spent outside their one operation (setup, release, idle)
+    pairs: dict[tuple[str, str], list] = {}
+    for a in c.associations:
+        if not a.stores:
+            continue
+        row = pairs.setdefault((a.calling_ae, a.called_ae), [0, 0, 0.0, 0, 0.0, 0])
+        row[0] += 1
+        if a.stores == 1:
+            row[1] += 1
+            if a.duration is not None:
+                row[2] += max(0.0, a.duration - a.busy_seconds)
+                row[3] += 1
+            if a.setup_seconds is not None:
+                row[4] += a.setup_seconds
+                row[5] += 1
+    evidence = []
+    total_single = 0
+    for (calling, called), (with_stores, single, overhead, timed, setup, setups) in sorted(
+        pairs.items(), key=lambda kv: -kv[1][1]
+    ):
+        if (
+            single < _MIN_SINGLE_STORE_ASSOCIATIONS
+            or single < _MIN_SINGLE_STORE_SHARE * with_stores
+        ):
+            continue
+        total_single += single
+        line = (
+            f"{calling} → {called}: {single} of {plural(with_stores, 'association')} "
+            f"({100.0 * single / with_stores:.0f} %) carried a single C-STORE"
+        )
+        if timed:
+            per = overhead / timed
+            line += (
+                f"; each spent {duration(per)} outside its C-STORE (set-up, release, idle), "
+                f"{duration(overhead)} in all"
+            )
+        if setups:
+            line += f"; A-ASSOCIATE-RQ → AC {duration(setup / setups)} on average"
+        evidence.append(line)
+    if not evidence:
+        return []
+    detail = (
+        f"{plural(total_single, 'association')} carried exactly one object each: every "
+        "image was sent with its own A-ASSOCIATE-RQ … A-RELEASE-RP, so the time per "
+        "object includes a whole association set-up and release."
+    )
+    return [ONE_ASSOCIATION_PER_OBJECT.found(detail, evidence, total_single)]
+
+
+PARTIAL_SERVICE = FindingKind(
+    "partial-service",
+    "warning",
+    "Some services work between these AEs, others fail",
+    "The network, the AE titles and association set-up are fine (the services listed as "
+    "working succeed on the same AE pair), so look at the SCP's configuration of the "
+    "failing service for this calling AE: the SOP class (e.g. the Query/Retrieve model) "
+    "not enabled or not allowed for this AE, a C-MOVE destination the SCP does not know "
+    "(0xA801) or cannot reach, query/retrieve permissions. The SCP's log at these times "
+    "says which.",
+)
+
+# Service of a refused SOP class, from its UID's name (the Query/Retrieve models'
+# names end in FIND/MOVE/GET; storage classes in "Storage").
+_SERVICE_WORDS = (("FIND", "C-FIND"), ("MOVE", "C-MOVE"), ("GET", "C-GET"), ("Storage", "C-STORE"))
+
+
+def _service_of(abstract_syntax: str) -> str:
+    name = uid_display_name(abstract_syntax) or abstract_syntax or "unknown SOP class"
+    for word, service in _SERVICE_WORDS:
+        if word in name:
+            return service
+    return "C-ECHO" if abstract_syntax == VERIFICATION else name
+
+
+_UNANSWERED = {
+    "unanswered-ended": "no response, the association ended with the request open",
+    "unanswered-timeout": "no response within the transaction timeout",
+}
+
+
+def _is_success(status: str) -> bool:
+    return status == "0x0000" or status.startswith("0xB")  # success or warning
+
+
+@rule(PARTIAL_SERVICE)
+def partial_service(c: Collected, info: Mapping[str, Any]) -> list[Found]:
+    ok: dict[tuple[str, str], dict[str, int]] = {}
+    failed: dict[tuple[str, str], dict[str, dict[str, int]]] = {}
+
+    def fail(pair: tuple[str, str], service: str, why: str, n: int = 1) -> None:
+        reasons = failed.setdefault(pair, {}).setdefault(service, {})
+        reasons[why] = reasons.get(why, 0) + n
+
+    for a in c.associations:
+        pair = (a.calling_ae, a.called_ae)
+        for command, statuses in a.dimse.items():
+            n = sum(count for status, count in statuses.items() if _is_success(status))
+            if n:
+                ok.setdefault(pair, {})[command] = ok.get(pair, {}).get(command, 0) + n
+        accepted = {pc.abstract_syntax for pc in a.contexts if pc.result == 0}
+        refused = {
+            (pc.abstract_syntax, pc.result)
+            for pc in a.contexts
+            if pc.result not in (None, 0) and pc.abstract_syntax not in accepted
+        }
+        for uid, result in sorted(refused):
+            name = uid_display_name(uid) or uid
+            fail(pair, _service_of(uid), f"{name} refused ({context_result(result)})")
+        if a.reject is not None:
+            fail(pair, "association", f"A-ASSOCIATE-RJ {a.reject['reason']}")
+    for (command, status, calling, called), n in c.failures.items():
+        fail((calling, called), command, f"{status_hex(status)} {status_text(status)}".strip(), n)
+    for (command, outcome, calling, called), n in c.unanswered_by.items():
+        fail((calling, called), command, _UNANSWERED.get(outcome, outcome), n)
+
+    evidence = []
+    weight = 0
+    for pair, services in sorted(failed.items()):
+        working = ok.get(pair, {})
+        broken = {s: why for s, why in services.items() if s not in working}
+        if not working or not broken:
+            continue
+        weight += sum(sum(why.values()) for why in broken.values())
+        works = ", ".join(f"{s} ({n})" for s, n in sorted(working.items()))
+        fails = "; ".join(
+            f"{service}: " + ", ".join(f"{why} ×{n}" for why, n in sorted(reasons.items()))
+            for service, reasons in sorted(broken.items())
+        )
+        evidence.append(f"{pair[0]} → {pair[1]}: works: {works}; fails: {fails}")
+    if not evidence:
+        return []
+    detail = (
+        "On the same AE pair some services succeed while others are refused, fail or are "
+        "never answered: the connection and the association work, the failing service "
+        "does not."
+    )
+    return [PARTIAL_SERVICE.found(detail, evidence, weight)]
