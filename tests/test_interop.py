@@ -4,9 +4,15 @@ wording (real traffic: tests/test_interop_real.py)."""
 from __future__ import annotations
 
 from sink_fakes import Flow
-from summary_fakes import codes, feed_store, good_association
+from summary_fakes import CT, accepted, codes, feed_store, good_association, requested
 
-from dicomsniffd.dicom.events import DimseRequestSeen, DimseResponseSeen
+from dicomsniffd.dicom.events import (
+    Aborted,
+    AssociationEnded,
+    DimseRequestSeen,
+    DimseResponseSeen,
+    PresentationContext,
+)
 from dicomsniffd.sinks.summary import Summary
 
 ECHO = "1.2.840.10008.1.1"
@@ -56,3 +62,42 @@ def test_partial_service_ignores_a_service_that_also_succeeds() -> None:
     feed_store(summary, flow, status=0xA700)
     _echo(summary, flow)
     assert "partial-service" not in codes(summary)
+
+
+def _compressed_refused(summary: Summary, flow: Flow, *, request: bool) -> None:
+    jpeg, evle = "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.1"
+    proposed = (
+        PresentationContext(1, CT, (jpeg,)),
+        PresentationContext(3, CT, (evle,)),
+    )
+    answered = (
+        PresentationContext(1, CT, (jpeg,), 4, ""),
+        PresentationContext(3, CT, (evle,), 0, evle),
+    )
+    summary.handle(requested(proposed), flow)
+    summary.handle(accepted(answered), flow)
+    if request:
+        feed_store(summary, flow, context_id=3)
+    summary.handle(Aborted(100.5, "requestor", "service-user", "not-specified", 0, 0), flow)
+    summary.handle(AssociationEnded(100.5, "aborted", 0.5), flow)
+
+
+def test_an_scu_giving_up_after_its_transfer_syntax_was_refused() -> None:
+    summary = Summary()
+    _compressed_refused(summary, Flow(), request=False)
+    found = codes(summary)
+    assert "aborts" not in found
+    (line,) = found["no-context-for-transfer-syntax"]["evidence"]
+    assert line == (
+        "flow 1 MODALITY → PACS: CT Image Storage as JPEG Lossless, Non-Hierarchical, "
+        "First-Order Prediction (Process 14 [Selection Value 1]) refused, accepted only as "
+        "Explicit VR Little Endian; then no request, A-ABORT from the SCU after 500 ms"
+    )
+
+
+def test_a_refused_syntax_is_no_finding_when_the_scu_went_on() -> None:
+    summary = Summary()
+    _compressed_refused(summary, Flow(), request=True)
+    found = codes(summary)
+    assert "no-context-for-transfer-syntax" not in found
+    assert "aborts" in found

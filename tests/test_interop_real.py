@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import subprocess
 
 import pytest
 from netns import VethPair
@@ -125,3 +126,41 @@ def test_echo_works_but_find_and_move_fail(services: dict) -> None:
     )
     assert "works: C-ECHO (1)" in to_storescp
     assert "C-FIND: Study Root Query/Retrieve" in to_storescp and "refused" in to_storescp
+
+
+@pytest.fixture(scope="module")
+def compressed(tmp_path_factory) -> tuple[dict, str]:
+    """storescu -R -xs sends a JPEG Lossless file to storescp (uncompressed only): it
+    proposes JPEG Lossless on one context and the uncompressed syntaxes on another,
+    storescp refuses the first and accepts Explicit VR LE, storescu cannot convert the
+    file ("unable to convert dataset") and aborts without a request."""
+    wd = str(tmp_path_factory.mktemp("interop-ts"))
+    ((path, _uid),) = make_ct.make_series(os.path.join(wd, "ct"), 1, 64, series=8)
+    jpeg = os.path.join(wd, "jpeg.dcm")
+    subprocess.run([dcmtk("dcmcjpeg"), path, jpeg], check=True, capture_output=True)
+    pcap = os.path.join(wd, "compressed.pcap")
+    with VethPair() as net:
+        scp = start_storescp(net, "b", STORE_PORT, "STORESCP")
+        with net.capture("a", pcap):
+            sent = net.run(
+                "a",
+                [dcmtk("storescu"), "-R", "-xs", "-aet", "JPEGSCU", "-aec", "STORESCP",
+                 net.ip("b"), str(STORE_PORT), jpeg],
+                check=False,
+            )  # fmt: skip
+        stop(scp)
+    return run(pcap, _config(STORE_PORT)).summary, sent.stdout + sent.stderr
+
+
+def test_no_context_for_the_files_transfer_syntax(compressed: tuple[dict, str]) -> None:
+    summary, said = compressed
+    assert "unable to convert dataset" in said  # storescu's own words for what happened
+    codes = {f["code"]: f for f in summary["findings"]}
+    assert "aborts" not in codes  # the generic abort advice gives way to the cause
+    finding = codes["no-context-for-transfer-syntax"]
+    (line,) = finding["evidence"]
+    assert line.startswith("flow 1 JPEGSCU → STORESCP: CT Image Storage as JPEG Lossless")
+    assert "refused, accepted only as Explicit VR Little Endian" in line
+    assert "then no request, A-ABORT from the SCU" in line
+    (assoc,) = summary["associations"]
+    assert assoc["dimse"] == {} and assoc["pdata_bytes"] == {"requestor": 0, "acceptor": 0}

@@ -54,6 +54,7 @@ RULES: tuple[Rule, ...] = (
     capture.no_dicom,
     interop.one_association_per_object,
     interop.partial_service,
+    interop.no_context_for_transfer_syntax,
 )
 
 # Every finding code, with its default severity, title and advice.

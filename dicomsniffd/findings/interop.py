@@ -6,13 +6,18 @@ a plain port (or the reverse)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from dicomsniffd.dicom.events import REQUESTOR, PresentationContext
 from dicomsniffd.findings.rule import Collected, FindingKind, Found, rule
 from dicomsniffd.formatting import duration, plural
 from dicomsniffd.names import context_result, status_hex, status_text, uid_display_name
 
+if TYPE_CHECKING:
+    from dicomsniffd.findings.facts import Association
+
 VERIFICATION = "1.2.840.10008.1.1"
+_TRANSFER_SYNTAXES_NOT_SUPPORTED = 4  # A-ASSOCIATE-AC result (PS3.8 table 9-18)
 
 # One association per object is only a pattern once it repeats, and only worth a line
 # when it is most of what the pair does.
@@ -171,3 +176,65 @@ def partial_service(c: Collected, info: Mapping[str, Any]) -> list[Found]:
         "does not."
     )
     return [PARTIAL_SERVICE.found(detail, evidence, weight)]
+
+
+NO_CONTEXT_FOR_TRANSFER_SYNTAX = FindingKind(
+    "no-context-for-transfer-syntax",
+    "critical",
+    "The SCU had no accepted context for its objects' transfer syntax",
+    "The SCU holds the objects in a transfer syntax (often a compression) the SCP does not "
+    "accept, and did not convert them to one the SCP accepted. Either enable that transfer "
+    "syntax on the SCP, or configure the SCU to decompress/transcode before sending (with "
+    "DCMTK storescu: propose the uncompressed syntaxes for a file it can decompress, or "
+    "decompress it first with dcmdjpeg).",
+)
+
+
+def gave_up_for_transfer_syntax(a: Association) -> list[PresentationContext]:
+    """The contexts refused for their transfer syntaxes on an association where the SCU
+    then sent no request at all: empty unless that is what happened."""
+    if not a.accepted or a.requests or a.end not in ("aborted", "released", "reset", "closed"):
+        return []
+    return [pc for pc in a.contexts if pc.result == _TRANSFER_SYNTAXES_NOT_SUPPORTED]
+
+
+@rule(NO_CONTEXT_FOR_TRANSFER_SYNTAX)
+def no_context_for_transfer_syntax(c: Collected, info: Mapping[str, Any]) -> list[Found]:
+    evidence = []
+    for a in c.associations:
+        refused = gave_up_for_transfer_syntax(a)
+        if not refused:
+            continue
+        parts = []
+        for pc in refused:
+            sop = uid_display_name(pc.abstract_syntax) or pc.abstract_syntax or "unknown"
+            syntaxes = ", ".join(uid_display_name(ts) or ts for ts in pc.transfer_syntaxes)
+            accepted = sorted(
+                {
+                    uid_display_name(o.accepted_transfer_syntax) or o.accepted_transfer_syntax
+                    for o in a.contexts
+                    if o.result == 0 and o.abstract_syntax == pc.abstract_syntax
+                }
+            )
+            also = f", accepted only as {', '.join(accepted)}" if accepted else ""
+            parts.append(f"{sop} as {syntaxes} refused{also}")
+        if a.abort is not None:
+            who = "SCU" if a.abort["sender"] == REQUESTOR else "SCP"
+            end = f"A-ABORT from the {who}"
+        else:
+            end = {"released": "A-RELEASE"}.get(a.end or "", a.end or "end")
+        after = f" after {duration(a.duration)}" if a.duration is not None else ""
+        evidence.append(
+            f"flow {a.flow_id} {a.pair}: {'; '.join(parts)}; then no request, {end}{after}"
+        )
+    if not evidence:
+        return []
+    detail = (
+        f"On {plural(len(evidence), 'association')} the SCP refused the presentation "
+        "context proposed for a transfer syntax and the SCU then sent nothing and ended "
+        "the association: the SCU had no accepted context for its objects' transfer "
+        "syntax (it proposed that syntax on a context of its own, as it does for the "
+        "syntax its files are in), and could not convert them to one that was accepted. "
+        "The abort is the consequence, not the cause."
+    )
+    return [NO_CONTEXT_FOR_TRANSFER_SYNTAX.found(detail, evidence, len(evidence))]
