@@ -12,6 +12,7 @@ from dicomsniffd.dicom.events import (
     DimseRequestSeen,
     DimseResponseSeen,
     PresentationContext,
+    ProtocolError,
 )
 from dicomsniffd.sinks.summary import Summary
 
@@ -101,3 +102,17 @@ def test_a_refused_syntax_is_no_finding_when_the_scu_went_on() -> None:
     found = codes(summary)
     assert "no-context-for-transfer-syntax" not in found
     assert "aborts" in found
+
+
+def test_plain_request_answered_with_a_tls_record() -> None:
+    """The framer reads a TLS alert (0x15 0x03 …) as PDU type 0x15 (pdu.py's detail)."""
+    summary = Summary()
+    flow = Flow()
+    summary.handle(requested(), flow)
+    summary.handle(ProtocolError(100.1, "acceptor", "bad-pdu-type", "PDU type 0x15"), flow)
+    summary.handle(AssociationEnded(100.2, "closed", 0.2), flow)
+    (line,) = codes(summary)["plain-to-tls-port"]["evidence"]
+    assert line == (
+        "flow 1 MODALITY → PACS to 10.9.9.9:104: A-ASSOCIATE-RQ answered with a TLS record "
+        "(first byte 0x15)"
+    )

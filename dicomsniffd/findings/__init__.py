@@ -55,6 +55,9 @@ RULES: tuple[Rule, ...] = (
     interop.one_association_per_object,
     interop.partial_service,
     interop.no_context_for_transfer_syntax,
+    interop.tls_to_plain_port,
+    interop.plain_to_tls_port,
+    interop.tls_refused,
 )
 
 # Every finding code, with its default severity, title and advice.

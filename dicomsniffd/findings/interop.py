@@ -1,14 +1,15 @@
 """Do the two sides work together? The interoperability patterns a vendor conversation
 starts from: one association per object, services that work next to services that fail,
 an SCU that gives up for want of a context for its file's transfer syntax, TLS spoken to
-a plain port (or the reverse)."""
+a plain port (or the reverse), and which side refused a TLS handshake."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from dicomsniffd.dicom.events import REQUESTOR, PresentationContext
+from dicomsniffd.dicom.events import ACCEPTOR, REQUESTOR, PresentationContext
+from dicomsniffd.dicom.problems import ONE_DIRECTION_ONLY
 from dicomsniffd.findings.rule import Collected, FindingKind, Found, rule
 from dicomsniffd.formatting import duration, plural
 from dicomsniffd.names import context_result, status_hex, status_text, uid_display_name
@@ -238,3 +239,136 @@ def no_context_for_transfer_syntax(c: Collected, info: Mapping[str, Any]) -> lis
         "The abort is the consequence, not the cause."
     )
     return [NO_CONTEXT_FOR_TRANSFER_SYNTAX.found(detail, evidence, len(evidence))]
+
+
+TLS_TO_PLAIN_PORT = FindingKind(
+    "tls-to-plain-port",
+    "critical",
+    "TLS client on a plain DICOM port",
+    "The client starts TLS (its first bytes are a TLS ClientHello, 0x16 0x03) but the server "
+    "speaks plain DICOM on this port: it reads the ClientHello as a PDU (DCMTK logs "
+    "'Unrecognized PDU type: 16' or 'Incoming pdu was too large: length 17149697') and "
+    "drops the connection. Turn TLS off in the client's configuration of this node, or "
+    "point it at the server's TLS port (e.g. 2762), or enable TLS on the server.",
+)
+PLAIN_TO_TLS_PORT = FindingKind(
+    "plain-to-tls-port",
+    "critical",
+    "Plain DICOM client on a TLS port",
+    "The client sends a plain A-ASSOCIATE-RQ (0x01 0x00) to a port where the server expects "
+    "TLS: the server's TLS stack rejects it ('wrong version number') and drops the "
+    "connection, so the client only sees the association fail. Enable TLS for this node in "
+    "the client's configuration (with the server's CA certificate and, if the server asks "
+    "for one, a client certificate), or use the server's plain port.",
+)
+TLS_REFUSED = FindingKind(
+    "tls-handshake-refused",
+    "warning",
+    "TLS handshakes refused",
+    "The side that refused is the one to look at (its log names the reason).",
+)
+_TLS_REFUSED_ADVICE = {
+    "client": "The client refused the server: usually it does not trust the server's "
+    "certificate (its CA is not in the client's trust store, the certificate has expired, "
+    "or its name does not match), or no protocol version/cipher suite is common.",
+    "server": "The server refused the client: usually it requires a client certificate the "
+    "client did not send, or does not trust the one it sent (its CA is missing from the "
+    "server's trust store), or no protocol version/cipher suite is common.",
+}
+_PLAIN_PORT_REPLIES = ("reset-before-reply", "dicom-reply")
+# the framer's detail for the first bytes of a TLS record read as a PDU (pdu.py)
+_TLS_AS_PDU = ("PDU type 0x15", "PDU type 0x16")
+
+
+def _plain_associations(c: Collected) -> dict[str, int]:
+    """Server "ip:port" -> associations that got a plain DICOM answer (AC or RJ)."""
+    out: dict[str, int] = {}
+    for a in c.associations:
+        if a.accepted or a.reject is not None:
+            out[a.server] = out.get(a.server, 0) + 1
+    return out
+
+
+@rule(TLS_TO_PLAIN_PORT)
+def tls_to_plain_port(c: Collected, info: Mapping[str, Any]) -> list[Found]:
+    plain = _plain_associations(c)
+    evidence = []
+    total = 0
+    for (server, _outcome, how, _by), n in sorted(c.tls_handshakes.items()):
+        if how not in _PLAIN_PORT_REPLIES:
+            continue
+        total += n
+        answer = "a reset" if how == "reset-before-reply" else "a DICOM PDU"
+        line = f"{server}: {plural(n, 'TLS ClientHello')} answered with {answer}, no TLS record"
+        if plain.get(server):
+            line += f"; the same port answered {plural(plain[server], 'plain association')}"
+        evidence.append(line)
+    if not evidence:
+        return []
+    detail = (
+        f"{plural(total, 'TLS connection')} to DICOM ports got no TLS answer: the server "
+        "answered the ClientHello with a reset or a DICOM PDU, as a plain DICOM port does."
+    )
+    return [TLS_TO_PLAIN_PORT.found(detail, evidence, total)]
+
+
+def _acceptor_silent(error: tuple[str, str, str] | None) -> bool:
+    """No bytes from the acceptor went wrong: none came ("nothing seen from the acceptor"
+    is the one error then), or the first error was the requestor's."""
+    return error is None or error[0] != ACCEPTOR or error[1] == ONE_DIRECTION_ONLY
+
+
+@rule(PLAIN_TO_TLS_PORT)
+def plain_to_tls_port(c: Collected, info: Mapping[str, Any]) -> list[Found]:
+    tls_servers: dict[str, int] = {}
+    for (server, outcome, _how, _by), n in c.tls_handshakes.items():
+        if outcome == "established":
+            tls_servers[server] = tls_servers.get(server, 0) + n
+    evidence = []
+    for a in c.associations:
+        if not a.requested or a.accepted or a.reject is not None or a.abort is not None:
+            continue
+        error = a.first_error
+        if error is not None and error[0] == ACCEPTOR and error[2] in _TLS_AS_PDU:
+            answer = f"a TLS record ({error[2].replace('PDU type ', 'first byte ')})"
+        elif _acceptor_silent(error) and a.end == "reset" and a.server in tls_servers:
+            answer = (
+                "a reset, no PDU; the same port completed "
+                f"{plural(tls_servers[a.server], 'TLS handshake')}"
+            )
+        else:
+            continue
+        evidence.append(
+            f"flow {a.flow_id} {a.pair} to {a.server}: A-ASSOCIATE-RQ answered with {answer}"
+        )
+    if not evidence:
+        return []
+    detail = (
+        f"{plural(len(evidence), 'plain A-ASSOCIATE-RQ')} went to a port that speaks TLS: "
+        "the server answered in TLS or dropped the connection, never with a PDU."
+    )
+    return [PLAIN_TO_TLS_PORT.found(detail, evidence, len(evidence))]
+
+
+@rule(TLS_REFUSED)
+def tls_refused(c: Collected, info: Mapping[str, Any]) -> list[Found]:
+    groups: dict[tuple[str, str, str], int] = {}
+    for (server, outcome, how, by), n in c.tls_handshakes.items():
+        if outcome == "handshake-failed" and how in ("alert", "reset") and by:
+            key = (server, by, how)
+            groups[key] = groups.get(key, 0) + n
+    if not groups:
+        return []
+    evidence = [
+        f"{server}: {plural(n, 'handshake')} refused by the {by} "
+        f"({'its TLS alert' if how == 'alert' else 'it reset the connection'})"
+        for (server, by, how), n in sorted(groups.items())
+    ]
+    sides = sorted({by for _server, by, _how in groups})
+    advice = " ".join(_TLS_REFUSED_ADVICE[by] for by in sides if by in _TLS_REFUSED_ADVICE)
+    total = sum(groups.values())
+    detail = (
+        f"{plural(total, 'TLS handshake')} on DICOM ports ended before DICOM could start, "
+        f"refused by the {' and the '.join(sides)}."
+    )
+    return [TLS_REFUSED.found(detail, evidence, total, advice=advice or None)]

@@ -20,7 +20,7 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import IO, Any
 
 from dicomsniffd.config import EventLogConfig
@@ -363,3 +363,12 @@ class EventLog(EventSink):
 
     def tls_connection(self, server_label: str, outcome: str, ts: float | None = None) -> None:
         self._write({"ts": ts, "type": "tls", "server": server_label, "outcome": outcome})
+
+    def tls_handshake(
+        self, flow: Any, outcome: str, detail: Mapping[str, str], ts: float | None = None
+    ) -> None:
+        """The "tls" line with the connection and how the handshake ended: who refused
+        it (the alert's or the reset's side) and how (streams/tls.py)."""
+        record = {"ts": ts, "type": "tls", "flow_id": flow.flow_id, "client": flow.client}
+        record.update(server=flow.server, outcome=outcome, **detail)
+        self._write(record)

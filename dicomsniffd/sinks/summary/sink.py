@@ -6,6 +6,7 @@ findings (``dicomsniffd.findings``) and the text rendering (``text.py``).
 from __future__ import annotations
 
 from array import array
+from collections.abc import Mapping
 from typing import Any
 
 from dicomsniffd.dicom.events import (
@@ -67,6 +68,8 @@ class Summary(EventSink):
         self._rtt = array("d")
         self._connection_failures: dict[tuple[str, str], int] = {}
         self._tls: dict[tuple[str, str], int] = {}
+        # (server "ip:port", outcome, how, refused_by) -> TLS connections (streams/tls.py)
+        self._tls_handshakes: dict[tuple[str, str, str, str], int] = {}
         self._protocol_errors: dict[str, int] = {}
         self._missed_total = 0
         # (command, status, calling, called) -> count, for the failure findings
@@ -148,6 +151,13 @@ class Summary(EventSink):
     def tls_connection(self, server_label: str, outcome: str, ts: float | None = None) -> None:
         key = (server_label, outcome)
         self._tls[key] = self._tls.get(key, 0) + 1
+
+    def tls_handshake(
+        self, flow: Any, outcome: str, detail: Mapping[str, str], ts: float | None = None
+    ) -> None:
+        self.tls_connection(flow.server_label, outcome, ts)
+        key = (flow.server, outcome, detail.get("how", ""), detail.get("refused_by", ""))
+        self._tls_handshakes[key] = self._tls_handshakes.get(key, 0) + 1
 
     def association_count(self) -> int:
         """Connections with DICOM activity seen so far, cheaply (for a progress display)."""
@@ -301,6 +311,7 @@ class Summary(EventSink):
             failures=self._failures,
             error_comments=self._error_comments,
             unanswered_by=self._unanswered_by,
+            tls_handshakes=self._tls_handshakes,
         )
 
     def timing_samples(self, command: str, name: str) -> list[float]:
