@@ -13,6 +13,7 @@ first, so a more specific entry can sit under a broader one.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +53,7 @@ PRODUCTS: tuple[Product, ...] = (
 _BY_LENGTH = tuple(sorted(PRODUCTS, key=lambda p: -len(p.root)))
 
 
+@lru_cache(maxsize=1024)  # a network has few distinct implementations: lookups repeat
 def product_of(class_uid: str) -> Product | None:
     """The product whose root the Implementation Class UID is under, or None."""
     if not class_uid:

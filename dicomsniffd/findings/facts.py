@@ -34,7 +34,7 @@ class Association:
         "requested", "accepted", "dicom_seen", "reject", "abort", "end", "duration",
         "contexts", "implementation_class_uid", "implementation_version_name", "dimse",
         "requests", "unanswered", "pdata", "missed", "retransmissions", "zero_windows",
-        "resets", "protocol_errors", "implementations", "setup_seconds", "stores",
+        "resets", "protocol_errors", "requestor_info", "acceptor_info", "setup_seconds", "stores",
         "busy_seconds", "first_error",
     )  # fmt: skip
 
@@ -65,8 +65,11 @@ class Association:
         self.zero_windows = sender_counts()
         self.resets = sender_counts()
         self.protocol_errors = 0  # ProtocolError and Resynchronised events on this flow
-        # side (requestor/acceptor) -> implementation_dict of its RQ/AC user information
-        self.implementations: dict[str, dict[str, Any]] = {}
+        # the RQ's and the AC's user information: the decoded (frozen, memoised) object
+        # itself, shared by every association that sent the same PDU; turned into
+        # implementation_dict only when the summary is written
+        self.requestor_info: UserInformation | None = None
+        self.acceptor_info: UserInformation | None = None
         # for the interoperability findings (findings/interop.py)
         self.setup_seconds: float | None = None  # A-ASSOCIATE-RQ -> AC
         self.stores = 0  # C-STORE requests
@@ -110,14 +113,16 @@ class Association:
             "retransmissions": sum(self.retransmissions.values()),
             "zero_windows": sum(self.zero_windows.values()),
             "resets": sum(self.resets.values()),
-            "requestor_implementation": self.implementations.get(REQUESTOR),
-            "acceptor_implementation": self.implementations.get(ACCEPTOR),
+            "requestor_implementation": implementation_dict(self.requestor_info),
+            "acceptor_implementation": implementation_dict(self.acceptor_info),
         }
 
 
-def implementation_dict(info: UserInformation) -> dict[str, Any]:
+def implementation_dict(info: UserInformation | None) -> dict[str, Any] | None:
     """Which software sent an RQ/AC: its user information's identification, and the
-    product when the Implementation Class UID's root is a known one (""otherwise)."""
+    product when the Implementation Class UID's root is a known one ("" otherwise)."""
+    if info is None:
+        return None
     return {
         "class_uid": info.implementation_class_uid,
         "version_name": info.implementation_version_name,

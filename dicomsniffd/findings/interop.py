@@ -139,15 +139,17 @@ def partial_service(c: Collected, info: Mapping[str, Any]) -> list[Found]:
             n = sum(count for status, count in statuses.items() if _is_success(status))
             if n:
                 ok.setdefault(pair, {})[command] = ok.get(pair, {}).get(command, 0) + n
-        accepted = {pc.abstract_syntax for pc in a.contexts if pc.result == 0}
-        refused = {
-            (pc.abstract_syntax, pc.result)
-            for pc in a.contexts
-            if pc.result not in (None, 0) and pc.abstract_syntax not in accepted
-        }
-        for uid, result in sorted(refused):
-            name = uid_display_name(uid) or uid
-            fail(pair, _service_of(uid), f"{name} refused ({context_result(result)})")
+        refused_pcs = [pc for pc in a.contexts if pc.result]  # not None, not acceptance
+        if refused_pcs:
+            accepted = {pc.abstract_syntax for pc in a.contexts if pc.result == 0}
+            refused = {
+                (pc.abstract_syntax, pc.result)
+                for pc in refused_pcs
+                if pc.abstract_syntax not in accepted
+            }
+            for uid, result in sorted(refused):
+                name = uid_display_name(uid) or uid
+                fail(pair, _service_of(uid), f"{name} refused ({context_result(result)})")
         if a.reject is not None:
             fail(pair, "association", f"A-ASSOCIATE-RJ {a.reject['reason']}")
     for (command, status, calling, called), n in c.failures.items():

@@ -10,8 +10,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from dicomsniffd.dicom.events import (
-    ACCEPTOR,
-    REQUESTOR,
     Aborted,
     AssociationAccepted,
     AssociationEnded,
@@ -28,7 +26,6 @@ from dicomsniffd.findings import Collected, evaluate
 from dicomsniffd.findings.facts import (
     Association,
     Command,
-    implementation_dict,
     percentiles,
     sender_counts,
 )
@@ -174,12 +171,12 @@ class Summary(EventSink):
         assoc.contexts = list(event.presentation_contexts)
         assoc.implementation_class_uid = event.user_info.implementation_class_uid
         assoc.implementation_version_name = event.user_info.implementation_version_name
-        assoc.implementations[REQUESTOR] = implementation_dict(event.user_info)
+        assoc.requestor_info = event.user_info
 
     def _on_accepted(self, event: AssociationAccepted, assoc: Association) -> None:
         assoc.accepted = True
         assoc.contexts = list(event.presentation_contexts)  # the RQ proposal with answers
-        assoc.implementations[ACCEPTOR] = implementation_dict(event.user_info)
+        assoc.acceptor_info = event.user_info
         assoc.setup_seconds = event.setup_seconds
         if not assoc.implementation_class_uid:  # RQ not seen: the acceptor's is all we have
             assoc.implementation_class_uid = event.user_info.implementation_class_uid

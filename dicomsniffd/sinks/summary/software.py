@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from dicomsniffd.dicom.events import ACCEPTOR, REQUESTOR
-from dicomsniffd.dicom.implementations import describe
+from dicomsniffd.dicom.implementations import describe, product_name
 from dicomsniffd.findings.facts import Association
 
 
@@ -21,25 +21,28 @@ def implementations(associations: Iterable[Association]) -> list[dict[str, Any]]
     """The rows, most associations first, then by AE title and side."""
     rows: dict[tuple[str, str, str, str], dict[str, Any]] = {}
     for a in associations:
-        for side, ae in ((REQUESTOR, a.calling_ae), (ACCEPTOR, a.called_ae)):
-            impl = a.implementations.get(side)
-            if impl is None:
+        for side, ae, info in (
+            (REQUESTOR, a.calling_ae, a.requestor_info),
+            (ACCEPTOR, a.called_ae, a.acceptor_info),
+        ):
+            if info is None:
                 continue
-            key = (ae, side, impl["class_uid"], impl["version_name"])
+            uid = info.implementation_class_uid
+            key = (ae, side, uid, info.implementation_version_name)
             row = rows.get(key)
             if row is None:
                 row = rows[key] = {
                     "ae": ae,
                     "side": side,
-                    "implementation_class_uid": impl["class_uid"],
-                    "implementation_version_name": impl["version_name"],
-                    "product": impl["product"],
+                    "implementation_class_uid": uid,
+                    "implementation_version_name": info.implementation_version_name,
+                    "product": product_name(uid),
                     "max_pdu_lengths": [],
                     "associations": 0,
                 }
             row["associations"] += 1
-            if impl["max_pdu_length"] not in row["max_pdu_lengths"]:
-                row["max_pdu_lengths"].append(impl["max_pdu_length"])
+            if info.max_pdu_length not in row["max_pdu_lengths"]:
+                row["max_pdu_lengths"].append(info.max_pdu_length)
     for row in rows.values():
         # None (no Maximum Length sub-item) sorts first
         row["max_pdu_lengths"].sort(key=lambda n: -1 if n is None else n)
