@@ -22,6 +22,7 @@ import netns
 import pynetdicom
 import pytest
 from netns import VethPair
+from peers.orthanc import start_orthanc
 from pipeline_captures import run
 from scenarios.plumbing import PY, SCP_SCRIPT, dcmtk, start_storescp, stop
 
@@ -45,25 +46,6 @@ sys.exit(0 if status and status.Status == 0 else 1)
 """
 
 
-def _orthanc_config(wd: str) -> str:
-    storage = os.path.join(wd, "orthanc-db")
-    os.makedirs(storage, exist_ok=True)
-    config = {
-        "Name": "dsniff-ident",
-        "StorageDirectory": storage,
-        "IndexDirectory": storage,
-        "DicomAet": "ORTHANC",
-        "DicomPort": ORTHANC_PORT,
-        "HttpServerEnabled": False,
-        "DicomCheckCalledAet": False,
-        "Plugins": [],
-    }
-    path = os.path.join(wd, "orthanc.json")
-    with open(path, "w") as f:
-        json.dump(config, f)
-    return path
-
-
 def _gdcm_version() -> str:
     out = subprocess.run(["gdcmscu", "--version"], capture_output=True, text=True).stdout
     match = re.search(r"gdcm (\d+\.\d+\.\d+)", out)
@@ -80,8 +62,7 @@ def test_every_installable_implementation_is_named(tmp_path) -> None:
         pyscp = net.popen("b", [PY, SCP_SCRIPT, "--config", pyscp_cfg])
         net.wait_listening("b", PY_PORT, proc=pyscp)
         storescp = start_storescp(net, "b", DCMTK_PORT, "STORESCP")
-        orthanc = net.popen("b", ["Orthanc", _orthanc_config(wd)])
-        net.wait_listening("b", ORTHANC_PORT, timeout=30, proc=orthanc)
+        orthanc = start_orthanc(net, "b", wd, ORTHANC_PORT)
         b = net.ip("b")
         with net.capture("a", pcap):
             net.run("a", [dcmtk("echoscu"), "-aet", "DCMTKECHO", "-aec", "PYSCP", b, str(PY_PORT)])

@@ -12,13 +12,13 @@ Orthanc run with its own JSON config):
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import subprocess
 
 import pytest
 from netns import VethPair
 from peers import make_ct
+from peers.orthanc import start_orthanc
 from pipeline_captures import run
 from scenarios.plumbing import dcmtk, start_storescp, stop
 
@@ -28,30 +28,6 @@ pytestmark = pytest.mark.netns
 
 STORE_PORT, ORTHANC_PORT = 11112, 11116
 FILES = 6
-
-
-def _orthanc(net: VethPair, wd: str):
-    storage = os.path.join(wd, "orthanc-db")
-    os.makedirs(storage, exist_ok=True)
-    path = os.path.join(wd, "orthanc.json")
-    with open(path, "w") as f:
-        json.dump(
-            {
-                "Name": "dsniff-interop",
-                "StorageDirectory": storage,
-                "IndexDirectory": storage,
-                "DicomAet": "ORTHANC",
-                "DicomPort": ORTHANC_PORT,
-                "HttpServerEnabled": False,
-                "DicomCheckCalledAet": False,
-                "DicomModalities": {},
-                "Plugins": [],
-            },
-            f,
-        )
-    proc = net.popen("b", ["Orthanc", path])
-    net.wait_listening("b", ORTHANC_PORT, timeout=30, proc=proc)
-    return proc
 
 
 def _config(*ports: int) -> Config:
@@ -72,7 +48,7 @@ def services(tmp_path_factory) -> dict:
     pcap = os.path.join(wd, "services.pcap")
     with VethPair() as net:
         scp = start_storescp(net, "b", STORE_PORT, "STORESCP")
-        orthanc = _orthanc(net, wd)
+        orthanc = start_orthanc(net, "b", wd, ORTHANC_PORT)
         b = net.ip("b")
         with net.capture("a", pcap):
             for path in files:

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
+
+from .events import UserInformation
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,3 +87,16 @@ def describe(class_uid: str, version_name: str = "") -> str:
     if version_name:
         return f"{what}, version name {version_name}"
     return what if class_uid or version_name else "not sent"
+
+
+def implementation_dict(info: UserInformation | None) -> dict[str, Any] | None:
+    """Which software sent an RQ/AC: its user information's identification, and the
+    product when the Implementation Class UID's root is a known one ("" otherwise)."""
+    if info is None:
+        return None
+    return {
+        "class_uid": info.implementation_class_uid,
+        "version_name": info.implementation_version_name,
+        "max_pdu_length": info.max_pdu_length,
+        "product": product_name(info.implementation_class_uid),
+    }

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from dicomsniffd.dicom.events import ACCEPTOR, REQUESTOR, PresentationContext, UserInformation
-from dicomsniffd.dicom.implementations import product_name
+from dicomsniffd.dicom.implementations import implementation_dict
 from dicomsniffd.names import context_result, uid_display_name
 
 TIMINGS = ("request_transfer_ms", "response_latency_ms", "duration_ms")
@@ -116,19 +116,6 @@ class Association:
             "requestor_implementation": implementation_dict(self.requestor_info),
             "acceptor_implementation": implementation_dict(self.acceptor_info),
         }
-
-
-def implementation_dict(info: UserInformation | None) -> dict[str, Any] | None:
-    """Which software sent an RQ/AC: its user information's identification, and the
-    product when the Implementation Class UID's root is a known one ("" otherwise)."""
-    if info is None:
-        return None
-    return {
-        "class_uid": info.implementation_class_uid,
-        "version_name": info.implementation_version_name,
-        "max_pdu_length": info.max_pdu_length,
-        "product": product_name(info.implementation_class_uid),
-    }
 
 
 def _context_dict(pc: PresentationContext) -> dict[str, Any]:

@@ -38,7 +38,7 @@ from dicomsniffd.dicom.events import (
     Resynchronised,
     UserInformation,
 )
-from dicomsniffd.dicom.implementations import product_name
+from dicomsniffd.dicom.implementations import implementation_dict
 from dicomsniffd.dicom.problems import RESYNC
 from dicomsniffd.names import context_result, status_hex, uid_display_name
 from dicomsniffd.sinks.dispatch import EventSink
@@ -212,14 +212,7 @@ class EventLog(EventSink):
     @staticmethod
     def _implementation(info: UserInformation | None) -> dict[str, Any] | None:
         # Deliberately not the user identity sub-item, not even its type.
-        if info is None:
-            return None
-        return {
-            "class_uid": info.implementation_class_uid,
-            "version_name": info.implementation_version_name,
-            "max_pdu_length": info.max_pdu_length,
-            "product": product_name(info.implementation_class_uid),
-        }
+        return implementation_dict(info)
 
     # -- sink interface ----------------------------------------------------------------------
 
