@@ -31,6 +31,7 @@ from dicomsniffd.config import Config
 pytestmark = pytest.mark.netns
 
 PY_PORT, DCMTK_PORT, ORTHANC_PORT = 11112, 11114, 11116
+PORTS = (PY_PORT, DCMTK_PORT, ORTHANC_PORT)
 
 _PYNETDICOM_ECHO = """
 import sys
@@ -51,6 +52,24 @@ def _gdcm_version() -> str:
     match = re.search(r"gdcm (\d+\.\d+\.\d+)", out)
     assert match, out
     return match.group(1)
+
+
+def _tshark_view(pcap: str) -> set[tuple]:
+    """(AE, side, UID, version name, max PDU length) of every A-ASSOCIATE-RQ/AC, by tshark."""
+    decode = [a for port in PORTS for a in ("-d", f"tcp.port=={port},dicom")]
+    fields = ["dicom.pdu.type", "dicom.assoc.ae.calling", "dicom.assoc.ae.called",
+              "dicom.userinfo.uid", "dicom.userinfo.version", "dicom.max_pdu_len"]  # fmt: skip
+    out = subprocess.run(
+        ["tshark", "-r", pcap, "-n", *decode, "-Y", "dicom.pdu.type == 1 || dicom.pdu.type == 2",
+         "-T", "fields", *[a for f in fields for a in ("-e", f)]],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    seen = set()
+    for line in out.splitlines():
+        pdu, calling, called, uid, version, length = line.split("\t")
+        side, ae = ("requestor", calling) if int(pdu, 0) == 1 else ("acceptor", called)
+        seen.add((ae.strip(), side, uid, version, int(length)))
+    return seen
 
 
 def test_every_installable_implementation_is_named(tmp_path) -> None:
@@ -79,9 +98,7 @@ def test_every_installable_implementation_is_named(tmp_path) -> None:
         for proc in (pyscp, storescp, orthanc):
             stop(proc)
     config = Config()
-    config = dataclasses.replace(
-        config, dicom=dataclasses.replace(config.dicom, ports=(PY_PORT, DCMTK_PORT, ORTHANC_PORT))
-    )
+    config = dataclasses.replace(config, dicom=dataclasses.replace(config.dicom, ports=PORTS))
     result = run(pcap, config)
     rows = {(r["ae"], r["side"]): r for r in result.summary["implementations"]}
 
@@ -102,6 +119,13 @@ def test_every_installable_implementation_is_named(tmp_path) -> None:
     assert gdcm["product"] == "GDCM"
     assert gdcm["implementation_version_name"] == f"GDCM {_gdcm_version()}"
     assert all(r["max_pdu_lengths"] and None not in r["max_pdu_lengths"] for r in rows.values())
+
+    # tshark as second opinion: the same (AE, side, UID, version, Maximum Length) in the RQs/ACs
+    assert _tshark_view(pcap) == {
+        (ae, side, r["implementation_class_uid"], r["implementation_version_name"], length)
+        for (ae, side), r in rows.items()
+        for length in r["max_pdu_lengths"]
+    }
 
     # the same facts in the metric (one series per AE and side) and the event log
     info = {
