@@ -188,9 +188,6 @@ def _render_associations(data: dict[str, Any]) -> str:
         lines.append("")
     if pairs:
         lines += [*_pair_rows(pairs), ""]
-    software = render_software(data.get("implementations", []))
-    if software:
-        lines += [*software, ""]
     if others:
         title = "Other associations" if total_problems else "Associations"
         count = len(assocs) - total_problems
@@ -201,6 +198,9 @@ def _render_associations(data: dict[str, Any]) -> str:
         lines.append(f"… {more} more associations (use --json for all)")
     if any(a["outcome"] == "aborted-before-accept" for a in problems):
         lines.append("aborted* = aborted or reset before the SCP answered the request")
+    software = render_software(data.get("implementations", []))
+    if software:
+        lines += ["", *software]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
