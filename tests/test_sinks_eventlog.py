@@ -227,3 +227,43 @@ def test_write_errors_are_counted_not_raised() -> None:
     log = EventLog(Full())
     log.connection_failure("10.0.0.1:104", "refused")
     assert log.write_errors == 1 and log.lines_written == 0
+
+
+def test_an_unanswered_request_keeps_its_line_and_software() -> None:
+    """An RQ with no AC or RJ (reset, closed) still writes its association line at the end,
+    with the proposal and the requestor's software (the failing case a vendor is asked
+    about); one aborted before the answer writes it before the abort line."""
+    out = io.StringIO()
+    log = EventLog(out)
+    unanswered, aborted = Flow(flow_id=1), Flow(flow_id=2)
+    log.handle(request(), unanswered)
+    log.handle(AssociationEnded(130.0, "reset", 30.0), unanswered)
+    log.handle(request(), aborted)
+    log.handle(Aborted(100.1, "acceptor", "service-provider", "unexpected-pdu", 2, 2), aborted)
+    log.handle(AssociationEnded(100.1, "aborted", 0.1), aborted)
+    records = lines(out)
+    assert [(r["flow_id"], r["type"]) for r in records] == [
+        (1, "association"),
+        (1, "association_end"),
+        (2, "association"),
+        (2, "abort"),
+        (2, "association_end"),
+    ]
+    first, second = records[0], records[2]
+    assert first["outcome"] == "unanswered" and first["ts"] == 100.0
+    assert second["outcome"] == "aborted-before-accept"
+    for record in (first, second):
+        assert record["presentation_contexts"][0]["abstract_syntax"] == CT
+        assert record["requestor_implementation"] == {
+            "class_uid": "1.2.276.0.7230010.3.0.3.6.7",
+            "version_name": "OFFIS_DCMTK_367",
+            "max_pdu_length": 16384,
+            "product": "DCMTK",
+        }
+
+
+def test_an_answered_request_writes_one_association_line() -> None:
+    out = io.StringIO()
+    log = EventLog(out)
+    run_association(log, Flow())
+    assert [r["type"] for r in lines(out)].count("association") == 1

@@ -39,6 +39,10 @@ CATALOGUE = {
     "dicom_protocol_errors_total": ("counter", AE | {"kind"}),
     "dicom_tcp_connection_failures_total": ("counter", {"server", "reason"}),
     "dicom_tls_connections_total": ("counter", {"server", "outcome"}),
+    "dicom_implementation_info": (
+        "gauge",
+        {"ae", "side", "implementation_class_uid", "implementation_version_name"},
+    ),
     "dicomsniffd_packets_total": ("counter", {"worker"}),
     "dicomsniffd_bytes_total": ("counter", {"worker"}),
     "dicomsniffd_capture_dropped_packets_total": ("counter", {"worker", "where"}),

@@ -60,6 +60,18 @@ def test_to_dict_schema_for_a_clean_capture() -> None:
         "retransmissions": 0,
         "zero_windows": 0,
         "resets": 0,
+        "requestor_implementation": {
+            "class_uid": "1.2.3.4",
+            "version_name": "MOD_1",
+            "max_pdu_length": None,
+            "product": "",
+        },
+        "acceptor_implementation": {
+            "class_uid": "",
+            "version_name": "PACS_1",
+            "max_pdu_length": None,
+            "product": "",
+        },
     }
     cstore = data["dimse"]["C-STORE"]
     assert cstore["requests"] == 3 and cstore["responses"] == {"0x0000": 3}

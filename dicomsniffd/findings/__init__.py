@@ -7,6 +7,8 @@
   tcp           is the TCP path healthy? (resets, retransmissions, zero windows)
   capture       can the capture be trusted? (gaps, snaplen, offloads, no DICOM at all)
   protocol      does every peer speak the Upper Layer protocol?
+  interop       do the two sides work together? (association per object, partial
+                service, no context for the file's transfer syntax, TLS vs plain)
 
 A new finding is one ``FindingKind`` and one ``@rule`` function in the module of its
 question, plus its line in ``RULES`` below. Rules only read the collected state
@@ -18,7 +20,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from dicomsniffd.findings import associations, capture, connections, dimse, protocol, tcp, timing
+from dicomsniffd.findings import (
+    associations,
+    capture,
+    connections,
+    dimse,
+    interop,
+    protocol,
+    tcp,
+    timing,
+)
 from dicomsniffd.findings.rule import SEVERITIES, Collected, FindingKind, Found, Rule, rule
 
 # Evaluation order. Findings are then ranked by severity and weight; the sort is stable,
@@ -41,6 +52,12 @@ RULES: tuple[Rule, ...] = (
     protocol.protocol_errors,
     connections.tls,
     capture.no_dicom,
+    interop.one_association_per_object,
+    interop.partial_service,
+    interop.no_context_for_transfer_syntax,
+    interop.tls_to_plain_port,
+    interop.plain_to_tls_port,
+    interop.tls_refused,
 )
 
 # Every finding code, with its default severity, title and advice.

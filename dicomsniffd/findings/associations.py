@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from dicomsniffd.dicom.events import REQUESTOR
+from dicomsniffd.findings.interop import gave_up_for_transfer_syntax
 from dicomsniffd.findings.rule import Collected, FindingKind, Found, rule
 from dicomsniffd.formatting import plural
 from dicomsniffd.names import context_result, uid_display_name
@@ -153,7 +154,11 @@ def no_accepted_context(c: Collected, info: Mapping[str, Any]) -> list[Found]:
 
 @rule(ABORTS)
 def aborts(c: Collected, info: Mapping[str, Any]) -> list[Found]:
-    aborted = [a for a in c.associations if a.abort is not None]
+    # an SCU that gave up for want of a context for its transfer syntax is said, with the
+    # cause, by interop.no_context_for_transfer_syntax instead
+    aborted = [
+        a for a in c.associations if a.abort is not None and not gave_up_for_transfer_syntax(a)
+    ]
     if not aborted:
         return []
     evidence = []

@@ -12,7 +12,8 @@ from array import array
 from collections.abc import Iterable
 from typing import Any
 
-from dicomsniffd.dicom.events import ACCEPTOR, REQUESTOR, PresentationContext
+from dicomsniffd.dicom.events import ACCEPTOR, REQUESTOR, PresentationContext, UserInformation
+from dicomsniffd.dicom.implementations import implementation_dict
 from dicomsniffd.names import context_result, uid_display_name
 
 TIMINGS = ("request_transfer_ms", "response_latency_ms", "duration_ms")
@@ -33,7 +34,8 @@ class Association:
         "requested", "accepted", "dicom_seen", "reject", "abort", "end", "duration",
         "contexts", "implementation_class_uid", "implementation_version_name", "dimse",
         "requests", "unanswered", "pdata", "missed", "retransmissions", "zero_windows",
-        "resets", "protocol_errors",
+        "resets", "protocol_errors", "requestor_info", "acceptor_info", "setup_seconds", "stores",
+        "busy_seconds", "first_error",
     )  # fmt: skip
 
     def __init__(self, flow: Any) -> None:
@@ -63,6 +65,16 @@ class Association:
         self.zero_windows = sender_counts()
         self.resets = sender_counts()
         self.protocol_errors = 0  # ProtocolError and Resynchronised events on this flow
+        # the RQ's and the AC's user information: the decoded (frozen, memoised) object
+        # itself, shared by every association that sent the same PDU; turned into
+        # implementation_dict only when the summary is written
+        self.requestor_info: UserInformation | None = None
+        self.acceptor_info: UserInformation | None = None
+        # for the interoperability findings (findings/interop.py)
+        self.setup_seconds: float | None = None  # A-ASSOCIATE-RQ -> AC
+        self.stores = 0  # C-STORE requests
+        self.busy_seconds = 0.0  # sum of the DIMSE transactions' durations
+        self.first_error: tuple[str, str, str] | None = None  # (sender, kind, detail)
 
     @property
     def outcome(self) -> str:
@@ -101,6 +113,8 @@ class Association:
             "retransmissions": sum(self.retransmissions.values()),
             "zero_windows": sum(self.zero_windows.values()),
             "resets": sum(self.resets.values()),
+            "requestor_implementation": implementation_dict(self.requestor_info),
+            "acceptor_implementation": implementation_dict(self.acceptor_info),
         }
 
 

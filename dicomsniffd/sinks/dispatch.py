@@ -71,3 +71,10 @@ class EventSink:
 
     def tls_connection(self, server_label: str, outcome: str, ts: float | None = None) -> None:
         return None
+
+    def tls_handshake(
+        self, flow: Any, outcome: str, detail: Mapping[str, str], ts: float | None = None
+    ) -> None:
+        """A TLS connection's outcome and how it ended (``detail``: ``how``, ``refused_by``,
+        see streams/tls.py); optional: a sink without it gets ``tls_connection``."""
+        self.tls_connection(flow.server_label, outcome, ts=ts)

@@ -20,7 +20,7 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import IO, Any
 
 from dicomsniffd.config import EventLogConfig
@@ -38,6 +38,7 @@ from dicomsniffd.dicom.events import (
     Resynchronised,
     UserInformation,
 )
+from dicomsniffd.dicom.implementations import implementation_dict
 from dicomsniffd.dicom.problems import RESYNC
 from dicomsniffd.names import context_result, status_hex, uid_display_name
 from dicomsniffd.sinks.dispatch import EventSink
@@ -58,10 +59,11 @@ def _ms(seconds: float | None) -> float | None:
 class _Tracked:
     """What the log remembers about one connection until its association ends."""
 
-    __slots__ = ("request", "retransmissions", "zero_windows")
+    __slots__ = ("request", "answered", "retransmissions", "zero_windows")
 
     def __init__(self) -> None:
         self.request: AssociationRequested | None = None
+        self.answered = False  # this connection's "association" line was written
         self.retransmissions = {REQUESTOR: 0, ACCEPTOR: 0}
         self.zero_windows = {REQUESTOR: 0, ACCEPTOR: 0}
 
@@ -210,13 +212,7 @@ class EventLog(EventSink):
     @staticmethod
     def _implementation(info: UserInformation | None) -> dict[str, Any] | None:
         # Deliberately not the user identity sub-item, not even its type.
-        if info is None:
-            return None
-        return {
-            "class_uid": info.implementation_class_uid,
-            "version_name": info.implementation_version_name,
-            "max_pdu_length": info.max_pdu_length,
-        }
+        return implementation_dict(info)
 
     # -- sink interface ----------------------------------------------------------------------
 
@@ -224,6 +220,9 @@ class EventLog(EventSink):
         self._tracked_for(flow).request = event
 
     def _aborted(self, event: Aborted, flow: Any) -> None:
+        tracked = self._tracked_for(flow)
+        if tracked.request is not None and not tracked.answered:
+            self._unanswered(tracked, "aborted-before-accept", flow)
         record = self._base("abort", event.ts, flow)
         record.update(sender=event.sender, source=event.source, reason=event.reason)
         self._write(record)
@@ -240,6 +239,7 @@ class EventLog(EventSink):
 
     def _accepted(self, event: AssociationAccepted, flow: Any) -> None:
         tracked = self._tracked_for(flow)
+        tracked.answered = True
         request = tracked.request
         record = self._base("association", event.ts, flow)
         record.update(
@@ -252,7 +252,9 @@ class EventLog(EventSink):
         self._write(record)
 
     def _rejected(self, event: AssociationRejected, flow: Any) -> None:
-        request = self._tracked_for(flow).request
+        tracked = self._tracked_for(flow)
+        tracked.answered = True
+        request = tracked.request
         record = self._base("association", event.ts, flow)
         record.update(
             outcome="rejected",
@@ -260,6 +262,22 @@ class EventLog(EventSink):
             reject={"result": event.result, "source": event.source, "reason": event.reason},
             presentation_contexts=self._contexts(request.presentation_contexts if request else ()),
             requestor_implementation=self._implementation(request and request.user_info),
+        )
+        self._write(record)
+
+    def _unanswered(self, tracked: _Tracked, outcome: str, flow: Any) -> None:
+        """The "association" line of an RQ that got no AC or RJ, written at the A-ABORT
+        or at the end (reset, close, timeout): exactly the failing cases keep their
+        proposal and the requestor's software."""
+        request = tracked.request
+        assert request is not None
+        tracked.answered = True
+        record = self._base("association", request.ts, flow)
+        record.update(
+            outcome=outcome,
+            setup_ms=None,
+            presentation_contexts=self._contexts(request.presentation_contexts),
+            requestor_implementation=self._implementation(request.user_info),
         )
         self._write(record)
 
@@ -297,6 +315,8 @@ class EventLog(EventSink):
 
     def _ended(self, event: AssociationEnded, flow: Any) -> None:
         tracked = self._tracked.pop(flow.flow_id, None)
+        if tracked is not None and tracked.request is not None and not tracked.answered:
+            self._unanswered(tracked, "unanswered", flow)
         if tracked is not None:
             for kind, counts in (
                 ("retransmission", tracked.retransmissions),
@@ -336,3 +356,12 @@ class EventLog(EventSink):
 
     def tls_connection(self, server_label: str, outcome: str, ts: float | None = None) -> None:
         self._write({"ts": ts, "type": "tls", "server": server_label, "outcome": outcome})
+
+    def tls_handshake(
+        self, flow: Any, outcome: str, detail: Mapping[str, str], ts: float | None = None
+    ) -> None:
+        """The "tls" line with the connection and how the handshake ended: who refused
+        it (the alert's or the reset's side) and how (streams/tls.py)."""
+        record = {"ts": ts, "type": "tls", "flow_id": flow.flow_id, "client": flow.client}
+        record.update(server=flow.server, outcome=outcome, **detail)
+        self._write(record)

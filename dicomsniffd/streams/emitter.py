@@ -69,3 +69,16 @@ class Emitter:
     def tls_connection(self, server_label: str, outcome: str, ts: float | None) -> None:
         for sink in self.sinks:
             sink.tls_connection(server_label, outcome, ts=ts)
+
+    def tls_handshake(
+        self, ctx: FlowContext, outcome: str, detail: dict[str, str], ts: float | None
+    ) -> None:
+        """A TLS handshake's outcome with how it ended (streams/tls.py): to a sink's
+        ``tls_handshake`` if it has one (EventSink's is its ``tls_connection``), else to
+        its ``tls_connection``. Once per TLS connection, not per packet."""
+        for sink in self.sinks:
+            method = getattr(sink, "tls_handshake", None)
+            if method is not None:
+                method(ctx, outcome, detail, ts=ts)
+            else:
+                sink.tls_connection(ctx.server_label, outcome, ts=ts)

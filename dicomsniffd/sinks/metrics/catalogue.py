@@ -115,6 +115,10 @@ FAMILIES: tuple[Family, ...] = (
             "TCP connections to DICOM servers refused or unanswered."),
     _family("dicom_tls_connections_total", "counter", ("server", "outcome"),
             "TLS connections on DICOM ports, by handshake outcome."),
+    _family("dicom_implementation_info", "gauge",
+            ("ae", "side", "implementation_class_uid", "implementation_version_name"),
+            "1 per AE and side: the Implementation Class UID and Version Name it last sent "
+            "in an A-ASSOCIATE-RQ (requestor) or -AC (acceptor)."),
     _family("dicomsniffd_label_overflow_total", "counter", ("label",),
             "Label values folded into 'other' because a cardinality cap was reached."),
     _self_stat("dicomsniffd_packets_total", "counter", "packets", "Packets captured."),

@@ -20,6 +20,8 @@ from prometheus_client.core import Metric
 
 from dicomsniffd.config import MetricsConfig
 from dicomsniffd.dicom.events import (
+    ACCEPTOR,
+    REQUESTOR,
     Aborted,
     AssociationAccepted,
     AssociationEnded,
@@ -30,6 +32,7 @@ from dicomsniffd.dicom.events import (
     DimseTransaction,
     ProtocolError,
     Resynchronised,
+    UserInformation,
 )
 from dicomsniffd.dicom.problems import RESYNC
 from dicomsniffd.names import context_result, status_hex, transfer_syntax_keyword
@@ -46,7 +49,10 @@ from dicomsniffd.sinks.metrics.labels import LabelCaps
 
 log = logging.getLogger(__name__)
 
-_PC_MEMO_ENTRIES = 1024  # distinct negotiated context lists remembered per MetricsStore
+_PC_MEMO_ENTRIES = 1024
+_IMPLEMENTATION_INFO = (
+    "dicom_implementation_info"  # distinct negotiated context lists remembered per MetricsStore
+)
 
 # Sub-operation counts live in these fields of the final C-MOVE/C-GET response.
 _SUBOP_FIELDS = (
@@ -100,6 +106,9 @@ class MetricsStore(LabelCaps, EventSink):
         # id(presentation contexts tuple) -> (the tuple, its label values); see
         # _context_labels. Bounded; the tuple is kept so its id cannot be reused.
         self._pc_memo: dict[int, tuple[tuple, list[tuple[str, str, str]]]] = {}
+        # (ae label, side) -> the dicom_implementation_info key it has now: one series per
+        # AE and side (the latest software wins), so the family is bounded by the AE cap.
+        self._implementations: dict[tuple[str, str], Key] = {}
         self._self_stats_source: Callable[[], SelfStats] | None = None
         self._workers: dict[str, snapshots.Snapshot] = {}
         self._text: TextExposition | None = None  # render_text(), built lazily
@@ -163,7 +172,19 @@ class MetricsStore(LabelCaps, EventSink):
 
     # -- events ------------------------------------------------------------------------------
 
+    def _implementation(self, ae: str, side: str, info: UserInformation) -> None:
+        key = (ae, side, info.implementation_class_uid, info.implementation_version_name)
+        old = self._implementations.get((ae, side))
+        if old == key:
+            return
+        values = self._values[_IMPLEMENTATION_INFO]
+        if old is not None:
+            values.pop(old, None)
+        self._implementations[(ae, side)] = key
+        values[key] = 1
+
     def _on_requested(self, event: AssociationRequested, flow: Any) -> None:
+        self._implementation(flow.calling_ae_label, REQUESTOR, event.user_info)
         key = self._ae(flow)
         self._inc("dicom_association_requests_total", key)
         if flow.flow_id not in self._active:
@@ -171,6 +192,7 @@ class MetricsStore(LabelCaps, EventSink):
             self._inc("dicom_associations_active", key)
 
     def _on_accepted(self, event: AssociationAccepted, flow: Any) -> None:
+        self._implementation(flow.called_ae_label, ACCEPTOR, event.user_info)
         ae = self._ae(flow)
         if event.setup_seconds is not None:
             self._observe("dicom_association_setup_seconds", ae, event.setup_seconds)
@@ -284,7 +306,13 @@ class MetricsStore(LabelCaps, EventSink):
         self._workers[worker] = snap
 
     def _merged(self) -> snapshots.Snapshot:
-        return snapshots.merge(self.snapshot(), list(self._workers.values()))
+        merged = snapshots.merge(self.snapshot(), list(self._workers.values()))
+        # An info gauge is 1, also when several workers saw the same AE run the same
+        # software (the merge adds values). The merged rows are copies: safe to set.
+        info = merged["values"].get(_IMPLEMENTATION_INFO)
+        if info and self._workers:
+            merged["values"][_IMPLEMENTATION_INFO] = dict.fromkeys(info, 1)
+        return merged
 
     def _read_self_stats(self) -> list[SelfStats]:
         if self._self_stats_source is None:

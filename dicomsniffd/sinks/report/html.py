@@ -34,6 +34,7 @@ from dicomsniffd.formatting import (
 )
 from dicomsniffd.names import NO_SERVICE_TIME
 from dicomsniffd.sinks.report.escape import esc
+from dicomsniffd.sinks.report.software import software_section
 from dicomsniffd.sinks.report.svg import (
     STATUS_COLORS,
     histogram_chart,
@@ -409,6 +410,7 @@ def render_report(summary: Any, capture_info: dict[str, Any]) -> str:
         _overview(data),
         _findings(data["findings"]),
         associations_section(data["associations"]),
+        software_section(data.get("implementations") or []),
         _charts(data, summary, records, series),
         dimse_section(data["dimse"]),
         tcp_section(data["tcp"], data.get("tls") or [], data["protocol_errors"]),

@@ -123,6 +123,21 @@ def _contexts_html(contexts: list[dict[str, Any]]) -> str:
     )
 
 
+def _implementations_html(a: dict[str, Any]) -> str:
+    """Both sides' software: "SCU DCMTK OFFIS_DCMTK_367" / "SCP <uid> <version>"."""
+    lines = []
+    for side, who in (("requestor_implementation", "SCU"), ("acceptor_implementation", "SCP")):
+        impl = a.get(side)
+        if impl is None:
+            continue
+        name = impl.get("product") or impl.get("class_uid") or "-"
+        lines.append(
+            f"{who} <code title='{esc(impl.get('class_uid'))}'>{esc(name)}</code> "
+            f"{esc(impl.get('version_name') or '-')}"
+        )
+    return "<br>".join(lines) or "-"
+
+
 def associations_section(assocs: list[dict[str, Any]]) -> str:
     shown = pick_assocs(assocs, MAX_ASSOC_ROWS)
     rows = []
@@ -154,8 +169,6 @@ def associations_section(assocs: list[dict[str, Any]]) -> str:
         }.get(a["outcome"], "muted")
         if a["outcome"] == "accepted" and (a.get("abort") or a.get("end") in ("aborted", "reset")):
             outcome_cls = "warn"
-        impl = a.get("implementation_class_uid") or ""
-        version = a.get("implementation_version_name") or ""
         rows.append(
             f"<tr id='assoc-{esc(a['flow_id'])}' data-flow='{esc(a['flow_id'])}'>"
             f"<td class='num'>{esc(a['flow_id'])}</td>"
@@ -164,7 +177,7 @@ def associations_section(assocs: list[dict[str, Any]]) -> str:
             f"<td class='{outcome_cls}'>{esc(_outcome_text(a))}</td>"
             f"<td>{esc(utc(start, date=False, ms=True))}<br>{esc(duration(dur))}</td>"
             f"<td>{_contexts_html(a.get('presentation_contexts') or [])}</td>"
-            f"<td><code>{esc(impl or '-')}</code><br>{esc(version or '-')}</td>"
+            f"<td>{_implementations_html(a)}</td>"
             f"<td class='num'>↑ {esc(byte_size(pdata.get('requestor', 0), largest_unit='TB'))}"
             f"<br>↓ {esc(byte_size(pdata.get('acceptor', 0), largest_unit='TB'))}</td>"
             f"<td>{_status_chips(store)}"
@@ -184,7 +197,7 @@ def associations_section(assocs: list[dict[str, Any]]) -> str:
             "<div class='scroll'><table id='associations-table' class='grid'><thead><tr>"
             "<th>flow</th><th>client → server</th><th>calling → called AE</th>"
             "<th>outcome</th><th>start (UTC)<br>duration</th><th>presentation contexts</th>"
-            "<th>implementation class UID<br>version name</th>"
+            "<th>software (SCU, SCP)<br>version name</th>"
             "<th>P-DATA bytes<br>↑ SCU ↓ SCP</th><th>C-STOREs by status</th>"
             "<th>TCP / capture</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table></div>"
         )

@@ -6,6 +6,7 @@ findings (``dicomsniffd.findings``) and the text rendering (``text.py``).
 from __future__ import annotations
 
 from array import array
+from collections.abc import Mapping
 from typing import Any
 
 from dicomsniffd.dicom.events import (
@@ -22,11 +23,17 @@ from dicomsniffd.dicom.events import (
 )
 from dicomsniffd.dicom.problems import RESYNC
 from dicomsniffd.findings import Collected, evaluate
-from dicomsniffd.findings.facts import Association, Command, percentiles, sender_counts
+from dicomsniffd.findings.facts import (
+    Association,
+    Command,
+    percentiles,
+    sender_counts,
+)
 from dicomsniffd.names import is_out_of_resources, status_hex
 from dicomsniffd.sinks.dispatch import EventSink
 from dicomsniffd.sinks.report.trace import TransactionLog
 from dicomsniffd.sinks.summary.pairs import Pair, PairTimings, record_transaction, rollup
+from dicomsniffd.sinks.summary.software import implementations
 from dicomsniffd.sinks.summary.text import render_text
 
 # The shape of ``to_dict`` (``analyze --json``) that ``dicomsniffd compare`` reads back:
@@ -62,6 +69,8 @@ class Summary(EventSink):
         self._rtt = array("d")
         self._connection_failures: dict[tuple[str, str], int] = {}
         self._tls: dict[tuple[str, str], int] = {}
+        # (server "ip:port", outcome, how, refused_by) -> TLS connections (streams/tls.py)
+        self._tls_handshakes: dict[tuple[str, str, str, str], int] = {}
         self._protocol_errors: dict[str, int] = {}
         self._missed_total = 0
         # (command, status, calling, called) -> count, for the failure findings
@@ -144,6 +153,13 @@ class Summary(EventSink):
         key = (server_label, outcome)
         self._tls[key] = self._tls.get(key, 0) + 1
 
+    def tls_handshake(
+        self, flow: Any, outcome: str, detail: Mapping[str, str], ts: float | None = None
+    ) -> None:
+        self.tls_connection(flow.server_label, outcome, ts)
+        key = (flow.server, outcome, detail.get("how", ""), detail.get("refused_by", ""))
+        self._tls_handshakes[key] = self._tls_handshakes.get(key, 0) + 1
+
     def association_count(self) -> int:
         """Connections with DICOM activity seen so far, cheaply (for a progress display)."""
         return len(self._assocs)
@@ -159,10 +175,13 @@ class Summary(EventSink):
         assoc.contexts = list(event.presentation_contexts)
         assoc.implementation_class_uid = event.user_info.implementation_class_uid
         assoc.implementation_version_name = event.user_info.implementation_version_name
+        assoc.requestor_info = event.user_info
 
     def _on_accepted(self, event: AssociationAccepted, assoc: Association) -> None:
         assoc.accepted = True
         assoc.contexts = list(event.presentation_contexts)  # the RQ proposal with answers
+        assoc.acceptor_info = event.user_info
+        assoc.setup_seconds = event.setup_seconds
         if not assoc.implementation_class_uid:  # RQ not seen: the acceptor's is all we have
             assoc.implementation_class_uid = event.user_info.implementation_class_uid
             assoc.implementation_version_name = event.user_info.implementation_version_name
@@ -183,6 +202,7 @@ class Summary(EventSink):
         self._command(event.command).requests += 1
         if event.command == "C-STORE":
             self._pair(assoc).objects += 1
+            assoc.stores += 1
 
     def _on_response(self, event: DimseResponseSeen, assoc: Association) -> None:
         status = status_hex(event.status)
@@ -220,6 +240,7 @@ class Summary(EventSink):
         if seconds is not None:
             samples["duration_ms"].append(seconds * 1000.0)
             by_pair["duration_ms"].append(seconds * 1000.0)
+            assoc.busy_seconds += seconds
         stats.dataset_bytes += event.request_dataset_bytes
         if event.request_dataset_bytes and event.request_transfer_seconds:
             stats.throughput_bytes += event.request_dataset_bytes
@@ -233,6 +254,8 @@ class Summary(EventSink):
     def _on_protocol_error(self, event: ProtocolError, assoc: Association) -> None:
         self._protocol_errors[event.kind] = self._protocol_errors.get(event.kind, 0) + 1
         assoc.protocol_errors += 1
+        if assoc.first_error is None:
+            assoc.first_error = (event.sender, event.kind, event.detail)
 
     def _on_resync(self, event: Resynchronised, assoc: Association) -> None:
         self._protocol_errors[RESYNC] = self._protocol_errors.get(RESYNC, 0) + 1
@@ -268,6 +291,7 @@ class Summary(EventSink):
             "protocol_errors": dict(sorted(self._protocol_errors.items())),
             "findings": self.findings(capture_info),
             "pairs": rollup(associations, self._pairs, self._failures),
+            "implementations": implementations(associations),
             "protocol_errors_by_flow": {
                 str(a.flow_id): a.protocol_errors for a in associations if a.protocol_errors
             },
@@ -290,6 +314,7 @@ class Summary(EventSink):
             failures=self._failures,
             error_comments=self._error_comments,
             unanswered_by=self._unanswered_by,
+            tls_handshakes=self._tls_handshakes,
         )
 
     def timing_samples(self, command: str, name: str) -> list[float]:

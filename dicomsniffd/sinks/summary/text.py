@@ -20,6 +20,7 @@ from dicomsniffd.formatting import (
     utc,
 )
 from dicomsniffd.names import status_text
+from dicomsniffd.sinks.summary.software import render_software
 
 _WIDTH = 100
 _MAX_ROWS = 50  # associations listed; --json lists all
@@ -197,6 +198,9 @@ def _render_associations(data: dict[str, Any]) -> str:
         lines.append(f"… {more} more associations (use --json for all)")
     if any(a["outcome"] == "aborted-before-accept" for a in problems):
         lines.append("aborted* = aborted or reset before the SCP answered the request")
+    software = render_software(data.get("implementations", []))
+    if software:
+        lines += ["", *software]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
