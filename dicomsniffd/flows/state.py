@@ -21,6 +21,12 @@ _MASK = 0xFFFFFFFF
 _HALF = 0x80000000
 _WRAP = 0x100000000
 
+# tcp_event("retransmission", ..., value): what the capture point saw of the lost segment.
+# A repeat (the original was seen, so it was lost after the capture point) is 0.0; a
+# segment that fills a hole (the original never passed: lost before it) is LOST_BEFORE.
+LOST_AFTER = 0.0
+LOST_BEFORE = 1.0
+
 # Flow states. Order matters: everything >= S_CLOSED is finished and only lingers so that
 # late packets do not resurrect the connection as a new midstream flow.
 S_OPEN = 0  # established, or midstream (no handshake seen)
@@ -126,6 +132,8 @@ class _Half:
         "prov",
         "ooo",
         "ooo_bytes",
+        "ooo_ts",
+        "ooo_high",
         "fin",
         "fin_done",
         "zw",
@@ -150,6 +158,10 @@ class _Half:
         self.prov: int | None = None  # provisional midstream anchor (pure ACKs only so far)
         self.ooo: dict[int, tuple] | None = None  # seq -> (payload, wire_len, ip_id, ack, ts)
         self.ooo_bytes = 0
+        # When the buffer last went from empty to holding data (the hole appeared), and
+        # the end of the highest buffered segment: a segment below it fills a hole.
+        self.ooo_ts = 0.0
+        self.ooo_high = 0
         self.fin: int | None = None  # sequence number of our FIN
         self.fin_done = False  # every byte before the FIN delivered
         self.zw = False  # inside a zero-window episode

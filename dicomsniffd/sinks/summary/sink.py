@@ -52,6 +52,8 @@ class Summary(EventSink):
         self._commands: dict[str, Command] = {}
         self._tcp = {
             "retransmissions": sender_counts(),
+            # of those, the ones that filled a hole: lost before the capture point
+            "lost_before_capture": sender_counts(),
             "zero_windows": sender_counts(),
             "resets": sender_counts(),
         }
@@ -121,6 +123,9 @@ class Summary(EventSink):
             return
         totals = self._tcp[field]
         totals[sender] = totals.get(sender, 0) + 1
+        if field == "retransmissions" and value:  # flows.state.LOST_BEFORE
+            before = self._tcp["lost_before_capture"]
+            before[sender] = before.get(sender, 0) + 1
         per_assoc = getattr(self._assoc(flow), field)
         per_assoc[sender] = per_assoc.get(sender, 0) + 1
 
@@ -247,6 +252,7 @@ class Summary(EventSink):
             "dimse": {cmd: s.to_dict() for cmd, s in sorted(self._commands.items())},
             "tcp": {
                 "retransmissions": dict(self._tcp["retransmissions"]),
+                "lost_before_capture": dict(self._tcp["lost_before_capture"]),
                 "zero_windows": dict(self._tcp["zero_windows"]),
                 "resets": dict(self._tcp["resets"]),
                 "handshake_rtt_ms": percentiles(self._rtt),
