@@ -31,6 +31,7 @@ class Reassembly:
     def _zero_window(self, h: _Half, window: int, ts: float) -> None:
         # One event per episode: a stalled receiver repeats window 0 in every ACK/probe.
         if not window:
+            h.zw_ts = ts
             if not h.zw:
                 h.zw = True
                 self._event(h.flow, "zero-window", h.d, ts)

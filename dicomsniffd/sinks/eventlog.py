@@ -293,6 +293,9 @@ class EventLog(EventSink):
             }
         if self.keep_instance_uids and event.affected_sop_instance_uid:
             record["affected_sop_instance_uid"] = event.affected_sop_instance_uid
+        if event.stalls:
+            record["stall_ms"] = _ms(event.stall_seconds)
+            record["stalls"] = _stalls(event.stalls)
         self._write(record)
 
     def _ended(self, event: AssociationEnded, flow: Any) -> None:
@@ -308,6 +311,8 @@ class EventLog(EventSink):
                     self._write(record)
         record = self._base("association_end", event.ts, flow)
         record.update(how=event.how, duration_s=event.duration_seconds)
+        if event.stalls:
+            record["stalls"] = _stalls(event.stalls)
         self._write(record)
 
     def tcp_event(
@@ -336,3 +341,11 @@ class EventLog(EventSink):
 
     def tls_connection(self, server_label: str, outcome: str, ts: float | None = None) -> None:
         self._write({"ts": ts, "type": "tls", "server": server_label, "outcome": outcome})
+
+
+def _stalls(stalls: tuple[tuple[str, str, int, float], ...]) -> list[dict[str, Any]]:
+    """Stall totals (DESIGN §3) as the event lines show them."""
+    return [
+        {"sender": sender, "cause": cause, "count": count, "ms": _ms(seconds)}
+        for sender, cause, count, seconds in stalls
+    ]
