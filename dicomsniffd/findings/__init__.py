@@ -7,6 +7,7 @@
   tcp           is the TCP path healthy? (resets, retransmissions, zero windows)
   capture       can the capture be trusted? (gaps, snaplen, offloads, no DICOM at all)
   protocol      does every peer speak the Upper Layer protocol?
+  stalls        where does the time inside a transfer go? (stalls by cause)
 
 A new finding is one ``FindingKind`` and one ``@rule`` function in the module of its
 question, plus its line in ``RULES`` below. Rules only read the collected state
@@ -18,7 +19,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from dicomsniffd.findings import associations, capture, connections, dimse, protocol, tcp, timing
+from dicomsniffd.findings import (
+    associations,
+    capture,
+    connections,
+    dimse,
+    protocol,
+    stalls,
+    tcp,
+    timing,
+)
 from dicomsniffd.findings.rule import SEVERITIES, Collected, FindingKind, Found, Rule, rule
 
 # Evaluation order. Findings are then ranked by severity and weight; the sort is stable,
@@ -41,6 +51,10 @@ RULES: tuple[Rule, ...] = (
     protocol.protocol_errors,
     connections.tls,
     capture.no_dicom,
+    stalls.delayed_ack,
+    stalls.zero_window,
+    stalls.loss_recovery,
+    stalls.sender_idle,
 )
 
 # Every finding code, with its default severity, title and advice.

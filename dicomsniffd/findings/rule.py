@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the summary imports the findings, not the other way round
-    from dicomsniffd.findings.facts import Association, Command
+    from dicomsniffd.findings.facts import Association, Command, StallTime
 
 SEVERITIES = ("critical", "warning", "info")  # most severe first: the output order
 MAX_EVIDENCE = 8  # evidence lines per finding; the rest are counted in one more line
@@ -82,6 +82,7 @@ class Collected:
     failures: Mapping[tuple[str, int, str, str], int]
     error_comments: Mapping[tuple[str, int], Sequence[str]]
     unanswered_by: Mapping[tuple[str, str, str, str], int]
+    stalls: StallTime | None = None  # stalls inside DIMSE transfers (DESIGN §3)
 
 
 Check = Callable[[Collected, Mapping[str, Any]], list[Found]]

@@ -22,7 +22,13 @@ from dicomsniffd.dicom.events import (
 )
 from dicomsniffd.dicom.problems import RESYNC
 from dicomsniffd.findings import Collected, evaluate
-from dicomsniffd.findings.facts import Association, Command, percentiles, sender_counts
+from dicomsniffd.findings.facts import (
+    Association,
+    Command,
+    StallTime,
+    percentiles,
+    sender_counts,
+)
 from dicomsniffd.names import is_out_of_resources, status_hex
 from dicomsniffd.sinks.dispatch import EventSink
 from dicomsniffd.sinks.report.trace import TransactionLog
@@ -67,6 +73,7 @@ class Summary(EventSink):
         self._error_comments: dict[tuple[str, int], list[str]] = {}
         self._unanswered_by: dict[tuple[str, str, str, str], int] = {}
         self._pairs: dict[Pair, PairTimings] = {}  # the per-AE-pair rollup (pairs.py)
+        self._stalls = StallTime()  # stalls inside transfers, per pair and command
         # Per-transaction records for the HTML report (bounded, see TransactionLog).
         self.transactions = TransactionLog()
         super().__init__()  # self._handlers, from EVENTS
@@ -197,6 +204,9 @@ class Summary(EventSink):
 
     def _on_transaction(self, event: DimseTransaction, assoc: Association) -> None:
         self.transactions.add(event, assoc.flow_id)
+        if event.outcome == "answered":
+            pair = (assoc.calling_ae, assoc.called_ae)
+            self._stalls.add(pair, event.command, event.duration_seconds, event.stalls)
         stats = self._command(event.command)
         if event.outcome.startswith("unanswered"):
             assoc.unanswered += 1
@@ -256,6 +266,7 @@ class Summary(EventSink):
                 "zero_windows": dict(self._tcp["zero_windows"]),
                 "resets": dict(self._tcp["resets"]),
                 "handshake_rtt_ms": percentiles(self._rtt),
+                "stalls": self._stalls.to_dict(),
                 "connection_failures": [
                     {"server": server, "reason": reason, "count": count}
                     for (server, reason), count in sorted(self._connection_failures.items())
@@ -290,6 +301,7 @@ class Summary(EventSink):
             failures=self._failures,
             error_comments=self._error_comments,
             unanswered_by=self._unanswered_by,
+            stalls=self._stalls,
         )
 
     def timing_samples(self, command: str, name: str) -> list[float]:
