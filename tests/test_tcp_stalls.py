@@ -106,6 +106,39 @@ def test_an_scp_that_writes_the_response_once_does_not_wait(tmp_path):
     assert "stalls-delayed-ack" not in _findings(result)
 
 
+def _orthanc_run(wd: str, env: dict) -> dict:
+    """Orthanc as Debian packages it (1.10.1, linked against the system DCMTK 3.6.7), run
+    by hand with a JSON config, receiving N C-STOREs from storescu."""
+    os.makedirs(wd, exist_ok=True)
+    pcap, cfg = os.path.join(wd, "orthanc.pcap"), os.path.join(wd, "orthanc.json")
+    with open(cfg, "w") as f:
+        json.dump(
+            {"Name": "ORTHANC", "DicomAet": "ORTHANC", "DicomPort": SCP_PORT,
+             "HttpServerEnabled": False, "DicomCheckCalledAet": False, "Plugins": [],
+             "StorageDirectory": os.path.join(wd, "storage"),
+             "IndexDirectory": os.path.join(wd, "index")},
+            f,
+        )  # fmt: skip
+    with VethPair() as net:
+        scp = net.popen("b", ["Orthanc", cfg], env={**os.environ, **env})
+        net.wait_listening("b", SCP_PORT, proc=scp, timeout=30)
+        with net.capture("a", pcap):
+            _storescu(net, "ORTHANC", series(wd, N, 64, 35), timeout=120)
+        stop(scp)
+    return analyze(pcap)
+
+
+def test_orthanc_on_the_system_dcmtk_splits_its_responses_too_unless_tcp_nodelay(tmp_path):
+    # Orthanc's own static builds define DISABLE_NAGLE_ALGORITHM; the distribution's build
+    # uses the system DCMTK, which writes the response in two pieces like storescp.
+    split = _orthanc_run(str(tmp_path / "default"), {})
+    assert all(_stall_ms(s, "acceptor", "delayed-ack") > 0 for s in _stores(split))
+    assert "the SCP (ORTHANC)" in _findings(split)["stalls-delayed-ack"]["evidence"][0]
+    once = _orthanc_run(str(tmp_path / "nodelay"), {"TCP_NODELAY": "1"})
+    assert all(_stall_ms(s, "acceptor", "delayed-ack") == 0 for s in _stores(once))
+    assert "stalls-delayed-ack" not in _findings(once)
+
+
 def test_a_receiver_that_stops_reading_is_zero_window_not_delayed_ack(tmp_path):
     wd = str(tmp_path)
     pcap = os.path.join(wd, "zero-window.pcap")

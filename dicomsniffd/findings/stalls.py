@@ -26,7 +26,8 @@ DELAYED_ACK = FindingKind(
     "message loses that time, so small messages look like a slow network. Disable Nagle "
     "(TCP_NODELAY) on the side named: DCMTK tools and DCMTK-based products read the "
     "environment variable TCP_NODELAY=1 (DCMTK ≥ 3.6.2 no longer disables Nagle by "
-    "default); Orthanc's own DCMTK builds disable it at compile time "
+    "default), and so does Orthanc when it is linked against the system DCMTK (e.g. "
+    "Debian's package); Orthanc's own static builds disable Nagle at compile time "
     "(DISABLE_NAGLE_ALGORITHM); dcm4chee-arc has the network connection attribute "
     "'TCP No Delay' (dcmTCPNoDelay); pynetdicom writes each PDU in one piece.",
 )
