@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from dicomsniffd.dicom.events import ACCEPTOR
-from dicomsniffd.findings.rule import Collected, FindingKind, Found, rule
+from dicomsniffd.findings.rule import Collected, FindingKind, Found, Rule, rule
 from dicomsniffd.formatting import plural
 
 # A cause is reported when its stalls take at least this share of the time of one
@@ -103,21 +103,17 @@ def _line(cause, share, seconds, count, hit, txns, total, calling, called, comma
     )
 
 
-@rule(DELAYED_ACK)
-def delayed_ack(c: Collected, info: Mapping[str, Any]) -> list[Found]:
-    return _check("delayed-ack", c)
+def _cause_rule(cause: str, name: str) -> Rule:
+    """The rule of one cause (the four differ only in the cause they read)."""
+
+    def check(c: Collected, info: Mapping[str, Any]) -> list[Found]:
+        return _check(cause, c)
+
+    check.__name__ = check.__qualname__ = name
+    return rule(_KIND_OF[cause])(check)
 
 
-@rule(ZERO_WINDOW)
-def zero_window(c: Collected, info: Mapping[str, Any]) -> list[Found]:
-    return _check("zero-window", c)
-
-
-@rule(LOSS_RECOVERY)
-def loss_recovery(c: Collected, info: Mapping[str, Any]) -> list[Found]:
-    return _check("loss-recovery", c)
-
-
-@rule(SENDER_IDLE)
-def sender_idle(c: Collected, info: Mapping[str, Any]) -> list[Found]:
-    return _check("sender-idle", c)
+delayed_ack = _cause_rule("delayed-ack", "delayed_ack")
+zero_window = _cause_rule("zero-window", "zero_window")
+loss_recovery = _cause_rule("loss-recovery", "loss_recovery")
+sender_idle = _cause_rule("sender-idle", "sender_idle")
