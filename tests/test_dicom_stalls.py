@@ -50,3 +50,20 @@ def test_a_pause_between_objects_is_not_a_stall():
     assert all(t.stalls == () and t.stall_seconds == 0.0 for t in _of(ev, DimseTransaction))
     (end,) = _of(conv.close("fin", 4.0), AssociationEnded)
     assert end.stalls == ()
+
+
+def test_a_lost_request_tail_resent_stalls_that_request():
+    # The capture saw the whole request; its last segment was lost after the capture point
+    # and resent after the RTO: the transport reports loss-recovery, the core gives it to
+    # the request that completed when the gap began (the SCP still waits for those bytes).
+    conv = DicomConversation()
+    _assoc(conv)
+    feed_all(conv, [(0, p, 1.0) for p in _store_rq(dataset=b"\x10\x00" * 100)])
+    assert conv.stall(0, "sender-idle", 0.2, 1.2) == ()  # not a resend: between messages
+    assert conv.stall(0, "loss-recovery", 0.2, 1.2) == [
+        Stalled(1.2, "requestor", "loss-recovery", 0.2)
+    ]
+    (t,) = _of(feed_all(conv, [(1, _store_rsp()[0], 1.21)]), DimseTransaction)
+    assert t.stalls == (("requestor", "loss-recovery", 1, 0.2),)
+    # long after the request completed, a resend is not that request's stall
+    assert conv.stall(0, "loss-recovery", 0.2, 5.0) == ()

@@ -185,12 +185,20 @@ class DicomConversation:
         """Data of ``direction`` resumes at ``ts`` after ``seconds`` without any (the
         transport's ``cause``, a plain name). A stall only if it fell inside a request or
         response transfer (DESIGN §3): inside a P-DATA-TF, or between the PDUs of one
-        DIMSE message. A pause between messages is the application's own time."""
+        DIMSE message. A pause between messages is the application's own time; but a
+        gap ended by resending the last bytes of a request (``loss-recovery`` right after
+        the request completed here) is still that request's transfer: the receiver
+        waits for those bytes, only the capture saw them already."""
         try:
-            if not (self._framers[direction].in_pdata() or self._dimse.message_open(direction)):
-                return _NO_EVENTS
+            dimse = self._dimse
+            txn = None
+            if not (self._framers[direction].in_pdata() or dimse.message_open(direction)):
+                if cause == "loss-recovery":  # the transport's name, a plain value
+                    txn = dimse.request_completed_since(direction, ts - seconds - 1e-6)
+                if txn is None:
+                    return _NO_EVENTS
             sender = self.roles.sender(direction)
-            self._dimse.on_stall(direction, sender, cause, seconds)
+            dimse.on_stall(direction, sender, cause, seconds, txn)
             self._stalls = add_stalls(self._stalls, {(sender, cause): [1, seconds]})
         except Exception as exc:  # noqa: BLE001
             return self._contain(direction, exc, ts, [])

@@ -361,14 +361,28 @@ class DimseTransactions:
         """A DIMSE message of direction ``d`` has started and not completed."""
         return self.collecting[d] is not None or any(k[0] == d for k in self.messages)
 
-    def on_stall(self, d: int, sender: str, cause: str, seconds: float) -> None:
-        """A stall inside a transfer of direction ``d``: to the message in transfer (its
-        transaction once known), else to the next message of ``d``."""
+    def request_completed_since(self, d: int, since: float) -> Transaction | None:
+        """An open transaction whose request (sent by ``d``) completed at ``since`` or later."""
+        for txn in self.transactions.values():
+            done = txn.request_complete_ts
+            if txn.key[0] == d and done is not None and done >= since:
+                return txn
+        return None
+
+    def on_stall(
+        self, d: int, sender: str, cause: str, seconds: float, txn: Transaction | None = None
+    ) -> None:
+        """A stall inside a transfer of direction ``d``: to ``txn`` if given (a request
+        whose last bytes were resent), else to the message in transfer (its transaction
+        once known), else to the next message of ``d``."""
+        one = {(sender, cause): [1, seconds]}
+        if txn is not None:
+            txn.stalls = add_stalls(txn.stalls, one)
+            return
         key = self.collecting[d]
         m = self.messages.get(key) if key is not None else None
         if m is None:
             m = next((v for k, v in self.messages.items() if k[0] == d), None)
-        one = {(sender, cause): [1, seconds]}
         if m is None:
             self.pending_stalls[d] = add_stalls(self.pending_stalls[d], one)
         elif m.txn is not None:
