@@ -468,3 +468,39 @@ def test_span_duplicates_interleaved_with_leased_segments(real_traffic, monkeypa
     result = _assert_same([path], monkeypatch)
     assert result["consumed"] > 0 and len(copies) >= 5
     assert result["tcp"] == (original["tcp"][0] + len(copies), original["tcp"][1])
+
+
+def test_stalls_inside_leased_transfers_are_the_same_in_both_paths(
+    real_traffic, monkeypatch, tmp_path
+):
+    # The compiled lease must leave the segment that ends a stall to Python and write back
+    # the times and ACKs the stall's cause is judged by. Shift the clock by 0.3 s in the
+    # middle of every 40th data set segment run: a gap inside a leased PDV (sender-idle),
+    # exactly where the lease consumes packets.
+    with open(real_traffic["a_store50"].pcap, "rb") as f:
+        packets = list(dpkt.pcap.UniversalReader(f))
+    port = real_traffic["a_store50"].ports[0]
+    shift, out, big = 0.0, [], 0
+    for ts, frame in packets:
+        tcp_seg = getattr(dpkt.ethernet.Ethernet(frame).data, "data", None)
+        if isinstance(tcp_seg, dpkt.tcp.TCP) and tcp_seg.dport == port and len(tcp_seg.data) > 1000:
+            big += 1
+            if big % 40 == 20:
+                shift += 0.3
+        out.append((ts + shift, frame))
+    path = str(tmp_path / "stalled.pcap")
+    with open(path, "wb") as f:
+        w = dpkt.pcap.Writer(f, snaplen=262144, linktype=1)
+        for ts, frame in out:
+            w.writepkt(frame, ts=ts)
+    for batch_size in (7, 512):
+        result = _assert_same([path], monkeypatch, batch_size)
+        assert result["consumed"] > 0
+    stalls = [
+        s
+        for line in result["events"].splitlines()
+        for s in json.loads(line).get("stalls", ())
+        if json.loads(line)["type"] == "dimse"
+    ]
+    idle = [s for s in stalls if (s["sender"], s["cause"]) == ("requestor", "sender-idle")]
+    assert len(idle) >= big // 40 - 1 and all(s["ms"] >= 300 for s in idle)
