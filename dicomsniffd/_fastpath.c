@@ -175,11 +175,16 @@ typedef struct {
     int64_t budget;     /* bytes the handler still skips (consume only chunks < budget) */
     int rev_ok;         /* the other direction's in-order pure ACKs may be consumed */
     uint32_t rev_next;  /* ... when their sequence number is this */
+    double data_ts;     /* the skipping direction's last data segment (flows/stalls.py) */
+    double stall_after; /* a longer gap is a stall: never consumed, Python judges it */
     /* since the last write-back */
     int64_t taken;      /* payload bytes consumed */
     long nrec;          /* data segments consumed */
     Rec last, prev;
     double last_ts;
+    uint32_t fwd_ack, rev_ack;  /* the latest pure ACK of each direction, and when */
+    double fwd_ack_ts, rev_ack_ts;
+    int fwd_acked, rev_acked;
     int touched;        /* in the dirty list */
     int used;
 } Lease;
@@ -193,7 +198,8 @@ typedef struct {
 typedef struct {
     PyObject_HEAD
     PyObject *segment;  /* FlowTable.segment: where every packet not consumed goes */
-    PyObject *on_sync;  /* FlowTable._lease_synced(half, next, taken, last_seen, nrec, last, prev, ended) */
+    PyObject *on_sync;  /* FlowTable._lease_synced(half, next, taken, last_seen, nrec, last, prev,
+                         * ended, fwd_ack, rev_ack) */
     Lease *leases;
     int32_t *free_list;
     int32_t nfree;
@@ -303,6 +309,13 @@ static PyObject *rec_or_none(const Rec *r, int present)
                          (unsigned long)r->ack, r->ts);
 }
 
+/* (ack, ts): a direction's latest pure ACK consumed here, or None. */
+static PyObject *ack_or_none(uint32_t ack, double ts, int present)
+{
+    if (!present) return Py_NewRef(Py_None);
+    return Py_BuildValue("(kd)", (unsigned long)ack, ts);
+}
+
 /* Write a lease's progress back to the Python objects. ended: the lease is over;
  * fresh: a packet was consumed since the last write-back (else last_seen is None). */
 static int lease_sync(Bypass *b, Lease *l, int ended, int fresh)
@@ -315,18 +328,27 @@ static int lease_sync(Bypass *b, Lease *l, int ended, int fresh)
         return -1;
     }
     PyObject *seen = fresh ? PyFloat_FromDouble(l->last_ts) : Py_NewRef(Py_None);
-    if (seen == NULL) {
+    PyObject *fwd = ack_or_none(l->fwd_ack, l->fwd_ack_ts, l->fwd_acked);
+    PyObject *rev = ack_or_none(l->rev_ack, l->rev_ack_ts, l->rev_acked);
+    if (seen == NULL || fwd == NULL || rev == NULL) {
         Py_DECREF(last);
         Py_DECREF(prev);
+        Py_XDECREF(seen);
+        Py_XDECREF(fwd);
+        Py_XDECREF(rev);
         return -1;
     }
-    PyObject *r = PyObject_CallFunction(b->on_sync, "OkLOlOOi", l->half, (unsigned long)l->next,
-                                        (long long)l->taken, seen, l->nrec, last, prev, ended);
+    PyObject *r = PyObject_CallFunction(b->on_sync, "OkLOlOOiOO", l->half, (unsigned long)l->next,
+                                        (long long)l->taken, seen, l->nrec, last, prev, ended,
+                                        fwd, rev);
     Py_DECREF(seen);
     Py_DECREF(last);
     Py_DECREF(prev);
+    Py_DECREF(fwd);
+    Py_DECREF(rev);
     l->taken = 0;
     l->nrec = 0;
+    l->fwd_acked = l->rev_acked = 0;
     if (r == NULL) return -1;
     Py_DECREF(r);
     return 0;
@@ -404,12 +426,17 @@ static int try_consume(Bypass *b, Slot *s, const Parsed *p, double ts)
     if ((p->flags & TCP_FIN_SYN_RST) || !p->window) return 0;
     if (s->reverse) {
         if (!l->rev_ok || n || p->seq != l->rev_next) return 0;
+        l->rev_ack = p->ack;
+        l->rev_ack_ts = ts;
+        l->rev_acked = 1;
         touch(b, s->lease, l, ts);
         return 1;
     }
     if (p->seq != l->next) return 0;
     if (n) {
         if ((int64_t)n >= l->budget) return 0; /* the handler must see the PDV's end */
+        if (ts - l->data_ts > l->stall_after) return 0; /* a stall: Python names its cause */
+        l->data_ts = ts;
         l->budget -= n;
         l->taken += n;
         l->next = (uint32_t)(l->next + (uint32_t)n);
@@ -420,6 +447,10 @@ static int try_consume(Bypass *b, Slot *s, const Parsed *p, double ts)
         l->last.ack = p->ack;
         l->last.ts = ts;
         l->nrec++;
+    } else {
+        l->fwd_ack = p->ack;
+        l->fwd_ack_ts = ts;
+        l->fwd_acked = 1;
     }
     touch(b, s->lease, l, ts);
     return 1;
@@ -534,8 +565,9 @@ static PyObject *Bypass_grant(Bypass *self, PyObject *args)
     PyObject *half, *src, *sport, *dst, *dport;
     unsigned long next;
     long long budget, rev_next;
-    if (!PyArg_ParseTuple(args, "OOOOOkLL", &half, &src, &sport, &dst, &dport, &next, &budget,
-                          &rev_next))
+    double data_ts = Py_HUGE_VAL, stall_after = Py_HUGE_VAL;
+    if (!PyArg_ParseTuple(args, "OOOOOkLL|dd", &half, &src, &sport, &dst, &dport, &next, &budget,
+                          &rev_next, &data_ts, &stall_after))
         return NULL;
     Key k, rk;
     if (key_from_py(src, sport, dst, dport, &k) < 0 || budget <= 0 || next > 0xFFFFFFFFUL) {
@@ -568,6 +600,8 @@ static PyObject *Bypass_grant(Bypass *self, PyObject *args)
     memcpy(&l->key, &k, sizeof(Key));
     l->next = (uint32_t)next;
     l->budget = budget;
+    l->data_ts = data_ts;
+    l->stall_after = stall_after;
     l->rev_ok = rev_next >= 0 && rev_next <= 0xFFFFFFFFLL;
     l->rev_next = l->rev_ok ? (uint32_t)rev_next : 0;
     slot_insert(self, &k, idx, 0);
@@ -621,10 +655,12 @@ static PyObject *Bypass_get_leases(Bypass *self, void *Py_UNUSED(c)) { return Py
 
 static PyMethodDef Bypass_methods[] = {
     {"grant", (PyCFunction)Bypass_grant, METH_VARARGS,
-     "grant(half, src, sport, dst, dport, next, budget, rev_next) -> bool\n"
+     "grant(half, src, sport, dst, dport, next, budget, rev_next, data_ts=inf, "
+     "stall_after=inf) -> bool\n"
      "Lease the direction (src, sport) -> (dst, dport): consume its in-order segments while "
-     "they are shorter than what is left of budget; rev_next < 0: none of the reverse "
-     "direction's packets may be consumed."},
+     "they are shorter than what is left of budget and follow the previous data segment "
+     "(data_ts) within stall_after seconds; rev_next < 0: none of the reverse direction's "
+     "packets may be consumed."},
     {"revoke", (PyCFunction)Bypass_revoke, METH_VARARGS,
      "revoke(src, sport, dst, dport) -> bool: end the lease holding this key (either "
      "direction), writing its state back first."},

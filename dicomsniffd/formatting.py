@@ -127,3 +127,14 @@ def format_break(broken: Mapping[str, Any]) -> str:
 
 BREAK_COVERAGE = "the results cover the packets before the break"
 REORDERED_NOTE = "read in the time order of their first packets, not in the order given"
+
+
+def stall_lines(stalls: list[dict[str, Any]]) -> list[str]:
+    """The summary's ``tcp.stalls`` rows (DESIGN §3 stalls), one line each, worst first."""
+    rows = sorted(stalls, key=lambda s: -s["seconds"])
+    return [
+        f"{s['command']} {s['calling_ae']} → {s['called_ae']}: {s['sender']} {s['cause']} "
+        f"{s['stalls']}×, {s['seconds']:.3g} s"
+        + (f" ({s['share']:.0%} of the {s['command']} time)" if s["share"] is not None else "")
+        for s in rows
+    ]

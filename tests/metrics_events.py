@@ -17,6 +17,7 @@ from dicomsniffd.dicom.events import (
     PresentationContext,
     ProtocolError,
     Resynchronised,
+    Stalled,
     UserInformation,
 )
 from dicomsniffd.sinks.metrics import MetricsStore
@@ -132,6 +133,7 @@ def drive_everything(store: MetricsStore, flow: Flow) -> None:
     )
     store.handle(ProtocolError(102.0, "acceptor", "bad-pdu-type"), flow)
     store.handle(Resynchronised(102.1, "acceptor", 1000), flow)
+    store.handle(Stalled(102.2, "acceptor", "delayed-ack", 0.04), flow)
     store.handle(Aborted(103.0, "requestor", "service-user", "not-specified", 0, 0), flow)
     store.handle(AssociationEnded(103.0, "aborted", 3.0), flow)
     rejected_flow = Flow(flow_id=2, called_ae="WRONG", called_ae_label="WRONG")

@@ -30,6 +30,7 @@ REQUIRED_ALERTS = {
     "DicomEchoFailing",
     "DicomRetransmissionRatioHigh",
     "DicomZeroWindowStorm",
+    "DicomDelayedAckStalls",
     "DicomCaptureGaps",
     "DicomsniffdCaptureDrops",
     "DicomsniffdDown",

@@ -67,6 +67,7 @@ from dicomsniffd.dicom.events import (
     PresentationContext,
     ProtocolError,
     Resynchronised,
+    Stalled,
     UserInformation,
 )
 from dicomsniffd.sinks.metrics import MetricsStore
@@ -328,6 +329,7 @@ class HandMadeTraffic:
         for _ in range(3):
             s.tcp_event("retransmission", "requestor", flow)
         s.tcp_event("zero-window", "acceptor", flow)
+        s.handle(Stalled(ts + 1, "acceptor", "delayed-ack", 0.04 * (1 + r % 3)), flow)
         s.add_bytes("missed", "requestor", 1448, flow)
         s.handle(AssociationEnded(ts + 2, "released", 2.0), flow)
         # MONITOR -> ARCHIVE: a failing C-ECHO, a C-FIND, a C-MOVE, an unanswered C-FIND.
@@ -478,6 +480,7 @@ def test_dashboard_covers_the_issue_rows() -> None:
         "dicom_tcp_retransmi",
         "dicom_tcp_zero_window",
         "dicom_tcp_resets",
+        "dicom_tcp_stall_share",
         "dicom_tcp_handshake_rtt_seconds",
         "dicomsniffd_capture_dropped_packets",
         "dicom_capture_missed_bytes",

@@ -196,12 +196,35 @@ def test_bypass_consumes_in_order_skipped_bytes_and_hands_back_the_rest():
     accel.fastpath.decode_batch(0, lambda f: None, buf, array_of(records), b)
     assert b.consumed == 3 and b.leases == 0
     # ended by packet 4, before it went to Python: next seq, 2000 bytes taken, 2 records
-    (half, nxt, taken, last_seen, nrec, last, prev, ended) = synced[0]
+    (half, nxt, taken, last_seen, nrec, last, prev, ended, fwd_ack, rev_ack) = synced[0]
     assert half is h and ended == 1
+    # the reverse direction's pure ACK, for the stall causes; no forward pure ACK
+    assert fwd_ack is None and rev_ack == (2000, records[1][0] + records[1][1] * 1e-6)
     assert (nxt, taken, nrec) == (3000, 2000, 2)
     assert last[:4] == (2000, 1000, 2, 5000) and prev[:4] == (1000, 1000, 1, 5000)
     assert last_seen == records[2][0] + records[2][1] * 1e-6
     assert [seg[4] for _, seg in sent] == [3000, 4000]  # the rest, in order, as tuples
+
+
+def test_bypass_leaves_a_gap_longer_than_stall_after_to_python():
+    # flows/stalls.py: Python names a stall's cause, so the segment that ends one is not
+    # consumed, however small; one within stall_after of the last data segment is.
+    b, synced, sent = _bypass()
+    h = _Half()
+    frames = [
+        ethernet(ipv4(tcp(40000, 104, 1000, 5000, payload=b"a" * 100), A, B, ip_id=1)),
+        ethernet(ipv4(tcp(40000, 104, 1100, 5000, flags=ACK), A, B)),  # forward pure ACK
+        ethernet(ipv4(tcp(40000, 104, 1100, 5000, payload=b"b" * 100), A, B, ip_id=2)),
+    ]
+    buf, records = _batch(frames)
+    ts = [sec + usec * 1e-6 for sec, usec, *_ in records]
+    assert ts[2] - ts[0] > 0.0005
+    assert b.grant(h, A, 40000, B, 104, 1000, 100_000, 5000, ts[0] - 0.0001, 0.0005)
+    accel.fastpath.decode_batch(0, lambda f: None, buf, array_of(records), b)
+    assert b.consumed == 2 and [seg[4] for _, seg in sent] == [1100]
+    half, nxt, taken, last_seen, nrec, last, prev, ended, fwd_ack, rev_ack = synced[0]
+    assert (nxt, taken, nrec, ended) == (1100, 100, 1, 1) and last[4] == ts[0]
+    assert fwd_ack == (5000, ts[1]) and rev_ack is None
 
 
 @pytest.mark.parametrize(
@@ -445,3 +468,39 @@ def test_span_duplicates_interleaved_with_leased_segments(real_traffic, monkeypa
     result = _assert_same([path], monkeypatch)
     assert result["consumed"] > 0 and len(copies) >= 5
     assert result["tcp"] == (original["tcp"][0] + len(copies), original["tcp"][1])
+
+
+def test_stalls_inside_leased_transfers_are_the_same_in_both_paths(
+    real_traffic, monkeypatch, tmp_path
+):
+    # The compiled lease must leave the segment that ends a stall to Python and write back
+    # the times and ACKs the stall's cause is judged by. Shift the clock by 0.3 s in the
+    # middle of every 40th data set segment run: a gap inside a leased PDV (sender-idle),
+    # exactly where the lease consumes packets.
+    with open(real_traffic["a_store50"].pcap, "rb") as f:
+        packets = list(dpkt.pcap.UniversalReader(f))
+    port = real_traffic["a_store50"].ports[0]
+    shift, out, big = 0.0, [], 0
+    for ts, frame in packets:
+        tcp_seg = getattr(dpkt.ethernet.Ethernet(frame).data, "data", None)
+        if isinstance(tcp_seg, dpkt.tcp.TCP) and tcp_seg.dport == port and len(tcp_seg.data) > 1000:
+            big += 1
+            if big % 40 == 20:
+                shift += 0.3
+        out.append((ts + shift, frame))
+    path = str(tmp_path / "stalled.pcap")
+    with open(path, "wb") as f:
+        w = dpkt.pcap.Writer(f, snaplen=262144, linktype=1)
+        for ts, frame in out:
+            w.writepkt(frame, ts=ts)
+    for batch_size in (7, 512):
+        result = _assert_same([path], monkeypatch, batch_size)
+        assert result["consumed"] > 0
+    stalls = [
+        s
+        for line in result["events"].splitlines()
+        for s in json.loads(line).get("stalls", ())
+        if json.loads(line)["type"] == "dimse"
+    ]
+    idle = [s for s in stalls if (s["sender"], s["cause"]) == ("requestor", "sender-idle")]
+    assert len(idle) >= big // 40 - 1 and all(s["ms"] >= 300 for s in idle)

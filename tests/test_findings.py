@@ -37,6 +37,7 @@ from dicomsniffd.findings import (
     dimse,
     interop,
     protocol,
+    stalls,
     tcp,
     timing,
 )
@@ -243,7 +244,17 @@ def test_findings_are_ranked_by_severity() -> None:
 def _declared() -> tuple[list[Rule], list[FindingKind]]:
     """Every Rule and FindingKind the question modules define."""
     rules, kinds = [], []
-    for module in (associations, capture, connections, dimse, interop, protocol, tcp, timing):
+    for module in (
+        associations,
+        capture,
+        connections,
+        dimse,
+        interop,
+        protocol,
+        stalls,
+        tcp,
+        timing,
+    ):
         for value in vars(module).values():
             if isinstance(value, Rule):
                 rules.append(value)

@@ -241,3 +241,42 @@ def test_memcap_evicts_another_buffering_flow():
     assert second.of("close") == []
     assert env.table.buffered_bytes == 600
     assert env.table.flows_active == 1
+
+
+def test_a_segment_filling_a_hole_is_a_retransmission_lost_before_the_capture():
+    # DESIGN §3: the original never passed the capture point, the retransmission fills the
+    # hole an RTT or more later. The handshake RTT here is 12 ms.
+    env = Env()
+    ts = handshake(env)
+    env.feed(c2s(1001, b"aa"), c2s(1005, b"cc"), c2s(1007, b"dd"), ts=ts, step=0.0001)
+    env.feed(c2s(1003, b"bb"), ts=ts + 0.2)  # RTO later
+    assert env.h.stream(0) == b"aabbccdd"
+    assert env.table.retransmissions == 1
+    assert env.h.events("retransmission") == [("event", "retransmission", 0, 1.0)]
+
+
+def test_a_hole_filled_within_half_an_rtt_is_reordering():
+    env = Env()
+    ts = handshake(env)
+    env.feed(c2s(1001, b"aa"), c2s(1005, b"cc"), c2s(1003, b"bb"), ts=ts, step=0.001)
+    assert env.h.stream(0) == b"aabbcc"
+    assert env.table.retransmissions == 0 and env.table.out_of_order == 1
+
+
+def test_a_hole_between_buffered_segments_filled_is_a_retransmission():
+    env = Env()
+    ts = handshake(env)
+    env.feed(c2s(1001, b"aa"), c2s(1005, b"cc"), c2s(1009, b"ee"), ts=ts, step=0.0001)
+    env.feed(c2s(1007, b"dd"), ts=ts + 0.2)  # the second hole, still behind the first
+    env.feed(c2s(1003, b"bb"), ts=ts + 0.3)
+    assert env.h.stream(0) == b"aabbccddee"
+    assert env.table.retransmissions == 2
+    assert [e[3] for e in env.h.events("retransmission")] == [1.0, 1.0]
+
+
+def test_a_repeat_is_a_retransmission_lost_after_the_capture():
+    env = Env()
+    ts = handshake(env)
+    env.feed(c2s(1001, b"aa", ip_id=1), ts=ts)
+    env.feed(c2s(1001, b"aa", ip_id=2), ts=ts + 0.2)
+    assert env.h.events("retransmission") == [("event", "retransmission", 0, 0.0)]

@@ -35,6 +35,8 @@ CATALOGUE = {
     "dicom_tcp_zero_window_total": ("counter", AE | {"sender"}),
     "dicom_tcp_resets_total": ("counter", AE | {"sender"}),
     "dicom_tcp_handshake_rtt_seconds": ("histogram", AE),
+    "dicom_tcp_stalls_total": ("counter", AE | {"sender", "cause"}),
+    "dicom_tcp_stall_seconds_total": ("counter", AE | {"sender", "cause"}),
     "dicom_capture_missed_bytes_total": ("counter", AE | {"sender"}),
     "dicom_protocol_errors_total": ("counter", AE | {"kind"}),
     "dicom_tcp_connection_failures_total": ("counter", {"server", "reason"}),

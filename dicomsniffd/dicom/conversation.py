@@ -29,11 +29,12 @@ from .events import (
     ReleaseReplied,
     ReleaseRequested,
     Resynchronised,
+    Stalled,
 )
 from .pdu import CMD, DATA, ERROR, LOST, PARTIAL, PDU, RESYNC, PduFramer
 from .problems import BAD_PDU, ONE_DIRECTION_ONLY, PARSER_EXCEPTION
 from .roles import Roles
-from .transactions import DimseTransactions, delta
+from .transactions import DimseTransactions, add_stalls, delta, stall_tuple
 
 _NO_EVENTS: tuple = ()
 MAX_EXCEPTIONS_PER_DIRECTION = 3  # then the direction is ignored until the flow ends
@@ -64,6 +65,7 @@ class DicomConversation:
         "_aborted",
         "_closed",
         "_exceptions",
+        "_stalls",
     )
 
     def __init__(
@@ -116,6 +118,7 @@ class DicomConversation:
         self._aborted = False
         self._closed = False
         self._exceptions = [0, 0]
+        self._stalls: dict | None = None  # (sender, cause) -> [count, seconds]
 
     @property
     def requestor_direction(self) -> int:
@@ -178,6 +181,29 @@ class DicomConversation:
         framer.skip -= nbytes
         framer.pdata_bytes += nbytes
 
+    def stall(self, direction: int, cause: str, seconds: float, ts: float) -> Sequence[Event]:
+        """Data of ``direction`` resumes at ``ts`` after ``seconds`` without any (the
+        transport's ``cause``, a plain name). A stall only if it fell inside a request or
+        response transfer (DESIGN §3): inside a P-DATA-TF, or between the PDUs of one
+        DIMSE message. A pause between messages is the application's own time; but a
+        gap ended by resending the last bytes of a request (``loss-recovery`` right after
+        the request completed here) is still that request's transfer: the receiver
+        waits for those bytes, only the capture saw them already."""
+        try:
+            dimse = self._dimse
+            txn = None
+            if not (self._framers[direction].in_pdata() or dimse.message_open(direction)):
+                if cause == "loss-recovery":  # the transport's name, a plain value
+                    txn = dimse.request_completed_since(direction, ts - seconds - 1e-6)
+                if txn is None:
+                    return _NO_EVENTS
+            sender = self.roles.sender(direction)
+            dimse.on_stall(direction, sender, cause, seconds, txn)
+            self._stalls = add_stalls(self._stalls, {(sender, cause): [1, seconds]})
+        except Exception as exc:  # noqa: BLE001
+            return self._contain(direction, exc, ts, [])
+        return [Stalled(ts, sender, cause, seconds)]
+
     def gap(self, direction: int, nbytes: int, ts: float) -> Sequence[Event]:
         try:
             self.missed_bytes[direction] += nbytes
@@ -203,7 +229,10 @@ class DicomConversation:
                 framer.kill()
             self._dimse.end(out)
             if self.dicom_seen:
-                out.append(AssociationEnded(ts, self._end_how(how), delta(self._rq_ts, ts)))
+                end = AssociationEnded(
+                    ts, self._end_how(how), delta(self._rq_ts, ts), stall_tuple(self._stalls)
+                )
+                out.append(end)
         except Exception as exc:  # noqa: BLE001
             out.append(ProtocolError(ts, "", PARSER_EXCEPTION, type(exc).__name__))
         return out

@@ -117,6 +117,8 @@ class AssociationEnded:
     ts: float
     how: str
     duration_seconds: float | None  # A-ASSOCIATE-RQ -> end; None when RQ not seen
+    # the association's stalls inside transfers: (sender, cause, count, seconds), sorted
+    stalls: tuple[tuple[str, str, int, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +180,10 @@ class DimseTransaction:
     suboperations_completed: int | None = None
     suboperations_failed: int | None = None
     suboperations_warning: int | None = None
+    # Stalls inside this transaction's request and response transfers (DESIGN §3):
+    # (sender, cause, count, seconds), sorted; stall_seconds is their sum.
+    stall_seconds: float = 0.0
+    stalls: tuple[tuple[str, str, int, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +209,20 @@ class Resynchronised:
     skipped_bytes: int
 
 
+@dataclass(frozen=True, slots=True)
+class Stalled:
+    """A gap in one direction's data inside a request or response transfer (DESIGN §3),
+    longer than max(10 ms, 3 × handshake RTT); ``ts`` is when the data resumed.
+
+    cause: "delayed-ack" | "zero-window" | "loss-recovery" | "sender-idle".
+    """
+
+    ts: float
+    sender: str  # the side whose data stalled
+    cause: str
+    seconds: float
+
+
 Event = (
     AssociationRequested
     | AssociationAccepted
@@ -216,4 +236,5 @@ Event = (
     | DimseTransaction
     | ProtocolError
     | Resynchronised
+    | Stalled
 )

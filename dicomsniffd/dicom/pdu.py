@@ -135,6 +135,13 @@ class PduFramer:
         """Drop all partial state and scan for the next plausible PDU (after an error)."""
         self._lose_alignment()
 
+    def in_pdata(self) -> bool:
+        """Inside a P-DATA-TF PDU: its header begun and its last byte not seen yet."""
+        st = self.state
+        if st == _HDR:
+            return bool(self._hdr) and self._hdr[0] == 0x04
+        return _PDVH <= st <= _SKIPPDU  # PDV header, command, data, discard, skip-PDU
+
     def kill(self) -> None:
         """Ignore everything from now on (the direction was given up or the flow closed)."""
         self._lose_alignment()

@@ -26,7 +26,7 @@ class Transaction:
         "request_complete_ts", "response_ts", "response_complete_ts", "request_bytes",
         "response_bytes", "pending", "complete", "status", "status_class", "last_ts",
         "instance_uid", "error_comment", "move_destination", "remaining", "completed",
-        "failed", "warning", "done",
+        "failed", "warning", "done", "stalls",
     )  # fmt: skip
 
     def __init__(self, key: tuple, cmd: Command, context_id: int, request_ts: float):
@@ -54,12 +54,13 @@ class Transaction:
         self.failed: int | None = None
         self.warning: int | None = None
         self.done = False
+        self.stalls: dict | None = None  # (sender, cause) -> [count, seconds]
 
 
 class Message:
     """A DIMSE message being reassembled on one (direction, context)."""
 
-    __slots__ = ("start_ts", "buf", "broken", "command", "txn", "final", "incomplete")
+    __slots__ = ("start_ts", "buf", "broken", "command", "txn", "final", "incomplete", "stalls")
 
     def __init__(self, start_ts: float):
         self.start_ts = start_ts  # first packet of the command
@@ -69,6 +70,7 @@ class Message:
         self.txn: Transaction | None = None
         self.final = False  # a final (non-pending) response
         self.incomplete = False
+        self.stalls: dict | None = None  # stalls before its transaction was known
 
 
 def delta(a: float | None, b: float | None) -> float | None:
@@ -89,6 +91,7 @@ class DimseTransactions:
         "collecting",
         "transactions",
         "in_gap",
+        "pending_stalls",
     )
 
     def __init__(
@@ -111,6 +114,9 @@ class DimseTransactions:
         # seen, so when its last packet was on the wire is unknown and no time is measured
         # from or to it (DESIGN §3 times are packet times; a wrong one is worse than none).
         self.in_gap = False
+        # Stalls inside a P-DATA-TF before its command was decoded, per direction: they
+        # belong to the next message of that direction (a response split after its headers).
+        self.pending_stalls: list[dict | None] = [None, None]
 
     # -- the conversation's calls ---------------------------------------------------------
 
@@ -160,6 +166,7 @@ class DimseTransactions:
         self.collecting[d] = key
         if m is None:
             m = msgs[key] = Message(start_ts)
+            m.stalls, self.pending_stalls[d] = self.pending_stalls[d], None
         if not m.broken:
             assert m.buf is not None
             if len(m.buf) + len(data) > self.max_command_bytes:
@@ -256,6 +263,7 @@ class DimseTransactions:
         txn = Transaction(key, cmd, ctx, m.start_ts)
         txns[key] = txn
         m.txn = txn
+        txn.stalls = add_stalls(None, m.stalls)
 
     def _on_response(
         self, d: int, ctx: int, m: Message, cmd: Command, ts: float, out: list
@@ -273,6 +281,7 @@ class DimseTransactions:
         if txn is None:  # request not seen (midstream start) or already given up
             return
         m.txn = txn
+        txn.stalls = add_stalls(txn.stalls, m.stalls)
         if txn.response_ts is None:
             txn.response_ts = m.start_ts
         txn.last_ts = ts
@@ -341,5 +350,62 @@ class DimseTransactions:
                 suboperations_completed=txn.completed,
                 suboperations_failed=txn.failed,
                 suboperations_warning=txn.warning,
+                stall_seconds=sum(v[1] for v in txn.stalls.values()) if txn.stalls else 0.0,
+                stalls=stall_tuple(txn.stalls),
             )
         )
+
+    # -- stalls (DESIGN §3) -----------------------------------------------------------------
+
+    def message_open(self, d: int) -> bool:
+        """A DIMSE message of direction ``d`` has started and not completed."""
+        return self.collecting[d] is not None or any(k[0] == d for k in self.messages)
+
+    def request_completed_since(self, d: int, since: float) -> Transaction | None:
+        """An open transaction whose request (sent by ``d``) completed at ``since`` or later."""
+        for txn in self.transactions.values():
+            done = txn.request_complete_ts
+            if txn.key[0] == d and done is not None and done >= since:
+                return txn
+        return None
+
+    def on_stall(
+        self, d: int, sender: str, cause: str, seconds: float, txn: Transaction | None = None
+    ) -> None:
+        """A stall inside a transfer of direction ``d``: to ``txn`` if given (a request
+        whose last bytes were resent), else to the message in transfer (its transaction
+        once known), else to the next message of ``d``."""
+        one = {(sender, cause): [1, seconds]}
+        if txn is not None:
+            txn.stalls = add_stalls(txn.stalls, one)
+            return
+        key = self.collecting[d]
+        m = self.messages.get(key) if key is not None else None
+        if m is None:
+            m = next((v for k, v in self.messages.items() if k[0] == d), None)
+        if m is None:
+            self.pending_stalls[d] = add_stalls(self.pending_stalls[d], one)
+        elif m.txn is not None:
+            m.txn.stalls = add_stalls(m.txn.stalls, one)
+        else:
+            m.stalls = add_stalls(m.stalls, one)
+
+
+def add_stalls(into: dict | None, more: dict | None) -> dict | None:
+    """Stall totals (sender, cause) -> [count, seconds]: ``into`` plus ``more``."""
+    if not more:
+        return into
+    if into is None:
+        return {k: list(v) for k, v in more.items()}
+    for k, (count, seconds) in more.items():
+        total = into.setdefault(k, [0, 0.0])
+        total[0] += count
+        total[1] += seconds
+    return into
+
+
+def stall_tuple(stalls: dict | None) -> tuple[tuple[str, str, int, float], ...]:
+    """The events' form of stall totals: sorted (sender, cause, count, seconds)."""
+    if not stalls:
+        return ()
+    return tuple((s, c, n, secs) for (s, c), (n, secs) in sorted(stalls.items()))

@@ -9,6 +9,7 @@
   protocol      does every peer speak the Upper Layer protocol?
   interop       do the two sides work together? (association per object, partial
                 service, no context for the file's transfer syntax, TLS vs plain)
+  stalls        where does the time inside a transfer go? (stalls by cause)
 
 A new finding is one ``FindingKind`` and one ``@rule`` function in the module of its
 question, plus its line in ``RULES`` below. Rules only read the collected state
@@ -27,6 +28,7 @@ from dicomsniffd.findings import (
     dimse,
     interop,
     protocol,
+    stalls,
     tcp,
     timing,
 )
@@ -58,6 +60,10 @@ RULES: tuple[Rule, ...] = (
     interop.tls_to_plain_port,
     interop.plain_to_tls_port,
     interop.tls_refused,
+    stalls.delayed_ack,
+    stalls.zero_window,
+    stalls.loss_recovery,
+    stalls.sender_idle,
 )
 
 # Every finding code, with its default severity, title and advice.

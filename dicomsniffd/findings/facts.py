@@ -186,3 +186,47 @@ def percentiles(samples: Iterable[float]) -> dict[str, Any]:
         "p99": at(0.99),
         "max": round(values[-1], 3),
     }
+
+
+class StallTime:
+    """Stalls inside DIMSE transfers (DESIGN §3), per AE pair and command: how much of the
+    transactions' time they took, by the side whose data stalled and the cause."""
+
+    def __init__(self) -> None:
+        # (calling, called, command) -> [transactions, their summed duration (s)]
+        self.time: dict[tuple[str, str, str], list[float]] = {}
+        # (calling, called, command, sender, cause) -> [stalls, seconds, transactions hit]
+        self.stalls: dict[tuple[str, str, str, str, str], list[float]] = {}
+
+    def add(self, pair: tuple[str, str], command: str, duration: float | None, stalls) -> None:
+        """One answered transaction: its duration and ``DimseTransaction.stalls``."""
+        if duration is None:
+            return
+        time = self.time.setdefault((*pair, command), [0, 0.0])
+        time[0] += 1
+        time[1] += duration
+        for sender, cause, count, seconds in stalls:
+            total = self.stalls.setdefault((*pair, command, sender, cause), [0, 0.0, 0])
+            total[0] += count
+            total[1] += seconds
+            total[2] += 1
+
+    def to_dict(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "calling_ae": calling,
+                "called_ae": called,
+                "command": command,
+                "sender": sender,
+                "cause": cause,
+                "stalls": int(n),
+                "seconds": round(seconds, 6),
+                "transactions": int(hit),
+                "share": round(seconds / self.time[(calling, called, command)][1], 4)
+                if self.time[(calling, called, command)][1] > 0
+                else None,
+            }
+            for (calling, called, command, sender, cause), (n, seconds, hit) in sorted(
+                self.stalls.items()
+            )
+        ]

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the summary imports the findings, not the other way round
-    from dicomsniffd.findings.facts import Association, Command
+    from dicomsniffd.findings.facts import Association, Command, StallTime
 
 SEVERITIES = ("critical", "warning", "info")  # most severe first: the output order
 MAX_EVIDENCE = 8  # evidence lines per finding; the rest are counted in one more line
@@ -84,6 +84,7 @@ class Collected:
     unanswered_by: Mapping[tuple[str, str, str, str], int]
     # (server "ip:port", outcome, how, refused_by) -> TLS connections (streams/tls.py)
     tls_handshakes: Mapping[tuple[str, str, str, str], int] = field(default_factory=dict)
+    stalls: StallTime | None = None  # stalls inside DIMSE transfers (DESIGN §3)
 
 
 Check = Callable[[Collected, Mapping[str, Any]], list[Found]]

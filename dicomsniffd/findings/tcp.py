@@ -23,9 +23,11 @@ RETRANSMISSIONS = FindingKind(
     "retransmissions",
     "warning",  # graded by the share of packets: critical ≥ 5%, warning ≥ 1%, info ≥ 0.1%
     "TCP retransmissions",
-    "Retransmissions mean packets are lost between the capture point and the receiver: "
-    "check interface error counters, duplex settings, congested links and firewalls. "
-    "The side that retransmits is the one whose packets get lost.",
+    "Retransmissions mean packets are lost on the way between the peers: check interface "
+    "error counters, duplex settings, congested links and firewalls on the stretch the "
+    "evidence names. A segment seen twice was lost after the capture point (toward the "
+    "receiver); a segment that filled a hole was lost before it (toward the sender). The "
+    "side that retransmits is the one whose packets get lost.",
 )
 ZERO_WINDOW = FindingKind(
     "zero-window",
@@ -81,19 +83,39 @@ def retransmissions(c: Collected, info: Mapping[str, Any]) -> list[Found]:
     if severity is None:
         return []
     worst = sorted(c.associations, key=lambda a: -sum(a.retransmissions.values()))[:5]
-    evidence = [
-        f"sent by requestor {counts.get(REQUESTOR, 0)}, by acceptor {counts.get(ACCEPTOR, 0)}"
-    ] + [
-        f"flow {a.flow_id} {a.pair}: {sum(a.retransmissions.values())}"
-        for a in worst
-        if sum(a.retransmissions.values())
-    ]
+    evidence = (
+        [f"sent by requestor {counts.get(REQUESTOR, 0)}, by acceptor {counts.get(ACCEPTOR, 0)}"]
+        + _where_lost(counts, c.tcp.get("lost_before_capture") or {})
+        + [
+            f"flow {a.flow_id} {a.pair}: {sum(a.retransmissions.values())}"
+            for a in worst
+            if sum(a.retransmissions.values())
+        ]
+    )
     detail = (
         f"{total} TCP retransmissions for {packets} captured packets "
         f"({ratio:.2%}); above 1% transfers slow down noticeably."
     )
     title = f"{RETRANSMISSIONS.title} ({ratio:.2%} of packets)"
     return [RETRANSMISSIONS.found(detail, evidence, total, severity=severity, title=title)]
+
+
+def _where_lost(counts: Mapping[str, int], before: Mapping[str, int]) -> list[str]:
+    """Where the lost segments were lost, relative to the capture point (DESIGN §3)."""
+    lines = []
+    for sender, receiver in ((REQUESTOR, ACCEPTOR), (ACCEPTOR, REQUESTOR)):
+        n, b = counts.get(sender, 0), before.get(sender, 0)
+        if b:
+            lines.append(
+                f"{b} of the {sender}'s {n} filled a hole (the original never passed the "
+                f"capture point): lost between the {sender} and the capture point"
+            )
+        if n - b > 0:
+            lines.append(
+                f"{n - b} of the {sender}'s {n} were seen twice: lost between the capture "
+                f"point and the {receiver}"
+            )
+    return lines
 
 
 @rule(ZERO_WINDOW)

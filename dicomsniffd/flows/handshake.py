@@ -83,6 +83,7 @@ class Handshake:
                     flow.rtt_ts = ts
                     if flow.handler is not None:
                         self._event(flow, "handshake-rtt", 0, ts, flow.rtt)
+                        self._stall_threshold(flow)  # type: ignore[attr-defined]
                 flow.state = S_OPEN
         else:
             # One-sided capture: a client only ACKs after it got the SYN/ACK we did not see.

@@ -74,7 +74,8 @@ class Leases:
         opp = flow.h1 if h.d == 0 else flow.h0
         # The other direction's pure ACKs are consumed too, if it is on the hot path.
         rev_next = opp.next if opp.fast and opp.next is not None else -1
-        if self._bypass.grant(h, *_key(flow, h.d), h.next, budget, rev_next):  # type: ignore[union-attr]
+        grant = self._bypass.grant  # type: ignore[union-attr]
+        if grant(h, *_key(flow, h.d), h.next, budget, rev_next, h.data_ts, h.stall_after):
             h.leased = True
 
     def _lease_synced(
@@ -87,16 +88,27 @@ class Leases:
         last: tuple | None,
         prev: tuple | None,
         ended: int,
+        fwd_ack: tuple | None = None,
+        rev_ack: tuple | None = None,
     ) -> None:
         """The bypass writes a lease back: exactly what the hot path would have done for
-        the packets it consumed (next seq, SPAN-duplicate history, last_seen, and the
-        handler's skipped bytes)."""
+        the packets it consumed (next seq, SPAN-duplicate history, last data time,
+        last_seen, the latest pure ACK of each direction, and the handler's skipped
+        bytes)."""
         h.next = nxt
         if nrec:
             h.prev = prev if nrec >= 2 else h.last
             h.last = last
-        if last_seen is not None and h.flow is not None:
-            h.flow.last_seen = last_seen
+            h.data_ts = last[4]  # type: ignore[index]
+        if fwd_ack is not None:
+            h.ack_no, h.ack_ts = fwd_ack
+        flow = h.flow
+        if flow is not None:
+            if last_seen is not None:
+                flow.last_seen = last_seen
+            if rev_ack is not None:
+                opp = flow.h1 if h.d == 0 else flow.h0
+                opp.ack_no, opp.ack_ts = rev_ack
         if taken:
             h.taken(h.d, taken)  # type: ignore[misc]
         if ended:

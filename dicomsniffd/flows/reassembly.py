@@ -16,7 +16,7 @@ The in-order case of a classified flow never gets here: ``FlowTable.segment`` de
 from __future__ import annotations
 
 from dicomsniffd.config import FlowsConfig
-from dicomsniffd.flows.state import _MASK, S_CLOSED, Flow, _Half, _off
+from dicomsniffd.flows.state import _MASK, LOST_BEFORE, S_CLOSED, Flow, _Half, _off
 
 
 class Reassembly:
@@ -31,6 +31,7 @@ class Reassembly:
     def _zero_window(self, h: _Half, window: int, ts: float) -> None:
         # One event per episode: a stalled receiver repeats window 0 in every ACK/probe.
         if not window:
+            h.zw_ts = ts
             if not h.zw:
                 h.zw = True
                 self._event(h.flow, "zero-window", h.d, ts)
@@ -78,6 +79,8 @@ class Reassembly:
         """Deliver, buffer or discard a segment's bytes according to where they fall."""
         off = _off(seq, h.next)  # type: ignore[arg-type]
         if off == 0:
+            if h.ooo:
+                self._hole_filled(h, ts)
             self._deliver(h, payload, wlen, 0, ts)
             h.prev = h.last
             h.last = (seq, wlen, ip_id, ack, ts)
@@ -96,6 +99,17 @@ class Reassembly:
             self._deliver(h, payload, wlen, -off, ts)
             if h.ooo:
                 self._drain(h, ts)
+
+    def _hole_filled(self, h: _Half, ts: float) -> None:
+        """A segment arrived for a hole in front of buffered data: the retransmission of a
+        segment lost before the capture point (DESIGN §3), unless it came so soon after
+        the hole appeared that no retransmission could have: less than half the
+        handshake RTT is reordering on the way, not loss (no RTT known: loss)."""
+        rtt = h.flow.rtt
+        if rtt is not None and ts - h.ooo_ts < rtt / 2:
+            return
+        self.retransmissions += 1
+        self._event(h.flow, "retransmission", h.d, ts, LOST_BEFORE)
 
     def _note_fin(self, h: _Half, fin_seq: int) -> None:
         if h.fin is None:
@@ -223,6 +237,14 @@ class Reassembly:
             ooo = h.ooo = {}
         if old is not None and seq in ooo:
             self._unbuffer(h, ooo.pop(seq))
+        end = (seq + entry[1]) & _MASK
+        if not ooo:
+            h.ooo_ts = ts
+            h.ooo_high = end
+        elif _off(end, h.ooo_high) > 0:
+            h.ooo_high = end
+        elif old is None:
+            self._hole_filled(h, ts)  # a hole between buffered segments
         ooo[seq] = entry
         h.ooo_bytes += n
         self.buffered_bytes += n

@@ -20,6 +20,13 @@ ACK = 0x10
 _MASK = 0xFFFFFFFF
 _HALF = 0x80000000
 _WRAP = 0x100000000
+INF = float("inf")
+
+# tcp_event("retransmission", ..., value): what the capture point saw of the lost segment.
+# A repeat (the original was seen, so it was lost after the capture point) is 0.0; a
+# segment that fills a hole (the original never passed: lost before it) is LOST_BEFORE.
+LOST_AFTER = 0.0
+LOST_BEFORE = 1.0
 
 # Flow states. Order matters: everything >= S_CLOSED is finished and only lingers so that
 # late packets do not resurrect the connection as a new midstream flow.
@@ -86,6 +93,7 @@ class Flow(FlowInfo):
         "rtt_ts",
         "sched",
         "sched_seen",
+        "on_stall",
     )
 
     def __init__(
@@ -107,6 +115,8 @@ class Flow(FlowInfo):
         self.rtt_ts = 0.0
         self.sched_seen = 0.0  # last_seen when last (re)scheduled: the "second chance" bit
         self.sched: int | None = None  # timer-wheel bucket this flow currently sits in
+        # handler.stall(direction, cause, seconds, ts), bound at classification (or None)
+        self.on_stall: Callable[[int, str, float, float], None] | None = None
 
 
 class _Half:
@@ -126,12 +136,19 @@ class _Half:
         "prov",
         "ooo",
         "ooo_bytes",
+        "ooo_ts",
+        "ooo_high",
         "fin",
         "fin_done",
         "zw",
+        "zw_ts",
         "last",
         "prev",
         "pregap",
+        "data_ts",
+        "stall_after",
+        "ack_no",
+        "ack_ts",
     )
 
     def __init__(self, flow: Flow, d: int) -> None:
@@ -150,15 +167,26 @@ class _Half:
         self.prov: int | None = None  # provisional midstream anchor (pure ACKs only so far)
         self.ooo: dict[int, tuple] | None = None  # seq -> (payload, wire_len, ip_id, ack, ts)
         self.ooo_bytes = 0
+        # When the buffer last went from empty to holding data (the hole appeared), and
+        # the end of the highest buffered segment: a segment below it fills a hole.
+        self.ooo_ts = 0.0
+        self.ooo_high = 0
         self.fin: int | None = None  # sequence number of our FIN
         self.fin_done = False  # every byte before the FIN delivered
         self.zw = False  # inside a zero-window episode
+        self.zw_ts = 0.0  # when this endpoint last advertised a zero window
         # The last two delivered segments (seq, wire_len, ip_id, ack, ts): enough to tell a
         # SPAN duplicate (the same frame mirrored twice, possibly interleaved with the next
         # frame) from a retransmission.
         self.last: tuple | None = None
         self.prev: tuple | None = None
         self.pregap = 0  # bytes given up before the flow was classified
+        # Stalls (flows/stalls.py): when the last data segment was seen, the gap after it
+        # that is a stall (inf: stalls not tracked), and this endpoint's latest pure ACK.
+        self.data_ts = INF
+        self.stall_after = INF
+        self.ack_no = 0
+        self.ack_ts = 0.0
 
 
 def _break_cycle(flow: Flow) -> None:

@@ -25,10 +25,12 @@ from dicomsniffd.decode import Segment
 from dicomsniffd.flows.handshake import Handshake
 from dicomsniffd.flows.lease import Leases
 from dicomsniffd.flows.reassembly import Reassembly
+from dicomsniffd.flows.stalls import Stalls
 from dicomsniffd.flows.state import (
     _MASK,
     ACK,
     FIN,
+    INF,
     RST,
     S_CLOSED,
     S_GONE,
@@ -49,7 +51,7 @@ from dicomsniffd.flows.timers import Timers
 log = logging.getLogger("dicomsniffd.flows")
 
 
-class FlowTable(Handshake, Reassembly, Timers, Leases):
+class FlowTable(Handshake, Reassembly, Timers, Leases, Stalls):
     """The bounded flow table: ``segment(ts, seg)`` per decoded segment, ``expire(now)``
     about once a second, ``close_all(ts)`` at the end; plain-int counters for scrapes."""
 
@@ -106,6 +108,10 @@ class FlowTable(Handshake, Reassembly, Timers, Leases):
             if n == seg_len:
                 h.flow.last_seen = ts
                 if n:
+                    # a gap in this direction's data (flows/stalls.py): once per gap
+                    if ts - h.data_ts > h.stall_after and self._stalled(h, h.last, ts, seq, n):
+                        return
+                    h.data_ts = ts
                     h.next = (seq + n) & _MASK
                     h.prev = h.last
                     h.last = (seq, n, ip_id, ack, ts)
@@ -118,6 +124,9 @@ class FlowTable(Handshake, Reassembly, Timers, Leases):
                             self._lease(h)
                     except Exception as exc:
                         self._handler_failed(h.flow, exc)
+                else:
+                    h.ack_no = ack  # a pure ACK: what a stall's cause is judged by
+                    h.ack_ts = ts
                 return
         self._slow(ts, seg, h)
 
@@ -155,7 +164,15 @@ class FlowTable(Handshake, Reassembly, Timers, Leases):
         opp = flow.h1 if h.d == 0 else flow.h0
         if opp.ooo and flags & ACK:
             self._acked_past_hole(opp, seg[5], ts)
-        self._data(h, seq, payload, seg[9], flags & FIN, seg[10], seg[5], ts)
+        wlen = seg[9]
+        if wlen:
+            if ts - h.data_ts > h.stall_after and self._stalled(h, h.last, ts, seq, wlen):
+                return
+            h.data_ts = ts
+        elif flags & ACK:
+            h.ack_no = seg[5]
+            h.ack_ts = ts
+        self._data(h, seq, payload, wlen, flags & FIN, seg[10], seg[5], ts)
         if flow.state < S_CLOSED and h.fin_done and flow.h0.fin_done and flow.h1.fin_done:
             self._finish(flow, "fin", ts)
         self._refresh(h)
@@ -224,6 +241,8 @@ class FlowTable(Handshake, Reassembly, Timers, Leases):
             feed, dispatch = deliver, handler.dispatch  # type: ignore[attr-defined]
         flow.h0.feed = flow.h1.feed = feed
         flow.h0.dispatch = flow.h1.dispatch = dispatch
+        flow.on_stall = getattr(handler, "stall", None)
+        self._stall_threshold(flow)
         budget = getattr(handler, "skip_budget", None) if self._bypass is not None else None
         if budget is not None:
             flow.h0.budget = flow.h1.budget = budget
@@ -314,6 +333,8 @@ class FlowTable(Handshake, Reassembly, Timers, Leases):
             h.dispatch = _no_results
             h.fast = False
             h.budget = h.taken = None
+            h.stall_after = INF
+        flow.on_stall = None
         self._buffering.pop(flow, None)
 
     def _remove(self, flow: Flow) -> None:

@@ -311,6 +311,9 @@ class EventLog(EventSink):
             }
         if self.keep_instance_uids and event.affected_sop_instance_uid:
             record["affected_sop_instance_uid"] = event.affected_sop_instance_uid
+        if event.stalls:
+            record["stall_ms"] = _ms(event.stall_seconds)
+            record["stalls"] = _stalls(event.stalls)
         self._write(record)
 
     def _ended(self, event: AssociationEnded, flow: Any) -> None:
@@ -328,6 +331,8 @@ class EventLog(EventSink):
                     self._write(record)
         record = self._base("association_end", event.ts, flow)
         record.update(how=event.how, duration_s=event.duration_seconds)
+        if event.stalls:
+            record["stalls"] = _stalls(event.stalls)
         self._write(record)
 
     def tcp_event(
@@ -365,3 +370,11 @@ class EventLog(EventSink):
         record = {"ts": ts, "type": "tls", "flow_id": flow.flow_id, "client": flow.client}
         record.update(server=flow.server, outcome=outcome, **detail)
         self._write(record)
+
+
+def _stalls(stalls: tuple[tuple[str, str, int, float], ...]) -> list[dict[str, Any]]:
+    """Stall totals (DESIGN §3) as the event lines show them."""
+    return [
+        {"sender": sender, "cause": cause, "count": count, "ms": _ms(seconds)}
+        for sender, cause, count, seconds in stalls
+    ]

@@ -74,6 +74,13 @@ class DicomFlowHandler:
         if events:
             self.dispatch(events)
 
+    def stall(self, direction: int, cause: str, seconds: float, ts: float) -> None:
+        """flows: a gap of ``seconds`` in ``direction``'s data ended at ``ts`` (its TCP
+        ``cause``); the core decides whether it was inside a transfer (a stall)."""
+        events = self.conv.stall(direction, cause, seconds, ts)
+        if events:
+            self.dispatch(events)
+
     def tcp_event(self, kind: str, direction: int, ts: float, value: float = 0.0) -> None:
         if kind in _TCP_EVENTS_FOR_SINKS:
             self.emitter.tcp_event(kind, self.conv.roles.sender(direction), self.ctx, value, ts)

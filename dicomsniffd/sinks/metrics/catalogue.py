@@ -107,6 +107,12 @@ FAMILIES: tuple[Family, ...] = (
             "TCP resets on DICOM connections, by sender."),
     _family("dicom_tcp_handshake_rtt_seconds", "histogram", (_AE,),
             "SYN to SYN/ACK to ACK.", "latency_buckets"),
+    _family("dicom_tcp_stalls_total", "counter", (_AE, "sender", "cause"),
+            "Gaps in one side's data inside a DIMSE transfer (DESIGN §3), by the side whose "
+            "data stalled and the cause (delayed-ack, zero-window, loss-recovery, "
+            "sender-idle)."),
+    _family("dicom_tcp_stall_seconds_total", "counter", (_AE, "sender", "cause"),
+            "Seconds lost in those stalls, by sender and cause."),
     _family("dicom_capture_missed_bytes_total", "counter", (_AE, "sender"),
             "Bytes on DICOM connections the sniffer never saw."),
     _family("dicom_protocol_errors_total", "counter", (_AE, "kind"),

@@ -32,6 +32,7 @@ from dicomsniffd.dicom.events import (
     DimseTransaction,
     ProtocolError,
     Resynchronised,
+    Stalled,
     UserInformation,
 )
 from dicomsniffd.dicom.problems import RESYNC
@@ -85,6 +86,7 @@ class MetricsStore(LabelCaps, EventSink):
         DimseTransaction: "_on_transaction",
         ProtocolError: "_on_protocol_error",
         Resynchronised: "_on_resync",
+        Stalled: "_on_stall",
     }
 
     def __init__(self, config: MetricsConfig) -> None:
@@ -290,6 +292,11 @@ class MetricsStore(LabelCaps, EventSink):
 
     def _on_resync(self, event: Resynchronised, flow: Any) -> None:
         self._inc("dicom_protocol_errors_total", (*self._ae(flow), RESYNC))
+
+    def _on_stall(self, event: Stalled, flow: Any) -> None:
+        key = (*self._ae(flow), event.sender, event.cause)
+        self._inc("dicom_tcp_stalls_total", key)
+        self._inc("dicom_tcp_stall_seconds_total", key, event.seconds)
 
     # -- snapshots (snapshots.py, DESIGN §6) -------------------------------------------------
 

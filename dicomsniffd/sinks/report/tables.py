@@ -14,6 +14,7 @@ from dicomsniffd.formatting import (
     plural,
     problem_score,
     seconds_as_ms,
+    stall_lines,
     timing_rows,
     utc,
 )
@@ -262,6 +263,7 @@ def tcp_section(tcp: dict[str, Any], tls: list[dict[str, Any]], errors: dict[str
                 f"{failure['server']}: {plural(failure['count'], 'attempt')}",
             )
         )
+    rows += [("Stalls", line) for line in stall_lines(tcp.get("stalls") or [])]
     for t in tls:
         rows.append(("TLS", f"{t['server']}: {t['outcome']} {t['count']}"))
     if errors:

@@ -26,6 +26,7 @@ from dicomsniffd.findings import Collected, evaluate
 from dicomsniffd.findings.facts import (
     Association,
     Command,
+    StallTime,
     percentiles,
     sender_counts,
 )
@@ -63,6 +64,8 @@ class Summary(EventSink):
         self._commands: dict[str, Command] = {}
         self._tcp = {
             "retransmissions": sender_counts(),
+            # of those, the ones that filled a hole: lost before the capture point
+            "lost_before_capture": sender_counts(),
             "zero_windows": sender_counts(),
             "resets": sender_counts(),
         }
@@ -78,6 +81,7 @@ class Summary(EventSink):
         self._error_comments: dict[tuple[str, int], list[str]] = {}
         self._unanswered_by: dict[tuple[str, str, str, str], int] = {}
         self._pairs: dict[Pair, PairTimings] = {}  # the per-AE-pair rollup (pairs.py)
+        self._stalls = StallTime()  # stalls inside transfers, per pair and command
         # Per-transaction records for the HTML report (bounded, see TransactionLog).
         self.transactions = TransactionLog()
         super().__init__()  # self._handlers, from EVENTS
@@ -134,6 +138,9 @@ class Summary(EventSink):
             return
         totals = self._tcp[field]
         totals[sender] = totals.get(sender, 0) + 1
+        if field == "retransmissions" and value:  # flows.state.LOST_BEFORE
+            before = self._tcp["lost_before_capture"]
+            before[sender] = before.get(sender, 0) + 1
         per_assoc = getattr(self._assoc(flow), field)
         per_assoc[sender] = per_assoc.get(sender, 0) + 1
 
@@ -216,6 +223,9 @@ class Summary(EventSink):
 
     def _on_transaction(self, event: DimseTransaction, assoc: Association) -> None:
         self.transactions.add(event, assoc.flow_id)
+        if event.outcome == "answered":
+            pair = (assoc.calling_ae, assoc.called_ae)
+            self._stalls.add(pair, event.command, event.duration_seconds, event.stalls)
         stats = self._command(event.command)
         if event.outcome.startswith("unanswered"):
             assoc.unanswered += 1
@@ -276,9 +286,11 @@ class Summary(EventSink):
             "dimse": {cmd: s.to_dict() for cmd, s in sorted(self._commands.items())},
             "tcp": {
                 "retransmissions": dict(self._tcp["retransmissions"]),
+                "lost_before_capture": dict(self._tcp["lost_before_capture"]),
                 "zero_windows": dict(self._tcp["zero_windows"]),
                 "resets": dict(self._tcp["resets"]),
                 "handshake_rtt_ms": percentiles(self._rtt),
+                "stalls": self._stalls.to_dict(),
                 "connection_failures": [
                     {"server": server, "reason": reason, "count": count}
                     for (server, reason), count in sorted(self._connection_failures.items())
@@ -315,6 +327,7 @@ class Summary(EventSink):
             error_comments=self._error_comments,
             unanswered_by=self._unanswered_by,
             tls_handshakes=self._tls_handshakes,
+            stalls=self._stalls,
         )
 
     def timing_samples(self, command: str, name: str) -> list[float]:

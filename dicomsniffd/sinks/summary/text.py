@@ -16,6 +16,7 @@ from dicomsniffd.formatting import (
     one_decimal,
     plural,
     problem_score,
+    stall_lines,
     timing_rows,
     utc,
 )
@@ -264,6 +265,10 @@ def _render_tcp(tcp: dict[str, Any], protocol_errors: dict[str, int]) -> str:
             f"Connection {failure['reason']}: {failure['server']} "
             f"({plural(failure['count'], 'attempt')})"
         )
+    before = tcp.get("lost_before_capture") or {}
+    if any(before.values()):
+        lines.insert(2, f"  of which filled a hole (lost before the capture point): {pair(before)}")
+    lines += [f"Stalls:           {line}" for line in stall_lines(tcp.get("stalls") or [])]
     if protocol_errors:
         lines.append(
             "Protocol errors:  "
