@@ -7,9 +7,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from dicomsniffd.dicom.events import REQUESTOR
+from dicomsniffd.findings.facts import refused_contexts
 from dicomsniffd.findings.rule import Collected, FindingKind, Found, rule
 from dicomsniffd.formatting import plural
-from dicomsniffd.names import context_result, uid_display_name
+from dicomsniffd.names import uid_display_name
 
 # Likely cause and what to check, per A-ASSOCIATE-RJ reason (matched by substring).
 _REJECT_ADVICE = (
@@ -78,12 +79,7 @@ ABORTS = FindingKind(
 
 @rule(ASSOCIATION_REJECTED)
 def association_rejected(c: Collected, info: Mapping[str, Any]) -> list[Found]:
-    groups: dict[tuple[str, str, str, str, str], int] = {}
-    for a in c.associations:
-        if a.reject is not None:
-            r = a.reject
-            key = (a.calling_ae, a.called_ae, r["result"], r["source"], r["reason"])
-            groups[key] = groups.get(key, 0) + 1
+    groups = c.totals.rejects  # exact: every association, kept or not
     if not groups:
         return []
     total = sum(groups.values())
@@ -112,22 +108,11 @@ def association_rejected(c: Collected, info: Mapping[str, Any]) -> list[Found]:
 @rule(NO_ACCEPTED_CONTEXT)
 def no_accepted_context(c: Collected, info: Mapping[str, Any]) -> list[Found]:
     evidence: list[str] = []
-    none_accepted = 0
-    weight = 0
+    # counts over all associations; the evidence lines from the kept records
+    none_accepted = c.totals.none_accepted
+    weight = c.totals.refused_contexts
     for a in c.associations:
-        if not a.accepted or not a.contexts:
-            continue
-        accepted_syntaxes = {pc.abstract_syntax for pc in a.contexts if pc.result == 0}
-        if not accepted_syntaxes:
-            none_accepted += 1
-        refused: dict[str, tuple[set[str], str]] = {}
-        for pc in a.contexts:
-            if pc.result in (3, 4) and pc.abstract_syntax not in accepted_syntaxes:
-                names, _ = refused.get(pc.abstract_syntax, (set(), ""))
-                names.update(uid_display_name(ts) for ts in pc.transfer_syntaxes)
-                refused[pc.abstract_syntax] = (names, context_result(pc.result))
-        for uid, (ts_names, why) in refused.items():
-            weight += 1
+        for uid, (ts_names, why) in refused_contexts(a)[1].items():
             evidence.append(
                 f"flow {a.flow_id} {a.pair}: {uid_display_name(uid) or 'unknown'} "
                 f"refused ({why}); proposed transfer syntaxes: {', '.join(sorted(ts_names))}"
@@ -141,20 +126,21 @@ def no_accepted_context(c: Collected, info: Mapping[str, Any]) -> list[Found]:
     if not none_accepted:
         return [
             NO_ACCEPTED_CONTEXT.found(
-                detail, evidence, weight, severity="warning", title=_SOME_REFUSED_TITLE
+                detail, evidence, weight, severity="warning", title=_SOME_REFUSED_TITLE, of=weight
             )
         ]
     detail = (
         f"On {plural(none_accepted, 'association')} the SCP accepted none of the "
         "proposed presentation contexts, so nothing could be sent. " + detail
     )
-    return [NO_ACCEPTED_CONTEXT.found(detail, evidence, weight)]
+    return [NO_ACCEPTED_CONTEXT.found(detail, evidence, weight, of=weight)]
 
 
 @rule(ABORTS)
 def aborts(c: Collected, info: Mapping[str, Any]) -> list[Found]:
     aborted = [a for a in c.associations if a.abort is not None]
-    if not aborted:
+    total = c.totals.aborted  # exact; ``aborted`` are the kept records among them
+    if not total:
         return []
     evidence = []
     for a in aborted:
@@ -169,7 +155,7 @@ def aborts(c: Collected, info: Mapping[str, Any]) -> list[Found]:
             line += f", {plural(a.unanswered, 'request')} unanswered"
         evidence.append(line)
     detail = (
-        f"{plural(len(aborted), 'association')} ended with A-ABORT instead of an orderly "
+        f"{plural(total, 'association')} ended with A-ABORT instead of an orderly "
         "release; whatever was in transit was lost."
     )
-    return [ABORTS.found(detail, evidence, len(aborted))]
+    return [ABORTS.found(detail, evidence, total, of=total)]

@@ -1,16 +1,20 @@
 """The per-AE-pair rollup of the ``analyze`` summary: for each calling → called AE pair,
 its associations, objects (C-STORE requests), failed responses and the p95 of each DIMSE
-timing phase (``Summary.to_dict()["pairs"]``, the "By AE pair" table of the text)."""
+timing phase (``Summary.to_dict()["pairs"]``, the "By AE pair" table of the text).
+
+The timings are ``Distribution``s with a smaller exact limit than the per-command ones
+(a site may have hundreds of pairs): beyond it, a DDSketch with 1 % relative error."""
 
 from __future__ import annotations
 
-from array import array
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from dicomsniffd.findings.facts import TIMINGS, Association, percentiles
+from dicomsniffd.findings.facts import TIMINGS, percentiles
+from dicomsniffd.findings.quantiles import Distribution
 
 Pair = tuple[str, str]
+PAIR_EXACT_LIMIT = 1_000  # samples per pair and phase kept exactly
 
 
 class PairTimings:
@@ -20,19 +24,16 @@ class PairTimings:
 
     def __init__(self) -> None:
         self.objects = 0
-        self.samples = {name: array("d") for name in TIMINGS}
+        self.samples = {name: Distribution(PAIR_EXACT_LIMIT) for name in TIMINGS}
 
 
 def rollup(
-    associations: Iterable[Association],
+    assocs: Mapping[Pair, int],
     timings: Mapping[Pair, PairTimings],
     failures: Mapping[tuple[str, int, str, str], int],
 ) -> list[dict[str, Any]]:
-    """One dict per AE pair, the pairs with failures first, then the busiest."""
-    assocs: dict[Pair, int] = {}
-    for a in associations:
-        key = (a.calling_ae, a.called_ae)
-        assocs[key] = assocs.get(key, 0) + 1
+    """One dict per AE pair (``assocs``: the exact association count of each), the pairs
+    with failures first, then the busiest."""
     failed: dict[Pair, int] = {}
     for (_command, _status, calling, called), n in failures.items():
         failed[(calling, called)] = failed.get((calling, called), 0) + n
