@@ -131,7 +131,10 @@ def _time_order(paths: Sequence[str]) -> list[tuple[str, float | None]]:
     """``(path, first packet's time)`` sorted by that time; files without packets last.
 
     The sort is stable: files starting at the same time keep the order they were given in.
+    A single file is not read ahead (there is nothing to order), so it may be a FIFO.
     """
+    if len(paths) == 1:
+        return [(paths[0], None)]
     firsts = [(path, _first_ts(path)) for path in paths]
     return sorted(firsts, key=lambda item: (item[1] is None, item[1] or 0.0))
 

@@ -73,5 +73,5 @@ def test_memory_does_not_grow_with_the_samples() -> None:
     rng = random.Random(1)
     for _ in range(200_000):
         d.append(rng.lognormvariate(3.0, 1.0))
-    assert len(d._buffer) < 2_100  # the flush buffer, not the samples
+    assert len(d.buffer) < 2_100  # the flush buffer, not the samples
     assert len(d._sketch._store.bins) < 1_500  # bins of 1 %: log-range, not count

@@ -58,11 +58,12 @@ class Association:
         self.dimse: dict[str, dict[str, int]] = {}
         self.requests = 0
         self.unanswered = 0
-        self.pdata = sender_counts()
+        # sender_counts(), written out: four calls less per association
+        self.pdata = {REQUESTOR: 0, ACCEPTOR: 0}
         self.missed = 0
-        self.retransmissions = sender_counts()
-        self.zero_windows = sender_counts()
-        self.resets = sender_counts()
+        self.retransmissions = {REQUESTOR: 0, ACCEPTOR: 0}
+        self.zero_windows = {REQUESTOR: 0, ACCEPTOR: 0}
+        self.resets = {REQUESTOR: 0, ACCEPTOR: 0}
         self.protocol_errors = 0  # ProtocolError and Resynchronised events on this flow
 
     @property
@@ -216,6 +217,8 @@ class Command:
         self.responses: dict[str, int] = {}
         self.unanswered = 0
         self.samples = {name: Distribution() for name in TIMINGS}
+        # each Distribution's buffer, for the sink's appends (Summary.compact bounds them)
+        self.buffers = {name: d.buffer for name, d in self.samples.items()}
         self.dataset_bytes = 0
         self.throughput_bytes = 0
         self.throughput_seconds = 0.0

@@ -43,12 +43,15 @@ class Distribution:
     Up to ``exact_limit`` samples are kept as they are (``array('d')``, 8 bytes each) and
     the percentiles are exact, as before; beyond that the samples go into a DDSketch with
     ``RELATIVE_ERROR`` and the percentiles say so (``relative_error`` in their dict).
+
+    A hot caller may append to ``buffer`` directly (a C call, no Python method) and call
+    ``compact()`` now and then: memory is then bounded by what it appends in between.
     """
 
-    __slots__ = ("_buffer", "_limit", "_sketch", "count", "total", "max")
+    __slots__ = ("buffer", "_limit", "_sketch", "count", "total", "max")
 
     def __init__(self, exact_limit: int = EXACT_LIMIT) -> None:
-        self._buffer = array("d")
+        self.buffer = array("d")  # the samples not in the sketch (all of them while exact)
         self._limit = max(exact_limit, 1)
         self._sketch: DDSketch | None = None
         self.count = 0  # samples flushed into the sketch (see __len__ for all)
@@ -56,9 +59,14 @@ class Distribution:
         self.max = float("-inf")
 
     def append(self, value: float) -> None:
-        buffer = self._buffer
+        buffer = self.buffer
         buffer.append(value)
         if len(buffer) >= self._limit:
+            self._flush()
+
+    def compact(self) -> None:
+        """Bucket the buffered samples into the sketch once they reach the limit."""
+        if len(self.buffer) >= self._limit:
             self._flush()
 
     def extend(self, values: Iterable[float]) -> None:
@@ -66,7 +74,7 @@ class Distribution:
             self.append(value)
 
     def __len__(self) -> int:
-        return self.count + len(self._buffer)
+        return self.count + len(self.buffer)
 
     @property
     def exact(self) -> bool:
@@ -75,13 +83,13 @@ class Distribution:
 
     def sum(self) -> float:
         """The exact sum of all samples."""
-        return self.total + sum(self._buffer)
+        return self.total + sum(self.buffer)
 
     def values(self) -> list[float]:
         """Every sample when exact; else one value per sample, each its bucket's value
         (within ``RELATIVE_ERROR``), for histograms with coarser bins than the sketch's."""
         if self._sketch is None:
-            return list(self._buffer)
+            return list(self.buffer)
         self._flush()
         out: list[float] = []
         sketch = self._sketch
@@ -96,7 +104,7 @@ class Distribution:
     def percentiles(self) -> dict[str, Any]:
         """{count, p50, p95, p99, max}, plus ``relative_error`` once sketched."""
         if self._sketch is None:
-            return percentiles(self._buffer)
+            return percentiles(self.buffer)
         self._flush()
         sketch = self._sketch
         out: dict[str, Any] = {"count": self.count}
@@ -108,7 +116,7 @@ class Distribution:
         return out
 
     def _flush(self) -> None:
-        buffer = self._buffer
+        buffer = self.buffer
         if not buffer:
             return
         sketch = self._sketch

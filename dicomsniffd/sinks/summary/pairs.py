@@ -20,11 +20,12 @@ PAIR_EXACT_LIMIT = 1_000  # samples per pair and phase kept exactly
 class PairTimings:
     """Objects and timing samples (ms) of one AE pair, filled while the capture replays."""
 
-    __slots__ = ("objects", "samples")
+    __slots__ = ("objects", "samples", "buffers")
 
     def __init__(self) -> None:
         self.objects = 0
         self.samples = {name: Distribution(PAIR_EXACT_LIMIT) for name in TIMINGS}
+        self.buffers = {name: d.buffer for name, d in self.samples.items()}  # see Command
 
 
 def rollup(

@@ -39,6 +39,8 @@ from dicomsniffd.sinks.summary.text import render_text
 # Ended associations whose records wait before they are decided on: the events a flow's
 # close dispatches after AssociationEnded (the one-sided ProtocolError) still find them.
 _ENDED_WAIT = 64
+# Transactions between two compactions of the timing buffers (appended to directly).
+_COMPACT_EVERY = 4_096
 
 
 class Summary(EventSink):
@@ -80,6 +82,7 @@ class Summary(EventSink):
         self._pairs: dict[Pair, PairTimings] = {}  # the per-AE-pair rollup (pairs.py)
         # Per-transaction records for the HTML report (bounded, see TransactionLog).
         self.transactions = TransactionLog()
+        self._until_compact = _COMPACT_EVERY
         super().__init__()  # self._handlers, from EVENTS
 
     # -- sink interface ----------------------------------------------------------------------
@@ -221,8 +224,8 @@ class Summary(EventSink):
             stats.incomplete += 1
         # the three _TIMINGS, unrolled (no zip and tuple per transaction), per command
         # and per AE pair
-        samples = stats.samples
-        by_pair = self._pair(assoc).samples
+        samples = stats.buffers
+        by_pair = self._pair(assoc).buffers
         seconds = event.request_transfer_seconds
         if seconds is not None:
             samples["request_transfer_ms"].append(seconds * 1000.0)
@@ -239,10 +242,21 @@ class Summary(EventSink):
         if event.request_dataset_bytes and event.request_transfer_seconds:
             stats.throughput_bytes += event.request_dataset_bytes
             stats.throughput_seconds += event.request_transfer_seconds
+        self._until_compact -= 1
+        if not self._until_compact:
+            self._compact()
         if event.error_comment and event.status is not None:
             comments = self._error_comments.setdefault((event.command, event.status), [])
             if len(comments) < 3 and event.error_comment not in comments:
                 comments.append(event.error_comment)
+
+    def _compact(self) -> None:
+        """Move the timing samples appended since the last time into their sketches (a
+        ``Distribution`` stays exact while it is under its limit)."""
+        self._until_compact = _COMPACT_EVERY
+        for owner in (*self._commands.values(), *self._pairs.values()):
+            for distribution in owner.samples.values():
+                distribution.compact()
 
     def _on_protocol_error(self, event: ProtocolError, assoc: Association) -> None:
         self._protocol_errors[event.kind] = self._protocol_errors.get(event.kind, 0) + 1
