@@ -96,3 +96,33 @@ def test_the_worst_problems_are_kept_when_there_are_too_many() -> None:
     kept = [a["flow_id"] for a in data["associations"]]
     assert kept == [1, 4, 9]  # both aborts, then the earliest of the equal ones
     assert data["association_totals"]["with_problems"] == 10
+
+
+def test_the_report_counts_all_associations_and_lists_the_kept_ones(tmp_path) -> None:
+    from dicomsniffd.sinks.report import write_report
+
+    summary = _capture(1_000, ABORTED)
+    path = tmp_path / "report.html"
+    write_report(str(path), summary, capture_info())
+    html = path.read_text()
+    assert "<h2>Associations (1000)</h2>" in html
+    assert "Showing 14 of 1000 associations" in html
+    assert "lists 14: the worst problems and a uniform sample of the rest" in html
+    assert "1000 associations" in html  # the header and the overview card count all
+    for flow_id in ABORTED & {
+        a["flow_id"] for a in summary.to_dict(capture_info())["associations"]
+    }:
+        assert f"id='assoc-{flow_id}'" in html
+
+
+def test_sketched_timings_state_their_error_in_json_and_text() -> None:
+    summary = Summary()
+    flow = Flow(flow_id=1)
+    good_association(summary, flow, n=25_000, transfer=0.1, latency=0.05)
+    data = summary.to_dict(capture_info())
+    latency = data["dimse"]["C-STORE"]["response_latency_ms"]
+    assert latency["count"] == 25_000 and latency["relative_error"] == 0.01
+    assert abs(latency["p95"] - 50.0) <= 0.5
+    assert data["pairs"][0]["response_latency_ms"]["relative_error"] == 0.01
+    text = summary.render_text(capture_info())
+    assert text.count("come from a streaming sketch: each within 1% of the exact value") == 2
