@@ -126,3 +126,15 @@ def test_sketched_timings_state_their_error_in_json_and_text() -> None:
     assert data["pairs"][0]["response_latency_ms"]["relative_error"] == 0.01
     text = summary.render_text(capture_info())
     assert text.count("come from a streaming sketch: each within 1% of the exact value") == 2
+
+
+def test_an_event_after_the_end_still_finds_its_association() -> None:
+    # a flow's close dispatches the one-sided ProtocolError after AssociationEnded
+    from dicomsniffd.dicom.events import ProtocolError
+
+    summary = _capture(3, set())
+    summary.handle(ProtocolError(103.0, "", "one-direction-only", "no answer seen"), Flow(2))
+    data = summary.to_dict(capture_info())
+    assert data["association_totals"]["associations"] == 3  # no record made anew
+    assert data["protocol_errors_by_flow"] == {"2": 1}
+    assert data["association_totals"]["with_problems"] == 1
