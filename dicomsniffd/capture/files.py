@@ -1,7 +1,8 @@
 """Capture from files: pcap/pcapng read through pcapy-ng, in batches.
 
-A pcapng with interfaces of different link types, which libpcap refuses, is read with
-the own block walker (capture/pcapng.py) from where libpcap stopped.
+A pcapng with interfaces of different link types, which libpcap refuses, or with a section
+of the other byte order, which libpcap misreads, is read with the own block walker
+(capture/pcapng.py) from where libpcap stopped.
 
 The pipeline never sees a pcapy object: it gets ``(packet_bytes, records)`` pairs straight
 from pcapy-ng's ``next_batch`` (``records.BatchRecords``, one C call per batch).
@@ -33,6 +34,14 @@ def _is_mixed_interfaces(message: str) -> bool:
     # "an interface has a type 113 different from the type of the first interface"
     # (or "... a snapshot length ... different from the snapshot length ...").
     return message.startswith("an interface has a") and "of the first interface" in message
+
+
+def _is_block_size(message: str) -> bool:
+    # libpcap's "pcapng block size 469762048 > maximum 16777216": what it says on reaching
+    # a section header of the other byte order (it reads the length in the first
+    # section's), and on a block length that is corrupt. The walker tells them apart: it
+    # reads a new section in its own byte order, and reports a corrupt length as broken.
+    return message.startswith("pcapng block size")
 
 
 _PCAP_FILE_HEADER, _PCAP_RECORD_HEADER = 24, 16
@@ -96,7 +105,8 @@ class FileSource:
         """Yield ``(linktype, packet_bytes, records)``: every packet of a batch has that
         link type. One per file through libpcap; a pcapng whose interfaces have different
         link types (or snaplens), which libpcap refuses, is read on with PcapngWalker,
-        batches then being runs of packets of one link type (``mixed_interfaces`` set)."""
+        batches then being runs of packets of one link type (``mixed_interfaces`` set);
+        so is one with a section of the other byte order, which libpcap misreads."""
         if max_n < 1:
             raise ValueError("max_n must be at least 1")
         while True:
@@ -105,6 +115,10 @@ class FileSource:
             except pcapy.PcapError as exc:
                 message = str(exc)
                 if _is_mixed_interfaces(message):
+                    self.mixed_interfaces = True
+                    yield from self._walk(max_n)
+                    return
+                if _is_block_size(message):
                     yield from self._walk(max_n)
                     return
                 # The file header was read, so any error now is a packet record that
@@ -130,7 +144,6 @@ class FileSource:
 
     def _walk(self, max_n: int) -> Iterator[tuple[int, bytes, BatchRecords]]:
         """Read the rest of the file with the own walker, after what libpcap delivered."""
-        self.mixed_interfaces = True
         walker = PcapngWalker(self.path)
         for linktype, data, records in walker.batches(max_n, skip=self.packets):
             self.packets += len(records)

@@ -3,8 +3,9 @@
 libpcap (and so pcapy-ng) reads a pcapng file only if all its interfaces share the first
 one's link type and snapshot length; a `tcpdump -i any` merged with an Ethernet capture,
 or a multi-interface dumpcap, has an Ethernet and a Linux cooked interface and is refused
-part way. ``FileSource`` falls back to this walker then (and only then: libpcap is the
-fast path). It streams the file block by block (memory bounded by one block), and yields
+part way. ``FileSource`` falls back to this walker then, and where libpcap stops at a
+section header of the other byte order (libpcap 1.10 reads its length in the first
+section's byte order); otherwise libpcap is the fast path. It streams the file block by block (memory bounded by one block), and yields
 ``(linktype, packet_bytes, records)``: each batch is a run of packets of one link type,
 with records ``(sec, usec, offset, caplen)`` as libpcap's batches have them, so each link
 type gets its own decoder in the same pipeline.

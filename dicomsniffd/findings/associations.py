@@ -7,10 +7,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from dicomsniffd.dicom.events import REQUESTOR
+from dicomsniffd.findings.facts import refused_contexts
 from dicomsniffd.findings.interop import gave_up_for_transfer_syntax
 from dicomsniffd.findings.rule import Collected, FindingKind, Found, rule
 from dicomsniffd.formatting import plural
-from dicomsniffd.names import context_result, uid_display_name
+from dicomsniffd.names import uid_display_name
 
 # Likely cause and what to check, per A-ASSOCIATE-RJ reason (matched by substring).
 _REJECT_ADVICE = (
@@ -79,12 +80,7 @@ ABORTS = FindingKind(
 
 @rule(ASSOCIATION_REJECTED)
 def association_rejected(c: Collected, info: Mapping[str, Any]) -> list[Found]:
-    groups: dict[tuple[str, str, str, str, str], int] = {}
-    for a in c.associations:
-        if a.reject is not None:
-            r = a.reject
-            key = (a.calling_ae, a.called_ae, r["result"], r["source"], r["reason"])
-            groups[key] = groups.get(key, 0) + 1
+    groups = c.totals.rejects  # exact: every association, kept or not
     if not groups:
         return []
     total = sum(groups.values())
@@ -113,22 +109,11 @@ def association_rejected(c: Collected, info: Mapping[str, Any]) -> list[Found]:
 @rule(NO_ACCEPTED_CONTEXT)
 def no_accepted_context(c: Collected, info: Mapping[str, Any]) -> list[Found]:
     evidence: list[str] = []
-    none_accepted = 0
-    weight = 0
+    # counts over all associations; the evidence lines from the kept records
+    none_accepted = c.totals.none_accepted
+    weight = c.totals.refused_contexts
     for a in c.associations:
-        if not a.accepted or not a.contexts:
-            continue
-        accepted_syntaxes = {pc.abstract_syntax for pc in a.contexts if pc.result == 0}
-        if not accepted_syntaxes:
-            none_accepted += 1
-        refused: dict[str, tuple[set[str], str]] = {}
-        for pc in a.contexts:
-            if pc.result in (3, 4) and pc.abstract_syntax not in accepted_syntaxes:
-                names, _ = refused.get(pc.abstract_syntax, (set(), ""))
-                names.update(uid_display_name(ts) for ts in pc.transfer_syntaxes)
-                refused[pc.abstract_syntax] = (names, context_result(pc.result))
-        for uid, (ts_names, why) in refused.items():
-            weight += 1
+        for uid, (ts_names, why) in refused_contexts(a)[1].items():
             evidence.append(
                 f"flow {a.flow_id} {a.pair}: {uid_display_name(uid) or 'unknown'} "
                 f"refused ({why}); proposed transfer syntaxes: {', '.join(sorted(ts_names))}"
@@ -142,24 +127,30 @@ def no_accepted_context(c: Collected, info: Mapping[str, Any]) -> list[Found]:
     if not none_accepted:
         return [
             NO_ACCEPTED_CONTEXT.found(
-                detail, evidence, weight, severity="warning", title=_SOME_REFUSED_TITLE
+                detail, evidence, weight, severity="warning", title=_SOME_REFUSED_TITLE, of=weight
             )
         ]
     detail = (
         f"On {plural(none_accepted, 'association')} the SCP accepted none of the "
         "proposed presentation contexts, so nothing could be sent. " + detail
     )
-    return [NO_ACCEPTED_CONTEXT.found(detail, evidence, weight)]
+    return [NO_ACCEPTED_CONTEXT.found(detail, evidence, weight, of=weight)]
 
 
 @rule(ABORTS)
 def aborts(c: Collected, info: Mapping[str, Any]) -> list[Found]:
     # an SCU that gave up for want of a context for its transfer syntax is said, with the
     # cause, by interop.no_context_for_transfer_syntax instead
-    aborted = [
-        a for a in c.associations if a.abort is not None and not gave_up_for_transfer_syntax(a)
-    ]
-    if not aborted:
+    aborted, gave_up = [], 0
+    for a in c.associations:
+        if a.abort is not None:
+            if gave_up_for_transfer_syntax(a):
+                gave_up += 1
+            else:
+                aborted.append(a)
+    # exact: aborted associations are problem records, all kept up to the summary's cap
+    total = c.totals.aborted - gave_up
+    if total <= 0:
         return []
     evidence = []
     for a in aborted:
@@ -174,7 +165,7 @@ def aborts(c: Collected, info: Mapping[str, Any]) -> list[Found]:
             line += f", {plural(a.unanswered, 'request')} unanswered"
         evidence.append(line)
     detail = (
-        f"{plural(len(aborted), 'association')} ended with A-ABORT instead of an orderly "
+        f"{plural(total, 'association')} ended with A-ABORT instead of an orderly "
         "release; whatever was in transit was lost."
     )
-    return [ABORTS.found(detail, evidence, len(aborted))]
+    return [ABORTS.found(detail, evidence, total, of=total)]

@@ -114,6 +114,6 @@ def capture_offloads(c: Collected, info: Mapping[str, Any]) -> list[Found]:
 
 @rule(NO_DICOM)
 def no_dicom(c: Collected, info: Mapping[str, Any]) -> list[Found]:
-    if c.associations or c.connection_failures or c.tls:
+    if c.totals.associations or c.connection_failures or c.tls:
         return []
     return [NO_DICOM.found("No DICOM association was recognised in the capture.", [], 0)]

@@ -1,19 +1,20 @@
-"""What the summary keeps while a capture is replayed: one record per association, one per
-DIMSE command, and the exact percentiles of their timings.
+"""What the summary keeps while a capture is replayed: one record per association (a bounded
+set of them: ``sinks/summary/kept.py``), exact totals over all associations, one record
+per DIMSE command, and the percentiles of their timings.
 
-Raw timing samples are kept in ``array('d')`` (8 bytes each) so percentiles are exact even
-for captures with a million transactions. The findings (``dicomsniffd.findings``) read
-these records; only the ``Summary`` sink writes them.
+Timings are ``quantiles.Distribution``s: exact up to 20,000 samples each, then a DDSketch
+with 1 % relative error, so memory stays flat for a capture of a million transactions.
+The findings (``dicomsniffd.findings``) read these records; only the ``Summary`` sink
+writes them.
 """
 
 from __future__ import annotations
 
-from array import array
-from collections.abc import Iterable
 from typing import Any
 
 from dicomsniffd.dicom.events import ACCEPTOR, REQUESTOR, PresentationContext, UserInformation
 from dicomsniffd.dicom.implementations import implementation_dict
+from dicomsniffd.findings.quantiles import EXACT_LIMIT, Distribution, percentiles
 from dicomsniffd.names import context_result, uid_display_name
 
 TIMINGS = ("request_transfer_ms", "response_latency_ms", "duration_ms")
@@ -59,11 +60,12 @@ class Association:
         self.dimse: dict[str, dict[str, int]] = {}
         self.requests = 0
         self.unanswered = 0
-        self.pdata = sender_counts()
+        # sender_counts(), written out: four calls less per association
+        self.pdata = {REQUESTOR: 0, ACCEPTOR: 0}
         self.missed = 0
-        self.retransmissions = sender_counts()
-        self.zero_windows = sender_counts()
-        self.resets = sender_counts()
+        self.retransmissions = {REQUESTOR: 0, ACCEPTOR: 0}
+        self.zero_windows = {REQUESTOR: 0, ACCEPTOR: 0}
+        self.resets = {REQUESTOR: 0, ACCEPTOR: 0}
         self.protocol_errors = 0  # ProtocolError and Resynchronised events on this flow
         # the RQ's and the AC's user information: the decoded (frozen, memoised) object
         # itself, shared by every association that sent the same PDU; turned into
@@ -89,6 +91,32 @@ class Association:
     @property
     def pair(self) -> str:
         return f"{self.calling_ae} → {self.called_ae}"
+
+    @property
+    def cut_short(self) -> bool:
+        """Ended by A-ABORT or a TCP reset rather than a release."""
+        return self.abort is not None or self.end in ("aborted", "reset")
+
+    @property
+    def reset_seen(self) -> bool:
+        """Ended by a TCP reset, or a reset was seen on it."""
+        return self.end == "reset" or any(self.resets.values())
+
+    def problem_fields(self) -> dict[str, Any]:
+        """The keys of ``to_dict`` that ``formatting.problem_score`` reads, without the
+        cost of the whole dict (presentation contexts, UID names): asked once per
+        association when the summary decides whether to keep its record."""
+        return {
+            "outcome": self.outcome,
+            "abort": self.abort,
+            "end": self.end,
+            "dimse": self.dimse,
+            "unanswered": self.unanswered,
+            "resets": sum(self.resets.values()),
+            "retransmissions": sum(self.retransmissions.values()),
+            "zero_windows": sum(self.zero_windows.values()),
+            "missed_bytes": self.missed,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -118,6 +146,85 @@ class Association:
         }
 
 
+def refused_contexts(a: Association) -> tuple[bool, dict[str, tuple[set[str], str]]]:
+    """(no context accepted at all, {abstract syntax: (proposed transfer syntax names,
+    result)} of the SOP classes the SCP refused on every context proposing them), for an
+    accepted association whose answer was seen; ``(False, {})`` otherwise."""
+    if not a.accepted or not a.contexts:
+        return False, {}
+    accepted_syntaxes = {pc.abstract_syntax for pc in a.contexts if pc.result == 0}
+    refused: dict[str, tuple[set[str], str]] = {}
+    for pc in a.contexts:
+        if pc.result in (3, 4) and pc.abstract_syntax not in accepted_syntaxes:
+            names, _ = refused.get(pc.abstract_syntax, (set(), ""))
+            names.update(uid_display_name(ts) for ts in pc.transfer_syntaxes)
+            refused[pc.abstract_syntax] = (names, context_result(pc.result))
+    return not accepted_syntaxes, refused
+
+
+class AssociationTotals:
+    """Exact counts over every association seen, whether its record was kept or not: what
+    the findings count, and the M of "showing N of M" (``Summary`` keeps a bounded set of
+    records, ``sinks/summary/kept.py``)."""
+
+    # per AE pair: associations rejected / aborted, and the TCP health of its connections
+    HEALTH = ("rejected", "aborted", "retransmissions", "zero_windows", "resets")
+
+    def __init__(self) -> None:
+        self.associations = 0
+        self.problems = 0  # formatting.problem_score > 0
+        self.outcomes: dict[str, int] = {}  # Association.outcome -> count
+        self.aborted = 0  # an A-ABORT was seen
+        self.reset = 0  # Association.reset_seen
+        self.cut_short = 0  # Association.cut_short
+        self.with_gaps = 0  # bytes never captured
+        # (calling AE, called AE, result, source, reason) -> A-ASSOCIATE-RJ count
+        self.rejects: dict[tuple[str, str, str, str, str], int] = {}
+        self.refused_contexts = 0  # (association, SOP class refused) pairs
+        self.none_accepted = 0  # associations on which no context was accepted
+        self.by_pair: dict[tuple[str, str], int] = {}  # (calling, called) -> associations
+        # (calling, called) -> its associations' HEALTH counts (compare reads them)
+        self.health: dict[tuple[str, str], dict[str, int]] = {}
+
+    def add(self, a: Association, problem: bool, refused: tuple[bool, dict[str, Any]]) -> None:
+        """Count one association (``refused``: its ``refused_contexts``)."""
+        self.associations += 1
+        self.problems += problem
+        outcome = a.outcome
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+        self.aborted += a.abort is not None
+        self.reset += a.reset_seen
+        self.cut_short += a.cut_short
+        self.with_gaps += a.missed > 0
+        if a.reject is not None:
+            r = a.reject
+            key = (a.calling_ae, a.called_ae, r["result"], r["source"], r["reason"])
+            self.rejects[key] = self.rejects.get(key, 0) + 1
+        self.refused_contexts += len(refused[1])
+        self.none_accepted += refused[0]
+        pair = (a.calling_ae, a.called_ae)
+        self.by_pair[pair] = self.by_pair.get(pair, 0) + 1
+        health = self.health.get(pair)
+        if health is None:
+            health = self.health[pair] = dict.fromkeys(self.HEALTH, 0)
+        health["rejected"] += a.reject is not None
+        health["aborted"] += a.abort is not None
+        health["retransmissions"] += sum(a.retransmissions.values())
+        health["zero_windows"] += sum(a.zero_windows.values())
+        health["resets"] += sum(a.resets.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "associations": self.associations,
+            "with_problems": self.problems,
+            "outcomes": dict(sorted(self.outcomes.items())),
+            "aborted": self.aborted,
+            "reset": self.reset,
+            "cut_short": self.cut_short,
+            "with_gaps": self.with_gaps,
+        }
+
+
 def _context_dict(pc: PresentationContext) -> dict[str, Any]:
     return {
         "context_id": pc.context_id,
@@ -132,11 +239,13 @@ def _context_dict(pc: PresentationContext) -> dict[str, Any]:
 class Command:
     """Global statistics of one DIMSE command (``C-STORE``…)."""
 
-    def __init__(self) -> None:
+    def __init__(self, exact_limit: int = EXACT_LIMIT) -> None:
         self.requests = 0
         self.responses: dict[str, int] = {}
         self.unanswered = 0
-        self.samples = {name: array("d") for name in TIMINGS}
+        self.samples = {name: Distribution(exact_limit) for name in TIMINGS}
+        # each Distribution's buffer, for the sink's appends (Summary.compact bounds them)
+        self.buffers = {name: d.buffer for name, d in self.samples.items()}
         self.dataset_bytes = 0
         self.throughput_bytes = 0
         self.throughput_seconds = 0.0
@@ -165,27 +274,6 @@ class Command:
         if self.throughput_seconds <= 0:
             return None
         return round(self.throughput_bytes * 8 / self.throughput_seconds / 1e6, 3)
-
-
-def percentiles(samples: Iterable[float]) -> dict[str, Any]:
-    """{count, p50, p95, p99, max} with linear interpolation between closest ranks."""
-    values = sorted(samples)
-    if not values:
-        return {"count": 0, "p50": None, "p95": None, "p99": None, "max": None}
-
-    def at(q: float) -> float:
-        pos = q * (len(values) - 1)
-        low = int(pos)
-        high = min(low + 1, len(values) - 1)
-        return round(values[low] + (values[high] - values[low]) * (pos - low), 3)
-
-    return {
-        "count": len(values),
-        "p50": at(0.50),
-        "p95": at(0.95),
-        "p99": at(0.99),
-        "max": round(values[-1], 3),
-    }
 
 
 class StallTime:
@@ -230,3 +318,6 @@ class StallTime:
                 self.stalls.items()
             )
         ]
+
+
+__all__ = ("TIMINGS", "Association", "AssociationTotals", "Command", "StallTime", "percentiles")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the summary imports the findings, not the other way round
-    from dicomsniffd.findings.facts import Association, Command, StallTime
+    from dicomsniffd.findings.facts import Association, AssociationTotals, Command, StallTime
 
 SEVERITIES = ("critical", "warning", "info")  # most severe first: the output order
 MAX_EVIDENCE = 8  # evidence lines per finding; the rest are counted in one more line
@@ -47,10 +47,17 @@ class FindingKind:
         severity: str | None = None,
         title: str | None = None,
         advice: str | None = None,
+        of: int | None = None,
     ) -> Found:
-        """The finding dict (as ``--json`` prints it) and its ranking weight."""
-        if len(evidence) > MAX_EVIDENCE:
-            evidence = [*evidence[:MAX_EVIDENCE], f"… and {len(evidence) - MAX_EVIDENCE} more"]
+        """The finding dict (as ``--json`` prints it) and its ranking weight.
+
+        ``of``: how many evidence lines there would be over all associations, when
+        ``evidence`` comes from the kept records only (``Collected.associations``): the
+        "… and N more" line counts from it."""
+        total = max(of or 0, len(evidence))
+        if total > len(evidence[:MAX_EVIDENCE]):
+            shown = evidence[:MAX_EVIDENCE]
+            evidence = [*shown, f"… and {total - len(shown)} more"]
         finding = {
             "severity": severity or self.severity,
             "code": self.code,
@@ -72,7 +79,11 @@ class Collected:
     and ``tls`` (server "ip:port", reason/outcome); ``tcp`` field -> sender -> count.
     """
 
-    associations: Sequence[Association]  # seen ones, in start time order
+    # The kept association records (a bounded set: every problem up to a cap, a sample of
+    # the rest), in start time order: evidence lines cite flows from these; counts over
+    # all associations come from ``totals``.
+    associations: Sequence[Association]
+    totals: AssociationTotals
     commands: Mapping[str, Command]
     tcp: Mapping[str, Mapping[str, int]]
     connection_failures: Mapping[tuple[str, str], int]

@@ -42,8 +42,9 @@ ZERO_WINDOW = FindingKind(
 
 @rule(RESETS)
 def resets(c: Collected, info: Mapping[str, Any]) -> list[Found]:
-    hit = [a for a in c.associations if a.end == "reset" or any(a.resets.values())]
-    if not hit:
+    hit = [a for a in c.associations if a.reset_seen]
+    total = c.totals.reset  # exact; ``hit`` are the kept records among them
+    if not total:
         return []
     # same shape as associations.aborts (one evidence line per association), other facts
     evidence = []
@@ -55,10 +56,9 @@ def resets(c: Collected, info: Mapping[str, Any]) -> list[Found]:
             line += f", {plural(a.unanswered, 'request')} unanswered"
         evidence.append(line)
     detail = (
-        f"{plural(len(hit), 'connection')} ended with a TCP reset instead of a DICOM "
-        "release or abort."
+        f"{plural(total, 'connection')} ended with a TCP reset instead of a DICOM release or abort."
     )
-    return [RESETS.found(detail, evidence, len(hit))]
+    return [RESETS.found(detail, evidence, total, of=total)]
 
 
 def _retransmission_severity(ratio: float) -> str | None:

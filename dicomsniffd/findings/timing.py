@@ -52,8 +52,8 @@ def slow(c: Collected, info: Mapping[str, Any]) -> list[Found]:
         latency = stats.timing("response_latency_ms")
         if not transfer["count"] or not latency["count"]:
             continue
-        total_transfer = sum(stats.samples["request_transfer_ms"])
-        total_latency = sum(stats.samples["response_latency_ms"])
+        total_transfer = stats.samples["request_transfer_ms"].sum()
+        total_latency = stats.samples["response_latency_ms"].sum()
         numbers = (
             f"{command}: transfer p50 {transfer['p50']:.0f} ms / p95 {transfer['p95']:.0f} ms, "
             f"SCP service time p50 {latency['p50']:.0f} ms / p95 {latency['p95']:.0f} ms"

@@ -67,7 +67,6 @@ def _records(summary: Any) -> tuple[list[dict[str, Any]], int, dict[str, Any]]:
 def _blind_spots(data: dict[str, Any], summary: Any) -> list[str]:
     """What the sniffer could not see in this capture, one line each."""
     capture = data["capture"]
-    assocs = data["associations"]
     missed = int(capture.get("missed_bytes") or 0)
     if hasattr(summary, "missed_bytes_total"):
         missed = max(missed, int(summary.missed_bytes_total()))
@@ -77,7 +76,8 @@ def _blind_spots(data: dict[str, Any], summary: Any) -> list[str]:
     evictions = (capture.get("flows") or {}).get("evictions") or {}
     evicted = sum(int(v) for v in evictions.values())
     resyncs = int(data["protocol_errors"].get(RESYNC, 0))
-    gaps = sum(1 for a in assocs if a.get("missed_bytes"))
+    totals = _totals(data)
+    gaps = totals["with_gaps"]
     blind: list[str] = []
     if missed:
         blind.append(
@@ -103,7 +103,7 @@ def _blind_spots(data: dict[str, Any], summary: Any) -> list[str]:
         )
     if resyncs:
         blind.append(f"{plural(resyncs, 'resynchronisation')} of a DICOM stream after a gap")
-    unknown = sum(1 for a in assocs if a["outcome"] == "unknown")
+    unknown = totals["outcomes"].get("unknown", 0)
     if unknown:
         blind.append(
             f"{plural(unknown, 'association')} already running when the capture started "
@@ -141,7 +141,6 @@ def _header(data: dict[str, Any], summary: Any, dropped: int, n_records: int) ->
     files = capture.get("files") or []
     first, last = capture.get("first_ts"), capture.get("last_ts")
     span = (last - first) if first is not None and last is not None else None
-    assocs = data["associations"]
     n_tx = sum(s.get("requests", 0) for s in data["dimse"].values())
     blind = _blind_spots(data, summary)
     limit = _limits(blind, dropped, n_records)
@@ -162,7 +161,8 @@ def _header(data: dict[str, Any], summary: Any, dropped: int, n_records: int) ->
         ),
         (
             "DICOM",
-            f"{plural(len(assocs), 'association')}, {plural(n_tx, 'DIMSE request')}",
+            f"{plural(_totals(data)['associations'], 'association')}, "
+            f"{plural(n_tx, 'DIMSE request')}",
         ),
     ]
     table = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
@@ -187,20 +187,35 @@ def _header(data: dict[str, Any], summary: Any, dropped: int, n_records: int) ->
     )
 
 
-def _overview(data: dict[str, Any]) -> str:
+def _totals(data: dict[str, Any]) -> dict[str, Any]:
+    """Exact association counts: ``association_totals`` (the summary keeps a bounded set
+    of records), or counted from the listed records of an older ``to_dict``."""
+    totals = data.get("association_totals")
+    if totals is not None:
+        return totals
     assocs = data["associations"]
     outcomes: dict[str, int] = {}
     for a in assocs:
         outcomes[a["outcome"]] = outcomes.get(a["outcome"], 0) + 1
+    return {
+        "associations": len(assocs),
+        "outcomes": outcomes,
+        "cut_short": sum(
+            1 for a in assocs if a.get("abort") or a.get("end") in ("aborted", "reset")
+        ),
+        "with_gaps": sum(1 for a in assocs if a.get("missed_bytes")),
+    }
+
+
+def _overview(data: dict[str, Any]) -> str:
+    totals = _totals(data)
+    outcomes = totals["outcomes"]
     store = data["dimse"].get("C-STORE")
     cards = [
-        ("Associations", str(len(assocs))),
+        ("Associations", str(totals["associations"])),
         ("Accepted", str(outcomes.get("accepted", 0))),
         ("Rejected", str(outcomes.get("rejected", 0))),
-        (
-            "Aborted / reset",
-            str(sum(1 for a in assocs if a.get("abort") or a.get("end") in ("aborted", "reset"))),
-        ),
+        ("Aborted / reset", str(totals["cut_short"])),
     ]
     if store:
         ok = sum(n for s, n in store["responses"].items() if s == "0x0000")
@@ -303,7 +318,7 @@ def _charts(
         f"Each DIMSE operation is a bar: the pale part is the transfer of the request, the "
         f"solid part the SCP's service time until its response; colour = status. "
         f"{legend}</p>",
-        timeline_chart(t0, t1, lanes, records, len(assocs)),
+        timeline_chart(t0, t1, lanes, records, _totals(data)["associations"]),
         f"<h3>{esc(lat_command)} latency over time</h3>",
         "<p class='note'>Each dot is one request: service time (SCP) in colour of its status, "
         "transfer time (network) in blue.</p>",
@@ -409,7 +424,7 @@ def render_report(summary: Any, capture_info: dict[str, Any]) -> str:
         _header(data, summary, dropped, len(records)),
         _overview(data),
         _findings(data["findings"]),
-        associations_section(data["associations"]),
+        associations_section(data["associations"], _totals(data)["associations"]),
         software_section(data.get("implementations") or []),
         _charts(data, summary, records, series),
         dimse_section(data["dimse"]),

@@ -139,7 +139,10 @@ def _implementations_html(a: dict[str, Any]) -> str:
     return "<br>".join(lines) or "-"
 
 
-def associations_section(assocs: list[dict[str, Any]]) -> str:
+def associations_section(assocs: list[dict[str, Any]], total: int | None = None) -> str:
+    """The associations table: at most MAX_ASSOC_ROWS of ``assocs`` (the records the
+    summary kept), out of ``total`` associations in the capture (all listed if None)."""
+    total = len(assocs) if total is None else total
     shown = pick_assocs(assocs, MAX_ASSOC_ROWS)
     rows = []
     for a in shown:
@@ -186,10 +189,15 @@ def associations_section(assocs: list[dict[str, Any]]) -> str:
             + f"</td><td>{esc(', '.join(tcp) or '-')}</td></tr>"
         )
     note = ""
-    if len(shown) < len(assocs):
+    if len(shown) < total:
+        listed = (
+            "lists all"
+            if len(assocs) == total
+            else f"lists {len(assocs)}: the worst problems and a uniform sample of the rest"
+        )
         note = (
-            f"<p class='note'>Showing {len(shown)} of {len(assocs)} associations (those "
-            "with problems first); <code>dicomsniffd analyze --json</code> lists all.</p>"
+            f"<p class='note'>Showing {len(shown)} of {total} associations (those "
+            f"with problems first); <code>dicomsniffd analyze --json</code> {listed}.</p>"
         )
     if not rows:
         body = "<p class='none'>No DICOM association was seen.</p>"
@@ -202,7 +210,7 @@ def associations_section(assocs: list[dict[str, Any]]) -> str:
             "<th>P-DATA bytes<br>↑ SCU ↓ SCP</th><th>C-STOREs by status</th>"
             "<th>TCP / capture</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table></div>"
         )
-    return f"<section id='associations'><h2>Associations ({len(assocs)})</h2>{note}{body}</section>"
+    return f"<section id='associations'><h2>Associations ({total})</h2>{note}{body}</section>"
 
 
 def dimse_section(dimse: dict[str, Any]) -> str:

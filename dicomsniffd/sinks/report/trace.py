@@ -58,6 +58,7 @@ class TransactionLog:
         self.notable_dropped = 0
         self._width = _SERIES_BASE_WIDTH
         self._buckets: dict[int, list[float]] = {}  # key -> [bytes, transactions, failures]
+        self._low = self._high = 0  # the smallest and largest key in _buckets
 
     @property
     def dropped(self) -> int:
@@ -116,17 +117,19 @@ class TransactionLog:
 
     def _bump(self, ts: float, nbytes: float, count: int, failures: int) -> None:
         key = int(ts // self._width)
-        buckets = self._buckets
-        if buckets and key not in buckets:
-            low, high = min(key, *buckets), max(key, *buckets)
-            while high - low >= _SERIES_BUCKETS:
-                self._merge()
-                buckets = self._buckets
-                key = int(ts // self._width)
-                low, high = min(key, *buckets), max(key, *buckets)
-        slot = buckets.get(key)
+        slot = self._buckets.get(key)
         if slot is None:
-            slot = buckets[key] = [0.0, 0, 0]
+            # a new bucket: keep the span under _SERIES_BUCKETS (the bounds are kept, not
+            # searched for: min/max over 512 keys per new bucket was most of this method)
+            if not self._buckets:
+                self._low = self._high = key
+            while max(self._high, key) - min(self._low, key) >= _SERIES_BUCKETS:
+                self._merge()
+                key = int(ts // self._width)
+            self._low, self._high = min(self._low, key), max(self._high, key)
+            slot = self._buckets.get(key)
+            if slot is None:
+                slot = self._buckets[key] = [0.0, 0, 0]
         slot[0] += nbytes
         slot[1] += count
         slot[2] += failures
@@ -140,6 +143,8 @@ class TransactionLog:
             slot[2] += failures
         self._buckets = merged
         self._width *= 2
+        self._low //= 2
+        self._high //= 2
 
     def _add_to_series(self, e: DimseTransaction) -> None:
         failed = 1 if e.status_class == "failure" else 0

@@ -2,18 +2,22 @@
 its associations, objects (C-STORE requests), failed responses and the p95 of each DIMSE
 timing phase (``Summary.to_dict()["pairs"]``, the "By AE pair" table of the text), and
 per DIMSE command of the pair its transactions, final statuses, phases and bytes (what
-``dicomsniffd compare`` reads back from a saved ``analyze --json``)."""
+``dicomsniffd compare`` reads back from a saved ``analyze --json``).
+
+The timings are ``Distribution``s with a smaller exact limit than the global per-command
+ones (a site may have hundreds of pairs): beyond it, a DDSketch with 1 % relative error."""
 
 from __future__ import annotations
 
-from array import array
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from dicomsniffd.findings.facts import TIMINGS, Association, Command, percentiles
+from dicomsniffd.findings.facts import TIMINGS, AssociationTotals, Command, percentiles
+from dicomsniffd.findings.quantiles import Distribution
 from dicomsniffd.names import status_hex
 
 Pair = tuple[str, str]
+PAIR_EXACT_LIMIT = 1_000  # samples per pair (and per pair and command) and phase kept exactly
 
 # the DimseTransaction attribute of each timing: "duration_ms" <- duration_seconds
 _SECONDS = tuple((name, name.removesuffix("_ms") + "_seconds") for name in TIMINGS)
@@ -22,11 +26,12 @@ _SECONDS = tuple((name, name.removesuffix("_ms") + "_seconds") for name in TIMIN
 class PairTimings:
     """Objects and timing samples (ms) of one AE pair, filled while the capture replays."""
 
-    __slots__ = ("objects", "samples", "commands")
+    __slots__ = ("objects", "samples", "buffers", "commands")
 
     def __init__(self) -> None:
         self.objects = 0
-        self.samples = {name: array("d") for name in TIMINGS}
+        self.samples = {name: Distribution(PAIR_EXACT_LIMIT) for name in TIMINGS}
+        self.buffers = {name: d.buffer for name, d in self.samples.items()}  # see Command
         # per DIMSE command, counted from its transactions (final statuses, no pendings)
         self.commands: dict[str, Command] = {}
 
@@ -37,7 +42,7 @@ def record_transaction(pair: PairTimings, event: Any) -> None:
     is picked up)."""
     stats = pair.commands.get(event.command)
     if stats is None:
-        stats = pair.commands[event.command] = Command()
+        stats = pair.commands[event.command] = Command(PAIR_EXACT_LIMIT)
     stats.requests += 1
     if event.status is None:
         stats.unanswered += 1
@@ -48,7 +53,7 @@ def record_transaction(pair: PairTimings, event: Any) -> None:
     for name, attribute in _SECONDS:
         seconds = getattr(event, attribute, None)
         if seconds is not None:
-            samples[name].append(seconds * 1000.0)
+            samples[name].append(seconds * 1000.0)  # Distribution.append: bounded
     stats.dataset_bytes += event.request_dataset_bytes
     if event.request_dataset_bytes and event.request_transfer_seconds:
         stats.throughput_bytes += event.request_dataset_bytes
@@ -63,29 +68,15 @@ def _command_row(stats: Command) -> dict[str, Any]:
     return row
 
 
-# per pair: associations rejected / aborted, and the TCP health of its connections
-_HEALTH = ("rejected", "aborted", "retransmissions", "zero_windows", "resets")
-
-
 def rollup(
-    associations: Iterable[Association],
+    totals: AssociationTotals,
     timings: Mapping[Pair, PairTimings],
     failures: Mapping[tuple[str, int, str, str], int],
 ) -> list[dict[str, Any]]:
-    """One dict per AE pair, the pairs with failures first, then the busiest."""
-    assocs: dict[Pair, int] = {}
-    health: dict[Pair, dict[str, int]] = {}
-    for a in associations:
-        key = (a.calling_ae, a.called_ae)
-        assocs[key] = assocs.get(key, 0) + 1
-        counts = health.get(key)
-        if counts is None:
-            counts = health[key] = dict.fromkeys(_HEALTH, 0)
-        counts["rejected"] += a.reject is not None
-        counts["aborted"] += a.abort is not None
-        counts["retransmissions"] += sum(a.retransmissions.values())
-        counts["zero_windows"] += sum(a.zero_windows.values())
-        counts["resets"] += sum(a.resets.values())
+    """One dict per AE pair (``totals``: exact counts over every association, its record
+    kept or not), the pairs with failures first, then the busiest."""
+    assocs, health = totals.by_pair, totals.health
+    no_health = dict.fromkeys(AssociationTotals.HEALTH, 0)
     failed: dict[Pair, int] = {}
     for (_command, _status, calling, called), n in failures.items():
         failed[(calling, called)] = failed.get((calling, called), 0) + n
@@ -101,7 +92,7 @@ def rollup(
         }
         for name in TIMINGS:
             row[name] = percentiles(pair.samples[name] if pair is not None else ())
-        row.update(health.get(key) or dict.fromkeys(_HEALTH, 0))
+        row.update(health.get(key) or no_health)
         commands = pair.commands if pair is not None else {}
         row["commands"] = {cmd: _command_row(s) for cmd, s in sorted(commands.items())}
         rows.append(row)

@@ -1,11 +1,16 @@
 """The ``Summary`` sink of ``dicomsniffd analyze``: collects one record per association
-plus global statistics while the capture is replayed (``state.py``), and hands them to the
-findings (``dicomsniffd.findings``) and the text rendering (``text.py``).
+plus global statistics while the capture is replayed, and hands them to the findings
+(``dicomsniffd.findings``) and the text rendering (``text.py``).
+
+Memory is flat in the number of associations: a record lives in ``_assocs`` while its
+association is open, then ``kept.KeptAssociations`` counts it in exact totals and keeps a
+bounded set of records (the problems, a uniform sample of the rest); timings are
+``Distribution``s (exact up to a limit, then a DDSketch with a stated error).
 """
 
 from __future__ import annotations
 
-from array import array
+from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,16 +28,12 @@ from dicomsniffd.dicom.events import (
 )
 from dicomsniffd.dicom.problems import RESYNC
 from dicomsniffd.findings import Collected, evaluate
-from dicomsniffd.findings.facts import (
-    Association,
-    Command,
-    StallTime,
-    percentiles,
-    sender_counts,
-)
+from dicomsniffd.findings.facts import Association, Command, StallTime, sender_counts
+from dicomsniffd.findings.quantiles import Distribution, percentiles
 from dicomsniffd.names import is_out_of_resources, status_hex
 from dicomsniffd.sinks.dispatch import EventSink
 from dicomsniffd.sinks.report.trace import TransactionLog
+from dicomsniffd.sinks.summary.kept import KeptAssociations
 from dicomsniffd.sinks.summary.pairs import Pair, PairTimings, record_transaction, rollup
 from dicomsniffd.sinks.summary.software import implementations
 from dicomsniffd.sinks.summary.text import render_text
@@ -40,6 +41,12 @@ from dicomsniffd.sinks.summary.text import render_text
 # The shape of ``to_dict`` (``analyze --json``) that ``dicomsniffd compare`` reads back:
 # 2 added the per-command rows and TCP health of each AE pair (1: no "schema" key).
 SCHEMA = "dicomsniffd-analyze/2"
+
+# Ended associations whose records wait before they are decided on: the events a flow's
+# close dispatches after AssociationEnded (the one-sided ProtocolError) still find them.
+_ENDED_WAIT = 64
+# Transactions between two compactions of the timing buffers (appended to directly).
+_COMPACT_EVERY = 4_096
 
 
 class Summary(EventSink):
@@ -59,8 +66,10 @@ class Summary(EventSink):
         Resynchronised: "_on_resync",
     }
 
-    def __init__(self) -> None:
-        self._assocs: dict[int, Association] = {}
+    def __init__(self, kept: KeptAssociations | None = None) -> None:
+        self._assocs: dict[int, Association] = {}  # open (and just ended) associations
+        self._ended: deque[int] = deque()  # flow ids of the just ended ones, oldest first
+        self.kept = kept if kept is not None else KeptAssociations()
         self._commands: dict[str, Command] = {}
         self._tcp = {
             "retransmissions": sender_counts(),
@@ -69,7 +78,7 @@ class Summary(EventSink):
             "zero_windows": sender_counts(),
             "resets": sender_counts(),
         }
-        self._rtt = array("d")
+        self._rtt = Distribution()
         self._connection_failures: dict[tuple[str, str], int] = {}
         self._tls: dict[tuple[str, str], int] = {}
         # (server "ip:port", outcome, how, refused_by) -> TLS connections (streams/tls.py)
@@ -84,6 +93,7 @@ class Summary(EventSink):
         self._stalls = StallTime()  # stalls inside transfers, per pair and command
         # Per-transaction records for the HTML report (bounded, see TransactionLog).
         self.transactions = TransactionLog()
+        self._until_compact = _COMPACT_EVERY
         super().__init__()  # self._handlers, from EVENTS
 
     # -- sink interface ----------------------------------------------------------------------
@@ -169,7 +179,7 @@ class Summary(EventSink):
 
     def association_count(self) -> int:
         """Connections with DICOM activity seen so far, cheaply (for a progress display)."""
-        return len(self._assocs)
+        return len(self._assocs) + self.kept.totals.associations
 
     def missed_bytes_total(self) -> int:
         """Bytes the sniffer never saw on DICOM connections (analyze's capture info)."""
@@ -203,6 +213,12 @@ class Summary(EventSink):
         assoc.end = event.how
         assoc.end_ts = event.ts
         assoc.duration = event.duration_seconds
+        ended = self._ended
+        ended.append(assoc.flow_id)
+        if len(ended) > _ENDED_WAIT:
+            record = self._assocs.pop(ended.popleft(), None)
+            if record is not None:
+                self.kept.add(record)
 
     def _on_request(self, event: DimseRequestSeen, assoc: Association) -> None:
         assoc.requests += 1
@@ -236,8 +252,9 @@ class Summary(EventSink):
             stats.incomplete += 1
         # the three _TIMINGS, unrolled (no zip and tuple per transaction), per command
         # and per AE pair
-        samples = stats.samples
-        by_pair = self._pair(assoc).samples
+        samples = stats.buffers
+        pair_timings = self._pair(assoc)
+        by_pair = pair_timings.buffers
         seconds = event.request_transfer_seconds
         if seconds is not None:
             samples["request_transfer_ms"].append(seconds * 1000.0)
@@ -255,11 +272,22 @@ class Summary(EventSink):
         if event.request_dataset_bytes and event.request_transfer_seconds:
             stats.throughput_bytes += event.request_dataset_bytes
             stats.throughput_seconds += event.request_transfer_seconds
-        record_transaction(self._pair(assoc), event)  # the pair's per-command row
+        record_transaction(pair_timings, event)  # the pair's per-command row
+        self._until_compact -= 1
+        if not self._until_compact:
+            self._compact()
         if event.error_comment and event.status is not None:
             comments = self._error_comments.setdefault((event.command, event.status), [])
             if len(comments) < 3 and event.error_comment not in comments:
                 comments.append(event.error_comment)
+
+    def _compact(self) -> None:
+        """Move the timing samples appended since the last time into their sketches (a
+        ``Distribution`` stays exact while it is under its limit)."""
+        self._until_compact = _COMPACT_EVERY
+        for owner in (*self._commands.values(), *self._pairs.values()):
+            for distribution in owner.samples.values():
+                distribution.compact()
 
     def _on_protocol_error(self, event: ProtocolError, assoc: Association) -> None:
         self._protocol_errors[event.kind] = self._protocol_errors.get(event.kind, 0) + 1
@@ -274,15 +302,27 @@ class Summary(EventSink):
     # -- output ------------------------------------------------------------------------------
 
     def _associations(self) -> list[Association]:
-        seen = [a for a in self._assocs.values() if a.dicom_seen or any(a.pdata.values())]
-        return sorted(seen, key=lambda a: (a.start_ts or 0.0, a.flow_id))
+        """The kept records in start time order, once every record is decided on (the
+        capture has been read: the associations still open count as they are)."""
+        for record in self._assocs.values():
+            self.kept.add(record)
+        self._assocs.clear()
+        self._ended.clear()
+        return self.kept.records()
 
     def to_dict(self, capture_info: dict[str, Any]) -> dict[str, Any]:
         associations = self._associations()
+        totals = self.kept.totals
         return {
             "schema": SCHEMA,
             "capture": {k: v for k, v in capture_info.items() if not k.startswith("_")},
             "associations": [a.to_dict() for a in associations],
+            # exact counts over all associations; "associations" lists ``listed`` of them
+            "association_totals": {
+                **totals.to_dict(),
+                "listed": len(associations),
+                "sampled": len(associations) < totals.associations,
+            },
             "dimse": {cmd: s.to_dict() for cmd, s in sorted(self._commands.items())},
             "tcp": {
                 "retransmissions": dict(self._tcp["retransmissions"]),
@@ -302,7 +342,7 @@ class Summary(EventSink):
             ],
             "protocol_errors": dict(sorted(self._protocol_errors.items())),
             "findings": self.findings(capture_info),
-            "pairs": rollup(associations, self._pairs, self._failures),
+            "pairs": rollup(totals, self._pairs, self._failures),
             "implementations": implementations(associations),
             "protocol_errors_by_flow": {
                 str(a.flow_id): a.protocol_errors for a in associations if a.protocol_errors
@@ -315,8 +355,10 @@ class Summary(EventSink):
 
     def collected(self) -> Collected:
         """The collected state as the findings read it."""
+        associations = self._associations()
         return Collected(
-            associations=self._associations(),
+            associations=associations,
+            totals=self.kept.totals,
             commands=self._commands,
             tcp=self._tcp,
             connection_failures=self._connection_failures,
@@ -331,9 +373,10 @@ class Summary(EventSink):
         )
 
     def timing_samples(self, command: str, name: str) -> list[float]:
-        """All samples (ms) of one timing (``response_latency_ms``…) for one command."""
+        """All samples (ms) of one timing (``response_latency_ms``…) for one command (each
+        within 1 % once the timing is a sketch: ``Distribution.values``)."""
         stats = self._commands.get(command)
-        return list(stats.samples[name]) if stats is not None and name in stats.samples else []
+        return stats.samples[name].values() if stats is not None and name in stats.samples else []
 
     # -- text ---------------------------------------------------------------------------------
 

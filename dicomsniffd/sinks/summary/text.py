@@ -170,19 +170,42 @@ def _pair_rows(pairs: list[dict[str, Any]]) -> list[str]:
         )
     if len(pairs) > _MAX_PAIRS:
         lines.append(f"… {len(pairs) - _MAX_PAIRS} more AE pairs (use --json for all)")
-    return lines
+    note = _sketch_note(p[name] for p in pairs[:_MAX_PAIRS] for name in _PAIR_PHASES)
+    return [*lines, *note]
+
+
+_PAIR_PHASES = ("request_transfer_ms", "response_latency_ms", "duration_ms")
+
+
+def _sketch_note(shown: Any) -> list[str]:
+    """The line saying how exact the percentiles shown are, when some come from a sketch
+    (``quantiles.Distribution``: a ``relative_error`` in their dict); none when exact."""
+    errors = {p.get("relative_error") for p in shown} - {None}
+    if not errors:
+        return []
+    return [
+        f"(percentiles of phases with many samples come from a streaming sketch: each "
+        f"within {max(errors):.0%} of the exact value; counts and max are exact)"
+    ]
 
 
 def _render_associations(data: dict[str, Any]) -> str:
     """Problems (worst first, every cited flow among them), the per-AE-pair rollup, then
-    the other associations in time order, up to ``_MAX_ROWS`` rows."""
+    the other associations in time order, up to ``_MAX_ROWS`` rows. Counts are exact (the
+    ``association_totals``), the rows come from the records the summary kept."""
     assocs, pairs = data["associations"], data.get("pairs", [])
-    lines = [_heading(f"Associations ({len(assocs)})")]
+    errors = data.get("protocol_errors_by_flow", {})
+    totals = data.get("association_totals") or {}
+    total = totals.get("associations", len(assocs))
+    lines = [_heading(f"Associations ({total})")]
     if not assocs:
         return "\n".join([*lines, "None.", ""])
-    errors = data.get("protocol_errors_by_flow", {})
     problems, others = pick_rows(assocs, cited_flows(data["findings"]), errors)
-    total_problems = sum(1 for a in assocs if problem_score(a, errors.get(str(a["flow_id"]), 0)))
+    total_problems = totals.get("with_problems")
+    if total_problems is None:
+        total_problems = sum(
+            1 for a in assocs if problem_score(a, errors.get(str(a["flow_id"]), 0))
+        )
     if problems:
         shown = "" if len(problems) == total_problems else f" of {total_problems}"
         lines += [f"With problems ({len(problems)}{shown}), worst first", *_assoc_rows(problems)]
@@ -191,12 +214,18 @@ def _render_associations(data: dict[str, Any]) -> str:
         lines += [*_pair_rows(pairs), ""]
     if others:
         title = "Other associations" if total_problems else "Associations"
-        count = len(assocs) - total_problems
+        count = total - total_problems
         shown = "" if len(others) == count else f" of {count}"
         lines += [f"{title} ({len(others)}{shown}), in time order", *_assoc_rows(others)]
-    more = len(assocs) - len(problems) - len(others)
+    more = total - len(problems) - len(others)
     if more:
-        lines.append(f"… {more} more associations (use --json for all)")
+        listed = len(assocs)
+        where = (
+            "use --json for all"
+            if listed == total
+            else f"--json lists {listed} of them: the worst problems and a uniform sample"
+        )
+        lines.append(f"… {more} more associations ({where})")
     if any(a["outcome"] == "aborted-before-accept" for a in problems):
         lines.append("aborted* = aborted or reset before the SCP answered the request")
     software = render_software(data.get("implementations", []))
@@ -226,11 +255,13 @@ def _render_dimse(dimse: dict[str, Any]) -> str:
         "service = SCP time to first response",
         f"{'command':14} {'phase':9} {'count':>7} {'p50':>10} {'p95':>10} {'p99':>10} {'max':>10}",
     ]
-    for command, label, p in timing_rows(dimse):
+    rows = list(timing_rows(dimse))
+    for command, label, p in rows:
         lines.append(
             f"{command:14} {label:9} {p['count']:>7} {one_decimal(p['p50']):>10} "
             f"{one_decimal(p['p95']):>10} {one_decimal(p['p99']):>10} {one_decimal(p['max']):>10}"
         )
+    lines += _sketch_note(p for _command, _label, p in rows)
     throughput = [
         f"{command}: {byte_size(s['dataset_bytes'])} of data sets, "
         f"upload throughput {s['throughput_mbps']:.1f} Mbit/s"
@@ -255,7 +286,8 @@ def _render_tcp(tcp: dict[str, Any], protocol_errors: dict[str, int]) -> str:
         "Handshake RTT:    "
         + (
             f"p50 {one_decimal(rtt['p50'])} ms, p95 {one_decimal(rtt['p95'])} ms, "
-            f"max {one_decimal(rtt['max'])} ms ({rtt['count']} handshakes)"
+            f"max {one_decimal(rtt['max'])} ms ({rtt['count']} handshakes"
+            + (f", p50/p95 within {rtt['relative_error']:.0%})" if "relative_error" in rtt else ")")
             if rtt["count"]
             else "-"
         ),

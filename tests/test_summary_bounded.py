@@ -1,0 +1,140 @@
+"""The summary keeps a bounded set of association records (every problem up to a cap, a
+uniform sample of the rest) with exact totals: counts, findings and "showing N of M"."""
+
+from __future__ import annotations
+
+from sink_fakes import Flow
+from summary_fakes import capture_info, good_association, requested
+
+from dicomsniffd.dicom.events import Aborted, AssociationEnded
+from dicomsniffd.sinks.summary import Summary
+from dicomsniffd.sinks.summary.kept import KeptAssociations
+from dicomsniffd.sinks.summary.text import cited_flows
+
+
+def _aborted(summary: Summary, flow: Flow) -> None:
+    summary.handle(requested(), flow)
+    summary.handle(Aborted(100.5, "acceptor", "service-provider", "unexpected-pdu", 2, 2), flow)
+    summary.handle(AssociationEnded(100.5, "aborted", 0.5), flow)
+
+
+def _capture(n: int, aborted: set[int], problem_cap: int = 4, sample_cap: int = 10) -> Summary:
+    summary = Summary(KeptAssociations(problem_cap=problem_cap, sample_cap=sample_cap))
+    for flow_id in range(1, n + 1):
+        flow = Flow(flow_id=flow_id, client=f"10.1.{flow_id >> 8}.{flow_id & 255}:50000")
+        if flow_id in aborted:
+            _aborted(summary, flow)
+        else:
+            good_association(summary, flow, n=1)
+    return summary
+
+
+ABORTED = {7, 100, 250, 400, 555, 800}
+
+
+def test_records_are_bounded_and_the_totals_exact() -> None:
+    summary = _capture(1_000, ABORTED)
+    data = summary.to_dict(capture_info())
+    totals = data["association_totals"]
+    assert totals["associations"] == 1_000
+    assert totals["with_problems"] == len(ABORTED)
+    assert totals["aborted"] == len(ABORTED) and totals["cut_short"] == len(ABORTED)
+    assert totals["outcomes"] == {"accepted": 994, "aborted-before-accept": 6}
+    assert totals["listed"] == len(data["associations"]) == 4 + 10 and totals["sampled"]
+    # the rollup and the per-command statistics count every association, not the sample
+    (pair,) = data["pairs"]
+    assert (pair["associations"], pair["objects"]) == (1_000, 994)
+    assert data["dimse"]["C-STORE"]["requests"] == 994
+    assert data["dimse"]["C-STORE"]["response_latency_ms"]["count"] == 994
+    listed = [a["flow_id"] for a in data["associations"]]
+    assert listed == sorted(listed)  # time order (same start: flow order)
+    assert len(set(listed) & ABORTED) == 4  # the problem cap
+
+
+def test_findings_count_all_associations_and_cite_kept_ones() -> None:
+    summary = _capture(1_000, ABORTED)
+    data = summary.to_dict(capture_info())
+    (aborts,) = [f for f in data["findings"] if f["code"] == "aborts"]
+    assert aborts["detail"].startswith("6 associations ended with A-ABORT")
+    assert aborts["evidence"][-1] == "… and 2 more"  # 4 kept of 6, counted exactly
+    cited = cited_flows(data["findings"])
+    kept = {a["flow_id"] for a in data["associations"]}
+    assert cited and cited <= kept
+    text = summary.render_text(capture_info())
+    for flow_id in cited:  # every flow a finding cites is printed
+        assert any(line.startswith(f"{flow_id:>4} ") for line in text.splitlines())
+    assert "Associations (1000)" in text
+    assert "With problems (4 of 6), worst first" in text
+    assert "Other associations (10 of 994), in time order" in text
+    assert "… 986 more associations (--json lists 14 of them" in text
+
+
+def test_a_uniform_sample_of_the_clean_associations() -> None:
+    # every tenth block of the capture should be about equally represented
+    summary = _capture(20_000, set(), problem_cap=0, sample_cap=2_000)
+    listed = [a["flow_id"] for a in summary.to_dict(capture_info())["associations"]]
+    assert len(listed) == 2_000
+    per_tenth = [sum(1 for f in listed if (f - 1) // 2_000 == k) for k in range(10)]
+    assert all(140 <= n <= 260 for n in per_tenth), per_tenth  # 200 expected, 5 sigma ~ 67
+
+
+def test_the_same_capture_gives_the_same_sample() -> None:
+    first = _capture(3_000, ABORTED).to_dict(capture_info())["associations"]
+    again = _capture(3_000, ABORTED).to_dict(capture_info())["associations"]
+    assert [a["flow_id"] for a in first] == [a["flow_id"] for a in again]
+
+
+def test_the_worst_problems_are_kept_when_there_are_too_many() -> None:
+    summary = Summary(KeptAssociations(problem_cap=3, sample_cap=0))
+    for flow_id in range(1, 11):
+        flow = Flow(flow_id=flow_id)
+        if flow_id in (4, 9):
+            _aborted(summary, flow)  # weighs more than one failed store
+        else:
+            good_association(summary, flow, n=1, status=0xA700)
+    data = summary.to_dict(capture_info())
+    kept = [a["flow_id"] for a in data["associations"]]
+    assert kept == [1, 4, 9]  # both aborts, then the earliest of the equal ones
+    assert data["association_totals"]["with_problems"] == 10
+
+
+def test_the_report_counts_all_associations_and_lists_the_kept_ones(tmp_path) -> None:
+    from dicomsniffd.sinks.report import write_report
+
+    summary = _capture(1_000, ABORTED)
+    path = tmp_path / "report.html"
+    write_report(str(path), summary, capture_info())
+    html = path.read_text()
+    assert "<h2>Associations (1000)</h2>" in html
+    assert "Showing 14 of 1000 associations" in html
+    assert "lists 14: the worst problems and a uniform sample of the rest" in html
+    assert "1000 associations" in html  # the header and the overview card count all
+    for flow_id in ABORTED & {
+        a["flow_id"] for a in summary.to_dict(capture_info())["associations"]
+    }:
+        assert f"id='assoc-{flow_id}'" in html
+
+
+def test_sketched_timings_state_their_error_in_json_and_text() -> None:
+    summary = Summary()
+    flow = Flow(flow_id=1)
+    good_association(summary, flow, n=25_000, transfer=0.1, latency=0.05)
+    data = summary.to_dict(capture_info())
+    latency = data["dimse"]["C-STORE"]["response_latency_ms"]
+    assert latency["count"] == 25_000 and latency["relative_error"] == 0.01
+    assert abs(latency["p95"] - 50.0) <= 0.5
+    assert data["pairs"][0]["response_latency_ms"]["relative_error"] == 0.01
+    text = summary.render_text(capture_info())
+    assert text.count("come from a streaming sketch: each within 1% of the exact value") == 2
+
+
+def test_an_event_after_the_end_still_finds_its_association() -> None:
+    # a flow's close dispatches the one-sided ProtocolError after AssociationEnded
+    from dicomsniffd.dicom.events import ProtocolError
+
+    summary = _capture(3, set())
+    summary.handle(ProtocolError(103.0, "", "one-direction-only", "no answer seen"), Flow(2))
+    data = summary.to_dict(capture_info())
+    assert data["association_totals"]["associations"] == 3  # no record made anew
+    assert data["protocol_errors_by_flow"] == {"2": 1}
+    assert data["association_totals"]["with_problems"] == 1
