@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from . import acse
+from .conformance import Conformance
 from .events import (
     Aborted,
     AssociationAccepted,
@@ -30,7 +31,7 @@ from .events import (
     ReleaseRequested,
     Resynchronised,
 )
-from .pdu import CMD, DATA, ERROR, LOST, PARTIAL, PDU, RESYNC, PduFramer
+from .pdu import CMD, DATA, ERROR, LOST, PARTIAL, PDU, RESYNC, VIOLATION, PduFramer
 from .problems import BAD_PDU, ONE_DIRECTION_ONLY, PARSER_EXCEPTION
 from .roles import Roles
 from .transactions import DimseTransactions, delta
@@ -64,6 +65,7 @@ class DicomConversation:
         "_aborted",
         "_closed",
         "_exceptions",
+        "_conformance",
     )
 
     def __init__(
@@ -116,6 +118,7 @@ class DicomConversation:
         self._aborted = False
         self._closed = False
         self._exceptions = [0, 0]
+        self._conformance = Conformance(self._framers, self.roles)  # DESIGN §4b checks
 
     @property
     def requestor_direction(self) -> int:
@@ -164,7 +167,20 @@ class DicomConversation:
             return self._contain(direction, exc, ts, [])
         if not items:
             return _NO_EVENTS
-        return self._handle(direction, items, ts)
+        events = self._handle(direction, items, ts)
+        if framer.pending:  # the rest of the chunk after a state-changing PDU (pdu.py)
+            return self._feed_pending(direction, framer, list(events), ts)
+        return events
+
+    def _feed_pending(self, d: int, framer: PduFramer, events: list, ts: float) -> list:
+        while framer.pending:
+            rest, framer.pending = framer.pending, b""
+            try:
+                items = framer.feed(rest, ts)
+            except Exception as exc:  # noqa: BLE001
+                return self._contain(d, exc, ts, events)
+            events.extend(self._handle(d, items, ts))
+        return events
 
     def skip_budget(self, direction: int) -> int:
         """N such that feeding any chunk shorter than N only counts it (the hot path in
@@ -186,6 +202,7 @@ class DicomConversation:
             return self._contain(direction, exc, ts, [])
         if not items:
             return _NO_EVENTS
+        self._conformance.on_gap()
         dimse = self._dimse
         dimse.in_gap = True  # no packet time for what a gap finished (transactions.py)
         try:
@@ -241,17 +258,24 @@ class DicomConversation:
                 if kind == DATA:
                     self._on_data(d, item, ts, out)
                 elif kind == CMD:
+                    first = len(out)
                     self._on_cmd_fragment(d, item, ts, out)
+                    self._conformance.after_command(d, item[1], item[2], out, first, ts)
                 elif kind == PDU:
                     self._on_pdu(d, item[1], item[2], item[3], ts, out)
                 elif kind == PARTIAL:
                     self._on_partial_associate(d, item[1], item[2], item[3], ts, out)
                 elif kind == LOST:
                     self._on_lost(d, item[1])
+                    self._conformance.on_lost(d)
                 elif kind == RESYNC:
                     out.append(Resynchronised(ts, self.roles.sender(d), item[1]))
+                    self._conformance.on_lost(d)
                 elif kind == ERROR:
                     out.append(ProtocolError(ts, self.roles.sender(d), item[1], item[2]))
+                    self._conformance.on_lost(d)
+                elif kind == VIOLATION:
+                    out.append(self._conformance.event(ts, d, item[1], item[2]))
         except Exception as exc:  # noqa: BLE001
             return self._contain(d, exc, ts, out)
         return out or _NO_EVENTS
@@ -291,6 +315,7 @@ class DicomConversation:
             elif pdu_type == acse.A_RELEASE_RP:
                 acse.check_release(body)
                 self._release_rp = True
+                self._conformance.on_closed_to_pdata()
                 out.append(ReleaseReplied(start_ts, self.roles.sender(d)))
             elif pdu_type == acse.A_ABORT:
                 source, reason, source_label, reason_label = acse.decode_abort(body)
@@ -335,6 +360,7 @@ class DicomConversation:
                 rq.user_info,
             )
         )
+        self._conformance.on_rq(d, rq, partial, start_ts, out)
 
     def _on_associate_ac(
         self, d: int, body: bytes, start_ts: float, ts: float, out: list, partial: bool = False
@@ -348,20 +374,23 @@ class DicomConversation:
                 self.calling_ae = ac.calling_ae
             if ac.called_ae:
                 self.called_ae = ac.called_ae
+        merged = self._acse.merge_contexts(self._rq_contexts, ac.presentation_contexts)
         out.append(
             AssociationAccepted(
                 start_ts,
                 delta(self._rq_ts, ts),
                 self.calling_ae,
                 self.called_ae,
-                self._acse.merge_contexts(self._rq_contexts, ac.presentation_contexts),
+                merged,
                 ac.user_info,
             )
         )
+        self._conformance.on_ac(d, ac, merged, partial, start_ts, out)
 
     def _on_associate_rj(self, d: int, body: bytes, start_ts: float, ts: float, out: list) -> None:
         result, source, reason, result_l, source_l, reason_l = acse.decode_reject(body)
         self.roles.answered_from(d)
+        self._conformance.on_closed_to_pdata()
         out.append(
             AssociationRejected(
                 start_ts,

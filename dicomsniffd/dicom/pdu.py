@@ -22,6 +22,16 @@ Items are plain tuples (one per PDU/PDV, never per chunk), first element the kin
   (LOST, ctx)                                   a gap destroyed PDV(s) of ctx (-1: unknown ctx)
   (RESYNC, skipped_bytes)                       alignment found again after losing it
   (ERROR, kind, detail)                         protocol error (kind: a problems.py name)
+  (PARTIAL, pdu_type, body_prefix, start_ts)    the start of an A-ASSOCIATE-RQ/AC cut short
+                                                (a gap) or longer than the buffering cap
+  (VIOLATION, kind, detail)                     a header that parses but breaks a rule
+                                                (DESIGN §4b; kind: problems.PROTOCOL_VIOLATIONS)
+
+Conformance (DESIGN §4b) is checked here on every PDU and PDV header, in O(1), against
+what conformance.Conformance told this framer was negotiated (``pdu_limit``: the
+receiver's Maximum Length; ``contexts``: the accepted context ids; ``pdata_allowed``).
+The legal case costs one combined test per PDV header (conformance.py says where every
+check runs and why the compiled lease never hides a header from them).
 
 Determinism: every decision depends only on the stream bytes, never on where chunks
 split, so any segmentation of the same stream yields the same items (the resync scanner
@@ -34,9 +44,20 @@ from __future__ import annotations
 import re
 import struct
 
-from .problems import BAD_PDU_LENGTH, BAD_PDU_TYPE, BAD_PDV_LENGTH, COMMAND_TOO_LARGE
+from .problems import (
+    BAD_PDU_LENGTH,
+    BAD_PDU_TYPE,
+    BAD_PDV_LENGTH,
+    COMMAND_TOO_LARGE,
+    EVEN_PRESENTATION_CONTEXT_ID,
+    MAX_PDU_LENGTH_EXCEEDED,
+    ODD_PDV_LENGTH,
+    PDATA_OUTSIDE_ASSOCIATION,
+    PDV_ON_UNACCEPTED_CONTEXT,
+    PDV_RESERVED_BITS,
+)
 
-PDU, CMD, DATA, LOST, RESYNC, ERROR, PARTIAL = range(7)
+PDU, CMD, DATA, LOST, RESYNC, ERROR, PARTIAL, VIOLATION = range(8)
 
 # framer states; the three skipping states must stay contiguous (_DATA.._SKIPPDU)
 _HDR, _BODY, _PDVH, _CMD, _DATA, _DISCARD, _SKIPPDU, _SKIPBODY, _UNSYNC, _DEAD = range(10)
@@ -46,8 +67,20 @@ _HDR, _BODY, _PDVH, _CMD, _DATA, _DISCARD, _SKIPPDU, _SKIPBODY, _UNSYNC, _DEAD =
 # and an RQ made of nothing else has no presentation context: neither is an association.
 FIXED_ASSOCIATE_LENGTH = 68
 MAX_RESYNC_PDATA_LENGTH = 16 * 1024 * 1024  # a P-DATA header claiming more is not believed
+# The longest A-ASSOCIATE-RQ/AC the item structure allows (PS3.8 9.3.2: items have 16-bit
+# lengths; an application context, at most 128 presentation contexts, one user
+# information item): a longer one is not believed. Above max_association_pdu_bytes only
+# the first that many bytes are buffered and decoded (the rest is skipped, the framer
+# stays aligned): a large User Identity token must not cost the association.
+MAX_ASSOCIATE_PDU_LENGTH = FIXED_ASSOCIATE_LENGTH + 130 * (4 + 0xFFFF)
+
+# What a framer believes before (or without) a negotiation: any odd context, any length.
+ANY_CONTEXT = frozenset(range(1, 256, 2))
+NO_CONTEXT: frozenset[int] = frozenset()
+UNLIMITED = 1 << 62
 
 _NO_ITEMS: tuple = ()
+_STATE_CHANGING = frozenset({0x01, 0x02, 0x03, 0x06})  # RQ, AC, RJ, RELEASE-RP
 _HEADER = struct.Struct(">BBI")
 _PDV_HEADER = struct.Struct(">IBB")
 # A P-DATA-TF header directly followed by its first PDV header: one unpack for both.
@@ -83,7 +116,12 @@ class PduFramer:
         "_scan",
         "_skipped",
         "_at_start",
+        "_oversize",
         "synced",
+        "pdu_limit",
+        "contexts",
+        "pdata_allowed",
+        "pending",
     )
 
     def __init__(self, *, max_command_bytes: int = 65536, max_association_pdu_bytes: int = 65536):
@@ -110,6 +148,16 @@ class PduFramer:
         self._scan = b""
         self._skipped = 0
         self._at_start = True
+        self._oversize = 0  # bytes of an association PDU to skip after the buffered cap
+        # set by conformance.Conformance from the negotiation (defaults: nothing known)
+        self.pdu_limit = UNLIMITED  # the receiver's Maximum Length (PS3.8 D.1)
+        self.contexts = ANY_CONTEXT  # the context ids a PDV may use
+        self.pdata_allowed = True  # False before the AC, after an RJ or the RELEASE-RP
+        # Bytes after an A-ASSOCIATE-RQ/AC/RJ or A-RELEASE-RP in the same chunk, not framed
+        # yet: those PDUs change what the next headers are checked against, so the caller
+        # hands its PDU to the conversation first, then feeds ``pending`` (the checks then
+        # do not depend on where chunks split).
+        self.pending = b""
 
     # -- public API ---------------------------------------------------------------------
 
@@ -169,6 +217,10 @@ class PduFramer:
                     pdu_type, length, pdv_len, ctx, mch = _PDATA_PDV_HEADERS.unpack_from(data, pos)
                     dlen = pdv_len - 2
                     if pdu_type == 0x04 and not mch & 1 and 0 <= dlen <= length - 6:
+                        if length > self.pdu_limit or not self.pdata_allowed:
+                            self._pdu_violations(out, length)
+                        if ctx not in self.contexts or mch > 3 or pdv_len & 1:
+                            self._pdv_violations(out, ctx, mch, pdv_len)
                         pos += 12
                         self.synced = True
                         self.pdata_bytes += 12
@@ -207,6 +259,10 @@ class PduFramer:
                     self.pdata_bytes += k
                 if not self._need:
                     self._end_buffered(out, ts)
+                    if st == _BODY and self._pdu_type in _STATE_CHANGING and self.state == _HDR:
+                        if pos < n:
+                            self.pending = bytes(data[pos:])
+                        break
             elif st == _SKIPBODY:
                 k = min(self._need, n - pos)
                 pos += k
@@ -242,11 +298,23 @@ class PduFramer:
                 self._pdu_left = 0
                 self._enter_skip(_SKIPPDU, length, out, ts)
                 return
+            if length > self.pdu_limit or not self.pdata_allowed:
+                self._pdu_violations(out, length)
             self._pdu_left = length
             self._first_pdv = True
             self.state = _PDVH
         elif 1 <= pdu_type <= 7:
-            if length > self.max_association_pdu_bytes:
+            cap = self.max_association_pdu_bytes
+            if pdu_type <= 2 and cap < length <= MAX_ASSOCIATE_PDU_LENGTH and cap >= 68:
+                # Legal, but larger than the buffer: decode the first ``cap`` bytes, skip
+                # the rest (see MAX_ASSOCIATE_PDU_LENGTH).
+                self.synced = True
+                self._buf = bytearray()
+                self._need = cap
+                self._oversize = length - cap
+                self.state = _BODY
+                return
+            if length > cap:
                 # Never a 4 GB buffer: the length is not believed, alignment is lost.
                 out.append((ERROR, BAD_PDU_LENGTH, f"PDU type 0x{pdu_type:02X} length {length}"))
                 self._lose_alignment()
@@ -272,6 +340,8 @@ class PduFramer:
             left, self._pdu_left = self._pdu_left, 0
             self._enter_skip(_SKIPPDU, left, out, ts)
             return
+        if ctx not in self.contexts or mch > 3 or pdv_len & 1:
+            self._pdv_violations(out, ctx, mch, pdv_len)
         dlen = pdv_len - 2
         self._pdu_left -= dlen
         self._ctx = ctx
@@ -291,6 +361,25 @@ class PduFramer:
         else:  # dataset fragment: skipped, only its length is reported
             self._pdv_missed = False
             self._enter_skip(_DATA, dlen, out, ts)
+
+    def _pdu_violations(self, out: list, length: int) -> None:
+        """A P-DATA-TF header that breaks a rule (the caller tested that one might)."""
+        if not self.pdata_allowed:
+            out.append((VIOLATION, PDATA_OUTSIDE_ASSOCIATION, f"P-DATA-TF of {length} bytes"))
+        if length > self.pdu_limit:
+            detail = f"P-DATA-TF length {length}, receiver's maximum {self.pdu_limit}"
+            out.append((VIOLATION, MAX_PDU_LENGTH_EXCEEDED, detail))
+
+    def _pdv_violations(self, out: list, ctx: int, mch: int, pdv_len: int) -> None:
+        """A PDV header that breaks a rule (the caller tested that one might)."""
+        if not ctx & 1:
+            out.append((VIOLATION, EVEN_PRESENTATION_CONTEXT_ID, f"PDV on context {ctx}"))
+        elif ctx not in self.contexts and self.pdata_allowed:
+            out.append((VIOLATION, PDV_ON_UNACCEPTED_CONTEXT, f"PDV on context {ctx}"))
+        if mch > 3:
+            out.append((VIOLATION, PDV_RESERVED_BITS, f"message control header 0x{mch:02X}"))
+        if pdv_len & 1:
+            out.append((VIOLATION, ODD_PDV_LENGTH, f"PDV length {pdv_len}"))
 
     def _enter_skip(self, state: int, nbytes: int, out: list, ts: float) -> None:
         self.state = state
@@ -314,6 +403,10 @@ class PduFramer:
         if self.state == _CMD:
             out.append((CMD, self._ctx, self._last, data, self._pdv_ts))
             self._next_pdv(out, ts)
+        elif self._oversize:  # the buffered start of a PDU over the cap: skip the rest
+            out.append((PARTIAL, self._pdu_type, data, self._pdu_ts))
+            self._need, self._oversize = self._oversize, 0
+            self.state = _SKIPBODY
         else:
             out.append((PDU, self._pdu_type, data, self._pdu_ts))
             self.state = _HDR
@@ -372,6 +465,8 @@ class PduFramer:
                 self._skip_rest_of_pdu(rest - n, out, ts)
                 return
         elif st in (_BODY, _SKIPBODY):
+            self._need += self._oversize  # what is left of the whole PDU
+            self._oversize = 0
             if (
                 st == _BODY
                 and self._pdu_type in (1, 2)
@@ -407,6 +502,8 @@ class PduFramer:
         self._scan = b""
         self._skipped = 0
         self._at_start = False
+        self._oversize = 0
+        self.pending = b""
 
     # -- resync ---------------------------------------------------------------------------
 
@@ -451,6 +548,10 @@ class PduFramer:
         if avail < 10:
             return None
         if pdu_type <= 2:  # A-ASSOCIATE-RQ/AC
+            if p == 0 and self._at_start and not self._skipped:
+                # The connection's first bytes: believed as stream detection believes
+                # them (streams/detect.py), any legal length and protocol version.
+                return plausible_associate_header(buf, 0, MAX_ASSOCIATE_PDU_LENGTH, True)
             # PS3.8 sends the reserved field after the version as 0 but says not to test
             # it; a scan through arbitrary bytes wants that extra evidence all the same.
             return (
@@ -469,16 +570,21 @@ class PduFramer:
         return buf[p + 6 : p + 10] == b"\x00\x00\x00\x00"  # A-RELEASE-RQ/RP
 
 
-def plausible_associate_header(buf: bytes, p: int, max_length: int) -> bool:
+def plausible_associate_header(
+    buf: bytes, p: int, max_length: int, any_version: bool = False
+) -> bool:
     """Is ``buf[p:p+10]`` (the caller checked there are 10 bytes) a believable start of an
     A-ASSOCIATE-RQ/AC? Reserved byte 0, a PDU length from the fixed fields up to
     ``max_length``, protocol version 1 (PS3.8 9.3.2). The PDU type is the caller's test.
 
-    The framer's resync scan and stream detection (dicomsniffd/streams/detect.py) both
-    ask this; each passes its own ``max_length`` (see there).
+    ``any_version``: any protocol version is believed (a connection's first bytes: an RQ
+    of another version is still DICOM, and the acceptor answers it with an A-ASSOCIATE-RJ
+    "protocol-version-not-supported"; a resync scan through arbitrary bytes wants the
+    version as extra evidence). The framer's resync scan and stream detection
+    (dicomsniffd/streams/detect.py) both ask this; each passes its own bounds (see there).
     """
     return (
         buf[p + 1] == 0
         and FIXED_ASSOCIATE_LENGTH <= _U32.unpack_from(buf, p + 2)[0] <= max_length
-        and buf[p + 6 : p + 8] == b"\x00\x01"
+        and (any_version or buf[p + 6 : p + 8] == b"\x00\x01")
     )

@@ -29,6 +29,7 @@ from dicomsniffd.dicom.events import (
     DimseResponseSeen,
     DimseTransaction,
     ProtocolError,
+    ProtocolViolation,
     Resynchronised,
 )
 from dicomsniffd.dicom.problems import RESYNC
@@ -79,6 +80,7 @@ class MetricsStore(LabelCaps, EventSink):
         DimseTransaction: "_on_transaction",
         ProtocolError: "_on_protocol_error",
         Resynchronised: "_on_resync",
+        ProtocolViolation: "_on_protocol_violation",
     }
 
     def __init__(self, config: MetricsConfig) -> None:
@@ -268,6 +270,10 @@ class MetricsStore(LabelCaps, EventSink):
 
     def _on_resync(self, event: Resynchronised, flow: Any) -> None:
         self._inc("dicom_protocol_errors_total", (*self._ae(flow), RESYNC))
+
+    def _on_protocol_violation(self, event: ProtocolViolation, flow: Any) -> None:
+        key = (*self._ae(flow), event.kind, event.sender)
+        self._inc("dicom_protocol_violations_total", key)
 
     # -- snapshots (snapshots.py, DESIGN §6) -------------------------------------------------
 
