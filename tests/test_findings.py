@@ -33,6 +33,7 @@ from dicomsniffd.findings import (
     Rule,
     associations,
     capture,
+    conformance,
     connections,
     dimse,
     protocol,
@@ -242,7 +243,7 @@ def test_findings_are_ranked_by_severity() -> None:
 def _declared() -> tuple[list[Rule], list[FindingKind]]:
     """Every Rule and FindingKind the question modules define."""
     rules, kinds = [], []
-    for module in (associations, capture, connections, dimse, protocol, tcp, timing):
+    for module in (associations, capture, conformance, connections, dimse, protocol, tcp, timing):
         for value in vars(module).values():
             if isinstance(value, Rule):
                 rules.append(value)

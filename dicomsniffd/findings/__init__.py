@@ -18,7 +18,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from dicomsniffd.findings import associations, capture, connections, dimse, protocol, tcp, timing
+from dicomsniffd.findings import (
+    associations,
+    capture,
+    conformance,
+    connections,
+    dimse,
+    protocol,
+    tcp,
+    timing,
+)
 from dicomsniffd.findings.rule import SEVERITIES, Collected, FindingKind, Found, Rule, rule
 
 # Evaluation order. Findings are then ranked by severity and weight; the sort is stable,
@@ -41,6 +50,7 @@ RULES: tuple[Rule, ...] = (
     protocol.protocol_errors,
     connections.tls,
     capture.no_dicom,
+    conformance.protocol_violations,
 )
 
 # Every finding code, with its default severity, title and advice.

@@ -12,7 +12,7 @@ weight ranks findings of the same severity (most frequent first).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the summary imports the findings, not the other way round
@@ -82,6 +82,11 @@ class Collected:
     failures: Mapping[tuple[str, int, str, str], int]
     error_comments: Mapping[tuple[str, int], Sequence[str]]
     unanswered_by: Mapping[tuple[str, str, str, str], int]
+    # (kind, sender, calling AE, called AE, sender's Implementation Class UID, its
+    # Version Name) -> count of ProtocolViolation events (DESIGN §4b)
+    protocol_violations: Mapping[tuple[str, str, str, str, str, str], int] = field(
+        default_factory=dict
+    )
 
 
 Check = Callable[[Collected, Mapping[str, Any]], list[Found]]
