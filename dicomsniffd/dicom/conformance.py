@@ -237,8 +237,9 @@ class Conformance:
         }
 
     def on_closed_to_pdata(self) -> None:
-        """A-ASSOCIATE-RJ or A-RELEASE-RP seen: no P-DATA from either side from now on."""
-        self._awaiting_ac = False
+        """A-ASSOCIATE-RJ or A-RELEASE-RP seen: no P-DATA from either side from now on
+        (and what still comes is that one violation, not also a DIMSE one)."""
+        self._awaiting_ac = self._tracking = False
         for framer in self._framers:
             framer.contexts = NO_CONTEXT
             framer.pdata_allowed = False

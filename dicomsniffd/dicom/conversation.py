@@ -197,12 +197,12 @@ class DicomConversation:
     def gap(self, direction: int, nbytes: int, ts: float) -> Sequence[Event]:
         try:
             self.missed_bytes[direction] += nbytes
+            self._conformance.on_gap()
             items = self._framers[direction].gap(nbytes, ts)
         except Exception as exc:  # noqa: BLE001
             return self._contain(direction, exc, ts, [])
         if not items:
             return _NO_EVENTS
-        self._conformance.on_gap()
         dimse = self._dimse
         dimse.in_gap = True  # no packet time for what a gap finished (transactions.py)
         try:

@@ -38,23 +38,42 @@ import socket
 import struct
 import sys
 
-from rawscu import (
-    APP_CONTEXT,
-    CT_IMAGE_STORAGE,
-    IMPL_CLASS_UID,
-    IMPL_VERSION,
-    IMPLICIT_VR_LE,
-    _ae,
-    _elem,
-    _item,
-    _pdu,
-    _ui,
-    c_store_rq,
-    connect,
-    pdata,
-    recv_pdu,
-    release_rq,
-)
+try:  # run as a script (tests/peers on sys.path) or imported as peers.rulebreaker
+    from rawscu import (
+        APP_CONTEXT,
+        CT_IMAGE_STORAGE,
+        IMPL_CLASS_UID,
+        IMPL_VERSION,
+        IMPLICIT_VR_LE,
+        _ae,
+        _elem,
+        _item,
+        _pdu,
+        _ui,
+        c_store_rq,
+        connect,
+        pdata,
+        recv_pdu,
+        release_rq,
+    )
+except ImportError:
+    from peers.rawscu import (
+        APP_CONTEXT,
+        CT_IMAGE_STORAGE,
+        IMPL_CLASS_UID,
+        IMPL_VERSION,
+        IMPLICIT_VR_LE,
+        _ae,
+        _elem,
+        _item,
+        _pdu,
+        _ui,
+        c_store_rq,
+        connect,
+        pdata,
+        recv_pdu,
+        release_rq,
+    )
 
 VERIFICATION = "1.2.840.10008.1.1"
 RULES = (
