@@ -296,3 +296,11 @@ def test_ae_title_and_status_helpers():
     assert not nonstandard_status("C-STORE", 0xA700)
     assert not nonstandard_status("C-STORE", 0xB000)
     assert nonstandard_status("C-ECHO", 0x9999)
+
+
+def test_the_readme_lists_every_kind_with_its_reference():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for kind in PROTOCOL_VIOLATIONS:
+        assert f"| `{kind.name}` | {kind.severity} | {kind.reference} |" in readme, kind.name
