@@ -349,7 +349,7 @@ class AssociateDecoder:
     state (DESIGN §1), and a pipeline's memo dies with it.
     """
 
-    __slots__ = ("_assoc_memo", "_assoc_memo_bytes", "_merge_memo")
+    __slots__ = ("_assoc_memo", "_assoc_memo_bytes", "_merge_memo", "negotiations")
 
     MAX_ENTRIES = 512
     MAX_BYTES = 4 * 1024 * 1024
@@ -362,6 +362,9 @@ class AssociateDecoder:
         # tuple objects, so an identity check finds them without hashing every context.
         # The entry keeps both tuples alive, so their ids cannot be reused while it exists.
         self._merge_memo: dict[tuple[int, int], tuple] = {}
+        # conformance.negotiation's memo (what each distinct RQ/AC pair settled), kept
+        # here so it is shared and dies with the decode memo it keys on
+        self.negotiations: dict[tuple[int, int, int], tuple] = {}
 
     def decode_associate(self, body: bytes, pdu_type: int) -> Associate:
         """``decode_associate(body, pdu_type)``, memoised."""

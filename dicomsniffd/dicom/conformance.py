@@ -150,36 +150,83 @@ def nonstandard_status(command: str, status: int) -> bool:
     )
 
 
+class Negotiation:
+    """What an A-ASSOCIATE-AC (with its RQ) settled, as the checks read it: computed once
+    per distinct RQ/AC pair (``negotiation``, memoised: a modality repeats them)."""
+
+    __slots__ = ("accepted", "abstract", "scp_role", "windows", "answer_problems")
+
+    def __init__(
+        self,
+        proposed: Sequence[PresentationContext],
+        answered: Sequence[PresentationContext],
+        merged: Sequence[PresentationContext],
+        info: UserInformation,
+    ) -> None:
+        self.accepted = frozenset(pc.context_id for pc in merged if pc.result == 0)
+        # accepted context id -> abstract syntax
+        self.abstract = {pc.context_id: pc.abstract_syntax for pc in merged if pc.result == 0}
+        # SOP classes for which the AC gave the requestor the SCP role (PS3.7 D.3.3.4)
+        self.scp_role = frozenset(r.sop_class_uid for r in info.role_selections if r.scp_role)
+        performed, invoked = info.async_ops_performed, info.async_ops_invoked
+        # The AC's Asynchronous Operations Window (PS3.7 D.3.3.3.2): what the acceptor
+        # performs bounds the requestor's outstanding requests, what it invokes its own
+        # (0: unlimited).
+        self.windows = {
+            REQUESTOR: 1 if performed is None else performed,
+            ACCEPTOR: 1 if invoked is None else invoked,
+        }
+        self.answer_problems = tuple(answer_violations(proposed, answered))
+
+
+def negotiation(
+    memo: dict, proposed: tuple, ac: object, merged: tuple, info: UserInformation
+) -> Negotiation:
+    """``Negotiation(...)`` memoised by the identity of the (memoised, frozen) RQ proposal,
+    AC and merged contexts; the entry keeps them alive, so their ids are not reused."""
+    key = (id(proposed), id(ac), id(merged))
+    entry = memo.get(key)
+    if entry is not None and entry[0] is proposed and entry[1] is ac and entry[2] is merged:
+        return entry[3]
+    result = Negotiation(proposed, ac.presentation_contexts, merged, info)  # type: ignore[attr-defined]
+    if len(memo) >= 512:
+        memo.clear()
+    memo[key] = (proposed, ac, merged, result)
+    return result
+
+
+_NOTHING = Negotiation((), (), (), UserInformation())  # before (or without) an AC
+
+
 class Conformance:
     """The association state the DIMSE and framing checks of one connection need.
 
     Owned by the DicomConversation; ``framers`` are its two PduFramers, configured here
-    from the negotiation. Violations are appended to the caller's ``out`` as events.
+    from the negotiation; ``memo`` a dict shared by the connections of a pipeline (the
+    negotiation memo). Violations are appended to the caller's ``out`` as events.
     """
 
     __slots__ = (
         "_framers",
         "_roles",
+        "_memo",
         "_proposed",
         "_tracking",
         "_awaiting_ac",
-        "_abstract",
-        "_scp_role",
-        "_window",
+        "_negotiation",
         "_open",
         "_collecting",
         "_software",
     )
 
-    def __init__(self, framers: Sequence, roles: object) -> None:
+    def __init__(self, framers: Sequence, roles: object, memo: dict) -> None:
         self._framers = framers
         self._roles = roles  # dicom.roles.Roles: sender names
+        self._memo = memo
         self._proposed: tuple[PresentationContext, ...] | None = None  # RQ seen whole
         self._tracking = False  # DIMSE state followed from the association's start
         self._awaiting_ac = False
-        self._abstract: dict[int, str] = {}  # accepted context id -> abstract syntax
-        self._scp_role: frozenset[str] = frozenset()  # SOP classes the requestor serves
-        self._window = {REQUESTOR: 1, ACCEPTOR: 1}  # 0: unlimited
+        self._negotiation = _NOTHING
         self._open: dict[tuple[str, int], int] = {}  # (invoker, message id) -> context
         self._collecting = [-1, -1]  # context of a command being collected, per direction
         # sender -> (Implementation Class UID, Version Name) from its RQ/AC
@@ -191,14 +238,16 @@ class Conformance:
         info: UserInformation = rq.user_info  # type: ignore[attr-defined]
         sender = self._roles.sender(d)
         self._software[sender] = (info.implementation_class_uid, info.implementation_version_name)
-        self._emit(rq.violations, sender, ts, out)  # type: ignore[attr-defined]
-        self._framers[1 - d].pdu_limit = info.max_pdu_length or UNLIMITED
+        if rq.violations:  # type: ignore[attr-defined]
+            self._emit(rq.violations, sender, ts, out)  # type: ignore[attr-defined]
+        framers = self._framers
+        framers[1 - d].pdu_limit = info.max_pdu_length or UNLIMITED
         if partial:
             return
         self._proposed = rq.presentation_contexts  # type: ignore[attr-defined]
         self._awaiting_ac = self._tracking = True
         self._open.clear()
-        for framer in self._framers:
+        for framer in framers:
             framer.contexts = NO_CONTEXT
             framer.pdata_allowed = False
 
@@ -214,27 +263,27 @@ class Conformance:
         sender = self._roles.sender(d)
         info: UserInformation = ac.user_info  # type: ignore[attr-defined]
         self._software[sender] = (info.implementation_class_uid, info.implementation_version_name)
-        self._emit(ac.violations, sender, ts, out)  # type: ignore[attr-defined]
-        self._framers[1 - d].pdu_limit = info.max_pdu_length or UNLIMITED
+        if ac.violations:  # type: ignore[attr-defined]
+            self._emit(ac.violations, sender, ts, out)  # type: ignore[attr-defined]
+        framers = self._framers
+        framers[1 - d].pdu_limit = info.max_pdu_length or UNLIMITED
         self._awaiting_ac = False
-        if self._proposed is not None and not partial:
-            self._emit(answer_violations(self._proposed, ac.presentation_contexts), sender, ts, out)  # type: ignore[attr-defined]
-        accepted = frozenset(pc.context_id for pc in merged if pc.result == 0)
-        for framer in self._framers:
-            framer.contexts = ANY_CONTEXT if partial else accepted
-            framer.pdata_allowed = True
-        if partial or self._proposed is None:
+        proposed = self._proposed
+        if partial or proposed is None:  # an AC cut short, or its RQ not seen
+            accepted = (
+                ANY_CONTEXT
+                if partial
+                else frozenset(pc.context_id for pc in merged if pc.result == 0)
+            )
             self._tracking = False
-            return
-        self._abstract = {pc.context_id: pc.abstract_syntax for pc in merged if pc.result == 0}
-        self._scp_role = frozenset(r.sop_class_uid for r in info.role_selections if r.scp_role == 1)
-        performed, invoked = info.async_ops_performed, info.async_ops_invoked
-        # The AC's Asynchronous Operations Window (PS3.7 D.3.3.3.2): what the acceptor
-        # performs bounds the requestor's outstanding requests, what it invokes its own.
-        self._window = {
-            REQUESTOR: 1 if performed is None else performed,
-            ACCEPTOR: 1 if invoked is None else invoked,
-        }
+        else:
+            found = self._negotiation = negotiation(self._memo, proposed, ac, merged, info)
+            if found.answer_problems:
+                self._emit(found.answer_problems, sender, ts, out)
+            accepted = found.accepted
+        for framer in framers:
+            framer.contexts = accepted
+            framer.pdata_allowed = True
 
     def on_closed_to_pdata(self) -> None:
         """A-ASSOCIATE-RJ or A-RELEASE-RP seen: no P-DATA from either side from now on
@@ -286,7 +335,8 @@ class Conformance:
     def _request(self, ev: DimseRequestSeen, out: list) -> None:
         if ev.command == "C-CANCEL":
             return
-        abstract = self._abstract.get(ev.context_id)
+        found = self._negotiation
+        abstract = found.abstract.get(ev.context_id)
         if ev.command in _C_SERVICES and abstract and ev.sop_class_uid not in ("", abstract):
             detail = f"{ev.command} of {ev.sop_class_uid} on context {ev.context_id} ({abstract})"
             out.append(self._event(ev.ts, ev.sender, SOP_CLASS_CONTEXT_MISMATCH, detail))
@@ -294,7 +344,7 @@ class Conformance:
             ev.sender == ACCEPTOR
             and abstract
             and ev.command != "N-EVENT-REPORT"
-            and abstract not in self._scp_role
+            and abstract not in found.scp_role
         ):
             detail = f"{ev.command} from the acceptor on context {ev.context_id} ({abstract})"
             out.append(self._event(ev.ts, ev.sender, ROLE_NOT_NEGOTIATED, detail))
@@ -303,7 +353,7 @@ class Conformance:
             self._tracking = False
             return
         opened[(ev.sender, ev.message_id)] = ev.context_id
-        window = self._window[ev.sender]
+        window = found.windows[ev.sender]
         if window:
             outstanding = sum(1 for invoker, _ in opened if invoker == ev.sender)
             if outstanding > window:

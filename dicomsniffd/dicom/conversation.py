@@ -118,7 +118,8 @@ class DicomConversation:
         self._aborted = False
         self._closed = False
         self._exceptions = [0, 0]
-        self._conformance = Conformance(self._framers, self.roles)  # DESIGN §4b checks
+        # DESIGN §4b checks; the negotiation memo is shared like the decode memo
+        self._conformance = Conformance(self._framers, self.roles, self._acse.negotiations)
 
     @property
     def requestor_direction(self) -> int:
