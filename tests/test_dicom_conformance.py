@@ -37,6 +37,8 @@ from dicomsniffd.dicom.events import (
 )
 from dicomsniffd.dicom.problems import PROTOCOL_VIOLATIONS
 
+EXPLICIT_HEAD = b"\x08\x00\x05\x00CS\x0a\x00"  # (0008,0005) CS, length 10
+IMPLICIT_HEAD = b"\x08\x00\x05\x00\x0a\x00\x00\x00"  # the same, Implicit VR
 RQ = associate_rq(contexts=((1, VERIFICATION, (IVLE,)), (3, CT, (IVLE, EVLE))))
 AC = associate_ac(results=((1, 0, IVLE), (3, 0, EVLE)))
 
@@ -96,7 +98,8 @@ def test_odd_pdv_length_and_max_pdu_length_of_the_receiver():
     # the acceptor announced 32768 (associate_ac), the requestor 16382 (associate_rq)
     store = dimse("C_STORE_RQ", ctx=3, MessageID=1, AffectedSOPClassUID=CT,
                   AffectedSOPInstanceUID="1.2", Priority=0, dataset=b"")[0]  # fmt: skip
-    big = pdata([(3, 0x02, b"\0" * 20000)])  # under 32768: legal from the requestor
+    # (0008,0005) CS, Explicit VR as context 3's accepted transfer syntax; under 32768 bytes
+    big = pdata([(3, 0x02, EXPLICIT_HEAD + b"\0" * 19990)])
     odd = pdata([(3, 0x00, b"\0" * 7), (3, 0x02, b"\0" * 9)])
     events = session((0, store), (0, big))
     assert kinds(events) == []
@@ -304,3 +307,24 @@ def test_the_readme_lists_every_kind_with_its_reference():
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     for kind in PROTOCOL_VIOLATIONS:
         assert f"| `{kind.name}` | {kind.severity} | {kind.reference} |" in readme, kind.name
+
+
+@pytest.mark.parametrize(
+    ("ctx", "head", "broken"),
+    [
+        (3, EXPLICIT_HEAD, False),  # context 3 accepted Explicit VR Little Endian
+        (3, IMPLICIT_HEAD, True),
+        (1, IMPLICIT_HEAD, False),  # context 1 accepted Implicit VR Little Endian
+        (1, EXPLICIT_HEAD, True),
+    ],
+)
+def test_dataset_encoding_against_the_accepted_transfer_syntax(ctx, head, broken):
+    rq = associate_rq(contexts=((1, CT, (IVLE,)), (3, CT, (EVLE,))))
+    store = dimse("C_STORE_RQ", ctx=ctx, MessageID=1, AffectedSOPClassUID=CT,
+                  AffectedSOPInstanceUID="1.2", Priority=0, dataset=b"")[0]  # fmt: skip
+    # the head split over three chunks: the verdict does not depend on where chunks end
+    data = pdata([(ctx, 0x02, head + b"\0" * 100)])
+    conv = DicomConversation()
+    chunks = [(0, rq), (1, AC), (0, store), (0, data[:9]), (0, data[9:13]), (0, data[13:])]
+    found = kinds(feed_all(conv, chunks))
+    assert found == ([("dataset-encoding-mismatch", "requestor")] if broken else [])

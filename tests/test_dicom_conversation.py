@@ -363,7 +363,10 @@ def test_pdv_without_last_flag_forever_is_bounded():
     cmd = _store_rq()[0]
     conv.feed(0, cmd, 1.0)
     frag = (
-        struct.pack(">BBI", 4, 0, 4096 + 6) + struct.pack(">IBB", 4096 + 2, 1, 0) + b"\x00" * 4096
+        struct.pack(">BBI", 4, 0, 4096 + 6)
+        + struct.pack(">IBB", 4096 + 2, 1, 0)
+        + b"\x08\x00\x05\x00CS\x0a\x00"  # an Explicit VR element header (the first is read)
+        + b"\x00" * 4088
     )
     for i in range(2000):
         assert conv.feed(0, frag, 1.0 + i * 0.01) == ()

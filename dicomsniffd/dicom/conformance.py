@@ -20,15 +20,19 @@ Where each check runs, and what it costs:
   async-window-exceeded, sop-class-context-mismatch, role-not-negotiated,
   nonstandard-status): once per command PDV, from the events the transactions emitted for
   it (``Conformance.after_command``); never per data set byte.
+- **dataset-encoding-mismatch**: the framer buffers the first 8 bytes of the first data set
+  PDV after a command (the first element header, DESIGN §4b's one exception to "data sets
+  are never read"; never logged) and hands them over once per data set
+  (``on_dataset_head``): Explicit VR or not, against the context's accepted transfer syntax.
 
 A check that depends on state is only made when that state was seen: an association
 watched from its A-ASSOCIATE-RQ, with no capture gap or lost command since (a midstream
-start or a gap is not the peers' fault). ``dataset-encoding-mismatch`` is registered but
-not checked yet (it needs the first element header of each data set from the framer).
+start or a gap is not the peers' fault).
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 
 from .events import (
@@ -41,10 +45,11 @@ from .events import (
     ProtocolViolation,
     UserInformation,
 )
-from .pdu import ANY_CONTEXT, NO_CONTEXT, UNLIMITED
+from .headerchecks import ANY_CONTEXT, NO_CONTEXT, UNLIMITED
 from .problems import (
     ASYNC_WINDOW_EXCEEDED,
     CONTEXT_ANSWER_MISMATCH,
+    DATASET_ENCODING_MISMATCH,
     EVEN_PRESENTATION_CONTEXT_ID,
     FRAGMENTS_INTERLEAVED,
     INVALID_AE_TITLE,
@@ -66,6 +71,63 @@ _PENDING_SERVICES = frozenset({"C-FIND", "C-GET", "C-MOVE"})
 # C-services checked against the context's abstract syntax (N-services may run on a Meta
 # SOP Class context, e.g. print management, whose commands name the member SOP classes)
 _C_SERVICES = frozenset({"C-STORE", "C-FIND", "C-GET", "C-MOVE", "C-ECHO"})
+# Transfer syntaxes whose data sets have an explicit VR (PS3.5 A.1-A.4: the encapsulated
+# ones, JPEG/JPEG 2000/RLE/..., are Explicit VR Little Endian). Deflated and private ones
+# are not told apart: their bytes are compressed or unknown.
+_IMPLICIT_VR_LE = "1.2.840.10008.1.2"
+_EXPLICIT_TS = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2")
+_ENCAPSULATED_ROOTS = ("1.2.840.10008.1.2.4.", "1.2.840.10008.1.2.5")
+
+
+def explicit_vr(uid: str) -> bool | None:
+    """Whether data sets in transfer syntax ``uid`` have explicit VRs (None: not told)."""
+    if uid == _IMPLICIT_VR_LE:
+        return False
+    if uid in _EXPLICIT_TS or uid.startswith(_ENCAPSULATED_ROOTS):
+        return True
+    return None
+
+
+# the VRs of PS3.5 6.2 (two upper-case letters where an Explicit VR data set has its VR)
+_VRS = frozenset(
+    v.encode()
+    for v in [
+        "AE",
+        "AS",
+        "AT",
+        "CS",
+        "DA",
+        "DS",
+        "DT",
+        "FD",
+        "FL",
+        "IS",
+        "LO",
+        "LT",
+        "OB",
+        "OD",
+        "OF",
+        "OL",
+        "OV",
+        "OW",
+        "PN",
+        "SH",
+        "SL",
+        "SQ",
+        "SS",
+        "ST",
+        "SV",
+        "TM",
+        "UC",
+        "UI",
+        "UL",
+        "UN",
+        "UR",
+        "US",
+        "UT",
+        "UV",
+    ]
+)
 
 
 def associate_violations(
@@ -154,7 +216,7 @@ class Negotiation:
     """What an A-ASSOCIATE-AC (with its RQ) settled, as the checks read it: computed once
     per distinct RQ/AC pair (``negotiation``, memoised: a modality repeats them)."""
 
-    __slots__ = ("accepted", "abstract", "scp_role", "windows", "answer_problems")
+    __slots__ = ("accepted", "abstract", "encoding", "scp_role", "windows", "answer_problems")
 
     def __init__(
         self,
@@ -166,6 +228,12 @@ class Negotiation:
         self.accepted = frozenset(pc.context_id for pc in merged if pc.result == 0)
         # accepted context id -> abstract syntax
         self.abstract = {pc.context_id: pc.abstract_syntax for pc in merged if pc.result == 0}
+        # accepted context id -> (explicit VR?, the transfer syntax), where it can be told
+        self.encoding = {}
+        for pc in merged:
+            explicit = explicit_vr(pc.accepted_transfer_syntax) if pc.result == 0 else None
+            if explicit is not None:
+                self.encoding[pc.context_id] = (explicit, pc.accepted_transfer_syntax)
         # SOP classes for which the AC gave the requestor the SCP role (PS3.7 D.3.3.4)
         self.scp_role = frozenset(r.sop_class_uid for r in info.role_selections if r.scp_role)
         performed, invoked = info.async_ops_performed, info.async_ops_invoked
@@ -359,6 +427,21 @@ class Conformance:
             if outstanding > window:
                 detail = f"{outstanding} requests outstanding, window {window}"
                 out.append(self._event(ev.ts, ev.sender, ASYNC_WINDOW_EXCEEDED, detail))
+
+    def on_dataset_head(self, d: int, ctx: int, head: bytes, ts: float, out: list) -> None:
+        """The first element header of a data set on ``ctx`` (pdu.DATASET_HEAD): is it
+        encoded as the transfer syntax accepted for that context says (PS3.5 7.1)?"""
+        known = self._negotiation.encoding.get(ctx)
+        if known is None or not self._tracking:
+            return
+        explicit, uid = known
+        has_vr = head[4:6] in _VRS
+        if has_vr == explicit:
+            return
+        group, element = struct.unpack_from("<HH", head)
+        seen = f"VR {head[4:6].decode('latin-1')!r}" if has_vr else "no VR"
+        detail = f"first element ({group:04X},{element:04X}) with {seen} on context {ctx} ({uid})"
+        out.append(self._event(ts, self._roles.sender(d), DATASET_ENCODING_MISMATCH, detail))
 
     def _response(self, ev: DimseResponseSeen, out: list) -> None:
         if nonstandard_status(ev.command, ev.status):

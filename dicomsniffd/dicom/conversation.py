@@ -31,7 +31,18 @@ from .events import (
     ReleaseRequested,
     Resynchronised,
 )
-from .pdu import CMD, DATA, ERROR, LOST, PARTIAL, PDU, RESYNC, VIOLATION, PduFramer
+from .pdu import (
+    CMD,
+    DATA,
+    DATASET_HEAD,
+    ERROR,
+    LOST,
+    PARTIAL,
+    PDU,
+    RESYNC,
+    VIOLATION,
+    PduFramer,
+)
 from .problems import BAD_PDU, ONE_DIRECTION_ONLY, PARSER_EXCEPTION
 from .roles import Roles
 from .transactions import DimseTransactions, delta
@@ -277,6 +288,8 @@ class DicomConversation:
                     self._conformance.on_lost(d)
                 elif kind == VIOLATION:
                     out.append(self._conformance.event(ts, d, item[1], item[2]))
+                elif kind == DATASET_HEAD:
+                    self._conformance.on_dataset_head(d, item[1], item[2], ts, out)
         except Exception as exc:  # noqa: BLE001
             return self._contain(d, exc, ts, out)
         return out or _NO_EVENTS

@@ -22,16 +22,14 @@ Items are plain tuples (one per PDU/PDV, never per chunk), first element the kin
   (LOST, ctx)                                   a gap destroyed PDV(s) of ctx (-1: unknown ctx)
   (RESYNC, skipped_bytes)                       alignment found again after losing it
   (ERROR, kind, detail)                         protocol error (kind: a problems.py name)
-  (PARTIAL, pdu_type, body_prefix, start_ts)    the start of an A-ASSOCIATE-RQ/AC cut short
-                                                (a gap) or longer than the buffering cap
-  (VIOLATION, kind, detail)                     a header that parses but breaks a rule
-                                                (DESIGN §4b; kind: problems.PROTOCOL_VIOLATIONS)
+  (PARTIAL, pdu_type, body_prefix, start_ts)    an A-ASSOCIATE-RQ/AC cut short or over the cap
+  (VIOLATION, kind, detail)                     a header breaking a DESIGN §4b rule
+  (DATASET_HEAD, ctx, head)                     a data set's first element header (8 bytes,
+                                                the only data set bytes ever read, §4b)
 
-Conformance (DESIGN §4b) is checked here on every PDU and PDV header, in O(1), against
-what conformance.Conformance told this framer was negotiated (``pdu_limit``: the
-receiver's Maximum Length; ``contexts``: the accepted context ids; ``pdata_allowed``).
-The legal case costs one combined test per PDV header (conformance.py says where every
-check runs and why the compiled lease never hides a header from them).
+DESIGN §4b rules are checked on every PDU/PDV header in O(1), against what
+conformance.Conformance set from the negotiation (``pdu_limit``, ``contexts``,
+``pdata_allowed``): one combined test per PDV header when legal (see conformance.py).
 
 Determinism: every decision depends only on the stream bytes, never on where chunks
 split, so any segmentation of the same stream yields the same items (the resync scanner
@@ -44,40 +42,27 @@ from __future__ import annotations
 import re
 import struct
 
-from .problems import (
-    BAD_PDU_LENGTH,
-    BAD_PDU_TYPE,
-    BAD_PDV_LENGTH,
-    COMMAND_TOO_LARGE,
-    EVEN_PRESENTATION_CONTEXT_ID,
-    MAX_PDU_LENGTH_EXCEEDED,
-    ODD_PDV_LENGTH,
-    PDATA_OUTSIDE_ASSOCIATION,
-    PDV_ON_UNACCEPTED_CONTEXT,
-    PDV_RESERVED_BITS,
-)
+from .headerchecks import ANY_CONTEXT, UNLIMITED, VIOLATION, HeaderChecks
+from .problems import BAD_PDU_LENGTH, BAD_PDU_TYPE, BAD_PDV_LENGTH, COMMAND_TOO_LARGE
 
-PDU, CMD, DATA, LOST, RESYNC, ERROR, PARTIAL, VIOLATION = range(8)
+PDU, CMD, DATA, LOST, RESYNC, ERROR, PARTIAL = range(VIOLATION)  # VIOLATION: headerchecks
+DATASET_HEAD = VIOLATION + 1
 
 # framer states; the three skipping states must stay contiguous (_DATA.._SKIPPDU)
 _HDR, _BODY, _PDVH, _CMD, _DATA, _DISCARD, _SKIPPDU, _SKIPBODY, _UNSYNC, _DEAD = range(10)
+_DSHEAD = 10  # buffering the first bytes of a data set (its first element header)
+DATASET_HEAD_BYTES = 8  # tag(4) + VR(2) or length(4): PS3.5 7.1.1/7.1.3
 
 # The fixed fields of an A-ASSOCIATE-RQ/AC body (PS3.8 9.3.2, 9.3.3): protocol version(2)
 # reserved(2) called AE(16) calling AE(16) reserved(32). A shorter body has no AE titles,
 # and an RQ made of nothing else has no presentation context: neither is an association.
 FIXED_ASSOCIATE_LENGTH = 68
 MAX_RESYNC_PDATA_LENGTH = 16 * 1024 * 1024  # a P-DATA header claiming more is not believed
-# The longest A-ASSOCIATE-RQ/AC the item structure allows (PS3.8 9.3.2: items have 16-bit
-# lengths; an application context, at most 128 presentation contexts, one user
-# information item): a longer one is not believed. Above max_association_pdu_bytes only
-# the first that many bytes are buffered and decoded (the rest is skipped, the framer
-# stays aligned): a large User Identity token must not cost the association.
+# The longest A-ASSOCIATE-RQ/AC the items allow (16-bit lengths: application context, 128
+# presentation contexts, user information). Over max_association_pdu_bytes only that many
+# bytes are decoded, the rest skipped: a large User Identity must not cost the association.
 MAX_ASSOCIATE_PDU_LENGTH = FIXED_ASSOCIATE_LENGTH + 130 * (4 + 0xFFFF)
 
-# What a framer believes before (or without) a negotiation: any odd context, any length.
-ANY_CONTEXT = frozenset(range(1, 256, 2))
-NO_CONTEXT: frozenset[int] = frozenset()
-UNLIMITED = 1 << 62
 
 _NO_ITEMS: tuple = ()
 _STATE_CHANGING = frozenset({0x01, 0x02, 0x03, 0x06})  # RQ, AC, RJ, RELEASE-RP
@@ -92,7 +77,7 @@ _U32 = struct.Struct(">I")
 _CANDIDATE = re.compile(rb"[\x01-\x07]\x00")
 
 
-class PduFramer:
+class PduFramer(HeaderChecks):
     """Frames one direction of a DICOM UL connection. Not thread safe; no I/O, no clock."""
 
     __slots__ = (
@@ -122,6 +107,7 @@ class PduFramer:
         "contexts",
         "pdata_allowed",
         "pending",
+        "_ds_peek",
     )
 
     def __init__(self, *, max_command_bytes: int = 65536, max_association_pdu_bytes: int = 65536):
@@ -153,11 +139,10 @@ class PduFramer:
         self.pdu_limit = UNLIMITED  # the receiver's Maximum Length (PS3.8 D.1)
         self.contexts = ANY_CONTEXT  # the context ids a PDV may use
         self.pdata_allowed = True  # False before the AC, after an RJ or the RELEASE-RP
-        # Bytes after an A-ASSOCIATE-RQ/AC/RJ or A-RELEASE-RP in the same chunk, not framed
-        # yet: those PDUs change what the next headers are checked against, so the caller
-        # hands its PDU to the conversation first, then feeds ``pending`` (the checks then
-        # do not depend on where chunks split).
+        # The rest of a chunk after an RQ/AC/RJ/RELEASE-RP, framed only after the conversation
+        # handled that PDU (it changes what is checked): chunk splits change nothing.
         self.pending = b""
+        self._ds_peek = False  # the next data set PDV starts a data set: read its head
 
     # -- public API ---------------------------------------------------------------------
 
@@ -231,7 +216,10 @@ class PduFramer:
                         self._last = bool(mch & 2)
                         self._pdv_len = dlen
                         self._pdv_missed = False
-                        self._enter_skip(_DATA, dlen, out, ts)
+                        if self._ds_peek:
+                            self._start_head(dlen, out, ts)
+                        else:
+                            self._enter_skip(_DATA, dlen, out, ts)
                         continue
                 if not hdr:
                     self._pdu_ts = ts
@@ -250,12 +238,12 @@ class PduFramer:
                 self.pdata_bytes += k
                 if len(hdr) == 6:
                     self._on_pdv_header(out, ts)
-            elif st in (_CMD, _BODY):
+            elif st in (_CMD, _BODY, _DSHEAD):
                 k = min(self._need, n - pos)
                 self._buf += data[pos : pos + k]
                 pos += k
                 self._need -= k
-                if st == _CMD:
+                if st != _BODY:
                     self.pdata_bytes += k
                 if not self._need:
                     self._end_buffered(out, ts)
@@ -360,26 +348,20 @@ class PduFramer:
                 self._end_buffered(out, ts)
         else:  # dataset fragment: skipped, only its length is reported
             self._pdv_missed = False
+            if self._ds_peek:
+                self._start_head(dlen, out, ts)
+            else:
+                self._enter_skip(_DATA, dlen, out, ts)
+
+    def _start_head(self, dlen: int, out: list, ts: float) -> None:
+        """The first PDV of a data set: buffer its first bytes, then skip the rest."""
+        self._ds_peek = False
+        if dlen < DATASET_HEAD_BYTES:  # too short to tell: nothing to read
             self._enter_skip(_DATA, dlen, out, ts)
-
-    def _pdu_violations(self, out: list, length: int) -> None:
-        """A P-DATA-TF header that breaks a rule (the caller tested that one might)."""
-        if not self.pdata_allowed:
-            out.append((VIOLATION, PDATA_OUTSIDE_ASSOCIATION, f"P-DATA-TF of {length} bytes"))
-        if length > self.pdu_limit:
-            detail = f"P-DATA-TF length {length}, receiver's maximum {self.pdu_limit}"
-            out.append((VIOLATION, MAX_PDU_LENGTH_EXCEEDED, detail))
-
-    def _pdv_violations(self, out: list, ctx: int, mch: int, pdv_len: int) -> None:
-        """A PDV header that breaks a rule (the caller tested that one might)."""
-        if not ctx & 1:
-            out.append((VIOLATION, EVEN_PRESENTATION_CONTEXT_ID, f"PDV on context {ctx}"))
-        elif ctx not in self.contexts and self.pdata_allowed:
-            out.append((VIOLATION, PDV_ON_UNACCEPTED_CONTEXT, f"PDV on context {ctx}"))
-        if mch > 3:
-            out.append((VIOLATION, PDV_RESERVED_BITS, f"message control header 0x{mch:02X}"))
-        if pdv_len & 1:
-            out.append((VIOLATION, ODD_PDV_LENGTH, f"PDV length {pdv_len}"))
+            return
+        self._buf = bytearray()
+        self._need = DATASET_HEAD_BYTES
+        self.state = _DSHEAD
 
     def _enter_skip(self, state: int, nbytes: int, out: list, ts: float) -> None:
         self.state = state
@@ -402,7 +384,11 @@ class PduFramer:
         self._buf = bytearray()
         if self.state == _CMD:
             out.append((CMD, self._ctx, self._last, data, self._pdv_ts))
+            self._ds_peek = self._last  # a data set, if any, starts with the next PDV
             self._next_pdv(out, ts)
+        elif self.state == _DSHEAD:
+            out.append((DATASET_HEAD, self._ctx, data))
+            self._enter_skip(_DATA, self._pdv_len - len(data), out, ts)
         elif self._oversize:  # the buffered start of a PDU over the cap: skip the rest
             out.append((PARTIAL, self._pdu_type, data, self._pdu_ts))
             self._need, self._oversize = self._oversize, 0
@@ -426,6 +412,10 @@ class PduFramer:
 
     def _gap(self, n: int, ts: float, out: list) -> None:
         st = self.state
+        if st == _DSHEAD:  # the head is not whole: give it up, the PDV is skipped as usual
+            st = self.state = _DATA
+            self.skip = self._pdv_len - len(self._buf)
+            self._buf = bytearray()
         if st in (_DATA, _DISCARD):
             if n <= self.skip:  # inside the PDV: still aligned
                 self.skip -= n
@@ -504,6 +494,7 @@ class PduFramer:
         self._at_start = False
         self._oversize = 0
         self.pending = b""
+        self._ds_peek = False
 
     # -- resync ---------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ A-RELEASE-RQ. RULE ``clean`` sends exactly that; every other RULE changes one th
   async-window-exceeded     two C-ECHO-RQs sent before the first response (no window
                             negotiated)
   sop-class-context-mismatch  a C-ECHO-RQ naming CT Image Storage on the Verification context
+  dataset-encoding-mismatch  a C-STORE data set in Explicit VR on the Implicit VR context
   pdata-outside-association  the C-ECHO-RQ in the same segment as the A-ASSOCIATE-RQ
   malformed-context-proposal an extra context 9 with an abstract syntax and no transfer
                             syntax
@@ -34,46 +35,29 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import struct
 import sys
 
-try:  # run as a script (tests/peers on sys.path) or imported as peers.rulebreaker
-    from rawscu import (
-        APP_CONTEXT,
-        CT_IMAGE_STORAGE,
-        IMPL_CLASS_UID,
-        IMPL_VERSION,
-        IMPLICIT_VR_LE,
-        _ae,
-        _elem,
-        _item,
-        _pdu,
-        _ui,
-        c_store_rq,
-        connect,
-        pdata,
-        recv_pdu,
-        release_rq,
-    )
-except ImportError:
-    from peers.rawscu import (
-        APP_CONTEXT,
-        CT_IMAGE_STORAGE,
-        IMPL_CLASS_UID,
-        IMPL_VERSION,
-        IMPLICIT_VR_LE,
-        _ae,
-        _elem,
-        _item,
-        _pdu,
-        _ui,
-        c_store_rq,
-        connect,
-        pdata,
-        recv_pdu,
-        release_rq,
-    )
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # rawscu, imported or run
+from rawscu import (
+    APP_CONTEXT,
+    CT_IMAGE_STORAGE,
+    IMPL_CLASS_UID,
+    IMPL_VERSION,
+    IMPLICIT_VR_LE,
+    _ae,
+    _elem,
+    _item,
+    _pdu,
+    _ui,
+    c_store_rq,
+    connect,
+    pdata,
+    recv_pdu,
+    release_rq,
+)  # noqa: E402
 
 VERIFICATION = "1.2.840.10008.1.1"
 RULES = (
@@ -86,6 +70,7 @@ RULES = (
     "fragments-interleaved",
     "async-window-exceeded",
     "sop-class-context-mismatch",
+    "dataset-encoding-mismatch",
     "pdata-outside-association",
     "malformed-context-proposal",
     "missing-user-information",
@@ -106,17 +91,26 @@ def echo_rq(message_id: int, sop_class: str = VERIFICATION) -> bytes:
     return _elem(0, 0x0000, struct.pack("<I", len(body))) + body
 
 
-def small_ct(size: int) -> tuple[str, bytes]:
-    """(SOP Instance UID, an Implicit VR LE CT data set of about ``size`` bytes)."""
+def small_ct(size: int, explicit: bool = False) -> tuple[str, bytes]:
+    """(SOP Instance UID, a CT data set of about ``size`` bytes), Implicit VR Little
+    Endian, or Explicit VR Little Endian with ``explicit``."""
     uid = "1.2.826.0.1.3680043.8.498.7302.1"
     pad = b"\0" * (size - (size % 2))
+
+    def el(group: int, elem: int, vr: str, value: bytes) -> bytes:
+        if not explicit:
+            return _elem(group, elem, value)
+        if vr == "OB":  # PS3.5 7.1.2: reserved 2 bytes, 4-byte length
+            return struct.pack("<HH2sHI", group, elem, b"OB", 0, len(value)) + value
+        return struct.pack("<HH2sH", group, elem, vr.encode(), len(value)) + value
+
     ds = (
-        _elem(0x0008, 0x0016, _ui(CT_IMAGE_STORAGE))
-        + _elem(0x0008, 0x0018, _ui(uid))
-        + _elem(0x0008, 0x0060, b"CT")
-        + _elem(0x0010, 0x0010, b"RULE^BREAKER")
-        + _elem(0x0011, 0x0010, b"DSNIFF  ")  # private creator
-        + _elem(0x0011, 0x1010, pad)  # private padding: the data set's size
+        el(0x0008, 0x0016, "UI", _ui(CT_IMAGE_STORAGE))
+        + el(0x0008, 0x0018, "UI", _ui(uid))
+        + el(0x0008, 0x0060, "CS", b"CT")
+        + el(0x0010, 0x0010, "PN", b"RULE^BREAKER")
+        + el(0x0011, 0x0010, "LO", b"DSNIFF  ")  # private creator
+        + el(0x0011, 0x1010, "OB", pad)  # private padding: the data set's size
     )
     return uid, ds
 
@@ -205,12 +199,14 @@ def run(host: str, port: int, rule: str, calling: str, called: str) -> dict:
     ok = True
     if rule == "pdata-outside-association":
         ok = responses(s, 1, seen)
-    elif rule in ("max-pdu-length-exceeded", "odd-pdv-length"):
+    elif rule in ("max-pdu-length-exceeded", "odd-pdv-length", "dataset-encoding-mismatch"):
         size = 4 * max(res["scp_max_pdu"], 4096) if rule == "max-pdu-length-exceeded" else 2000
-        uid, ds = small_ct(size)
+        uid, ds = small_ct(size, explicit=rule == "dataset-encoding-mismatch")
         s.sendall(pdata([(5, 0x03, c_store_rq(1, CT_IMAGE_STORAGE, uid))]))
         if rule == "max-pdu-length-exceeded":
             s.sendall(pdata([(5, 0x02, ds)]))  # the whole data set in one PDU
+        elif rule == "dataset-encoding-mismatch":
+            s.sendall(pdata([(5, 0x02, ds)]))
         else:
             s.sendall(pdata([(5, 0x00, ds[:1001])]) + pdata([(5, 0x02, ds[1001:])]))
         ok = responses(s, 1, seen)

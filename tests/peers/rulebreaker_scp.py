@@ -20,14 +20,13 @@ changes one thing:
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 import sys
 
-try:  # run as a script (tests/peers on sys.path) or imported as peers.rulebreaker_scp
-    from rawscu import IMPL_CLASS_UID, _elem, _item, _pdu, _ui, c_store_rq, pdata, recv_pdu
-except ImportError:
-    from peers.rawscu import IMPL_CLASS_UID, _elem, _item, _pdu, _ui, c_store_rq, pdata, recv_pdu
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # rawscu, imported or run
+from rawscu import IMPL_CLASS_UID, _elem, _item, _pdu, _ui, c_store_rq, pdata, recv_pdu  # noqa: E402
 
 RULES = (
     "clean",
@@ -105,6 +104,7 @@ def serve(conn: socket.socket, rule: str) -> None:
     called, calling, contexts = parse_rq(body)
     conn.sendall(associate_ac(rule, called, calling, contexts))
     abstract_of = {cid: abstract for cid, abstract, _ in contexts}
+    syntax_of = {cid: syntaxes[0] for cid, _, syntaxes in contexts}
     cmd_buf: dict[int, bytes] = {}
     waiting: dict[int, dict[int, bytes]] = {}  # context -> command awaiting its data set
     while True:
@@ -131,10 +131,12 @@ def serve(conn: socket.socket, rule: str) -> None:
                 cmd = waiting.pop(ctx)
             else:
                 continue
-            answer(conn, rule, ctx, cmd, abstract_of)
+            answer(conn, rule, ctx, cmd, abstract_of, syntax_of[ctx])
 
 
-def answer(conn: socket.socket, rule: str, ctx: int, cmd: dict, abstract_of: dict) -> None:
+def answer(
+    conn: socket.socket, rule: str, ctx: int, cmd: dict, abstract_of: dict, syntax: str
+) -> None:
     field = struct.unpack("<H", cmd[0x0100])[0]
     mid = struct.unpack("<H", cmd[0x0110])[0]
     status = 0x9999 if rule == "nonstandard-status" else 0x0000
@@ -148,7 +150,12 @@ def answer(conn: socket.socket, rule: str, ctx: int, cmd: dict, abstract_of: dic
     if rule == "role-not-negotiated" and field == 0x0001:
         sop = abstract_of[ctx]
         conn.sendall(pdata([(ctx, 0x03, c_store_rq(77, sop, "1.2.826.0.1.3680043.8.498.7303"))]))
-        conn.sendall(pdata([(ctx, 0x02, _elem(0x0008, 0x0016, _ui(sop)))]))
+        value = _ui(sop)  # (0008,0016) SOP Class UID, in the context's transfer syntax
+        if syntax == "1.2.840.10008.1.2":
+            element = _elem(0x0008, 0x0016, value)
+        else:
+            element = struct.pack("<HH2sH", 0x0008, 0x0016, b"UI", len(value)) + value
+        conn.sendall(pdata([(ctx, 0x02, element)]))
 
 
 def main(argv: list[str]) -> int:
