@@ -16,6 +16,7 @@ from dicomsniffd.dicom.events import (
     DimseTransaction,
     PresentationContext,
     ProtocolError,
+    ProtocolViolation,
     Resynchronised,
     Stalled,
     UserInformation,
@@ -132,6 +133,7 @@ def drive_everything(store: MetricsStore, flow: Flow) -> None:
         flow,
     )
     store.handle(ProtocolError(102.0, "acceptor", "bad-pdu-type"), flow)
+    store.handle(ProtocolViolation(102.0, "requestor", "odd-pdv-length", "PDV length 7"), flow)
     store.handle(Resynchronised(102.1, "acceptor", 1000), flow)
     store.handle(Stalled(102.2, "acceptor", "delayed-ack", 0.04), flow)
     store.handle(Aborted(103.0, "requestor", "service-user", "not-specified", 0, 0), flow)

@@ -201,10 +201,19 @@ def store_rq(mid: int, size: int, max_pdu: int = 16382) -> bytes:
             AffectedSOPClassUID=CT,
             AffectedSOPInstanceUID=f"1.2.3.4.{mid}",
             Priority=0,
-            dataset=bytes([mid & 0xFF]) * size,
+            dataset=explicit_dataset(size, mid & 0xFF),
             max_pdu=max_pdu,
         )
     )
+
+
+def explicit_dataset(size: int, fill: int) -> bytes:
+    """``size`` bytes of data set that start as Explicit VR Little Endian does (the
+    contexts here accept it, and dicomsniffd reads the first element header): one
+    private OB element holding ``fill`` bytes."""
+    if size < 12:
+        return bytes([fill]) * size
+    return struct.pack("<HH2sHI", 0x0011, 0x1010, b"OB", 0, size - 12) + bytes([fill]) * (size - 12)
 
 
 def store_rsp(mid: int, status: int = 0) -> bytes:

@@ -66,6 +66,7 @@ from dicomsniffd.dicom.events import (
     DimseTransaction,
     PresentationContext,
     ProtocolError,
+    ProtocolViolation,
     Resynchronised,
     Stalled,
     UserInformation,
@@ -357,6 +358,7 @@ class HandMadeTraffic:
         s.add_bytes("pdata", "acceptor", 9_000, flow)
         s.tcp_event("reset", "acceptor", flow)
         s.handle(ProtocolError(ts, "acceptor", "unexpected-pdu"), flow)
+        s.handle(ProtocolViolation(ts, "requestor", "pdv-reserved-bits", "0x07"), flow)
         s.handle(Resynchronised(ts, "acceptor", 100), flow)
         s.handle(Aborted(ts + 1, "requestor", "service-user", "not-specified", 0, 0), flow)
         s.handle(AssociationEnded(ts + 1, "aborted", 1.0), flow)
@@ -467,6 +469,7 @@ def test_dashboard_covers_the_issue_rows() -> None:
         "throughput",
         "tcp health",
         "sniffer health",
+        "conformance",
     ):
         assert any(word in row for row in rows), word
     assert any(
@@ -492,6 +495,7 @@ def test_dashboard_covers_the_issue_rows() -> None:
         "dicom_association_aborts",
         "dicomsniffd_evidence_files_written_total",  # the flight recorder (issue 14)
         "dicomsniffd_evidence_suppressed_total",
+        "dicom_protocol_violations_total",
     ):
         assert needed in text, needed
 
@@ -851,6 +855,7 @@ PROOFS = {
     "SYN unanswered": 'sum(dicom_tcp_connection_failures_total{reason="unanswered"})',
     "TLS": 'sum(dicom_tls_connections_total{outcome="established"})',
     "protocol error": 'sum(dicom_protocol_errors_total{kind="bad-pdu-type"})',
+    "protocol violation": 'sum(dicom_protocol_violations_total{kind="pdv-reserved-bits"})',
     "label overflow": 'sum(dicomsniffd_label_overflow_total{label=~"calling_ae|called_ae"})',
     "idle eviction": 'sum(dicomsniffd_flow_evictions_total{reason="idle"})',
     "capture drops": 'sum(dicomsniffd_capture_dropped_packets_total{where="kernel"})',
@@ -866,6 +871,7 @@ REPEATED_PROOFS = {
         "retransmissions",
         "zero window",
         "protocol error",
+        "protocol violation",
     )
 }
 
@@ -939,6 +945,14 @@ def _repeatable_trouble(net: VethPair, storescu: str, big: str, burst_files: lis
     assert p.returncode == 0, p.stdout + p.stderr
     _peer(net, "unanswered", b_ip, str(BLACKHOLE_PORT))
     _peer(net, "garbage", b_ip, str(PACS_PORT))
+    # one rule broken (DESIGN §4b): a PDV message control header with reserved bits set
+    p = net.run(
+        "a",
+        [sys.executable, str(PEERS / "rulebreaker.py"), b_ip, str(PACS_PORT),
+         "pdv-reserved-bits", "--calling", "CT1", "--called", "PACS"],
+        check=False,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stdout + p.stderr
     _peer(net, "zero-window", b_ip, str(STALL_PORT))
     # Data segments only (>= 100 bytes): handshakes stay intact, every drop is retransmitted.
     drop_rule = [

@@ -33,6 +33,7 @@ from dicomsniffd.findings import (
     Rule,
     associations,
     capture,
+    conformance,
     connections,
     dimse,
     interop,
@@ -247,6 +248,7 @@ def _declared() -> tuple[list[Rule], list[FindingKind]]:
     for module in (
         associations,
         capture,
+        conformance,
         connections,
         dimse,
         interop,

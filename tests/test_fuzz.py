@@ -79,6 +79,7 @@ MUTATIONS = (
     "pdv_length",
     "pdv_flags",
     "pdv_ctx",
+    "item_type",
     "truncate",
     "duplicate",
     "reorder",
@@ -109,6 +110,9 @@ def mutated_streams(draw) -> list[Pdu]:
                 if draw(st.booleans())
                 else draw(st.integers(0, 0xFFFF))
             )
+        elif kind == "item_type" and p.items:
+            # an unknown or misplaced item (PS3.8 9.3: skipped), a sub-item is in its value
+            p.items[draw(st.integers(0, len(p.items) - 1))].itype = draw(st.integers(0, 255))
         elif kind in ("pdv_length", "pdv_flags", "pdv_ctx") and p.pdvs:
             v = p.pdvs[draw(st.integers(0, len(p.pdvs) - 1))]
             if kind == "pdv_length":

@@ -402,6 +402,15 @@ def test_analyze_runs_and_outputs_parse(real_traffic, name):
     assert a.value("dicomsniffd_packets_total") > 0
 
 
+@pytest.mark.parametrize("name", ALL_NAMES)
+def test_analyze_no_protocol_violations_from_real_peers(real_traffic, name):
+    # DESIGN §4b: DCMTK and pynetdicom traffic (loss, midstream, VLAN, IPv6 included)
+    # breaks no rule; a gap or a midstream start must not make one up
+    a = analyze(real_traffic[name])
+    assert a.series("dicom_protocol_violations_total") == []
+    assert a.summary["protocol_violations"] == []
+
+
 @pytest.mark.parametrize("name", with_key("responses", "responses_any_of"))
 def test_analyze_dimse_responses(real_traffic, name):
     exp = real_traffic[name].expected

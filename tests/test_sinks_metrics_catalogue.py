@@ -39,6 +39,7 @@ CATALOGUE = {
     "dicom_tcp_stall_seconds_total": ("counter", AE | {"sender", "cause"}),
     "dicom_capture_missed_bytes_total": ("counter", AE | {"sender"}),
     "dicom_protocol_errors_total": ("counter", AE | {"kind"}),
+    "dicom_protocol_violations_total": ("counter", AE | {"kind", "sender"}),
     "dicom_tcp_connection_failures_total": ("counter", {"server", "reason"}),
     "dicom_tls_connections_total": ("counter", {"server", "outcome"}),
     "dicom_implementation_info": (

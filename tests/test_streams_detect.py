@@ -1,8 +1,9 @@
 """Stream detection (streams/detect.py, streams/tls.py): the first bytes of a flow.
 
 The A-ASSOCIATE-RQ check is the framer's own (dicom/pdu.plausible_associate_header);
-detection differs from the framer's resync scan only where its comments say why: a
-larger length bound, and the reserved field after the protocol version is not tested.
+at a connection's start the framer believes what detection believes (any legal length, any
+protocol version); its resync scan differs where its comments say why: the
+max_association_pdu_bytes bound, protocol version 1 and the reserved field tested.
 """
 
 from __future__ import annotations
@@ -31,23 +32,35 @@ def test_length_bounds_and_protocol_version():
     assert not looks_like_associate_rq(_header(length=67))
     assert looks_like_associate_rq(_header(length=MAX_DETECTED_ASSOCIATE_LENGTH))
     assert not looks_like_associate_rq(_header(length=MAX_DETECTED_ASSOCIATE_LENGTH + 1))
-    assert not looks_like_associate_rq(_header(version=2))
+    # another protocol version is DICOM on a DICOM port (the acceptor rejects it with
+    # protocol-version-not-supported), not off the DICOM ports
+    assert looks_like_associate_rq(_header(version=2))
+    assert not looks_like_associate_rq(_header(version=2), any_version=False)
+    assert looks_like_associate_rq(_header(version=1), any_version=False)
     assert not looks_like_associate_rq(b"\x01\x01" + _header()[2:])  # reserved byte set
 
 
-def test_detection_agrees_with_the_framer_where_their_bounds_overlap():
-    framer = PduFramer()  # max_association_pdu_bytes 65536
-    for length in (0, 67, 68, 1000, 65536):
+def test_detection_agrees_with_the_framer_at_stream_start():
+    top = MAX_DETECTED_ASSOCIATE_LENGTH
+    for length in (0, 67, 68, 1000, 65536, 65537, top, top + 1):
         for version in (0, 1, 2):
-            h = _header(length=length, version=version)
-            assert looks_like_associate_rq(h) == framer._plausible(h, 0), (length, version)
-    # where they differ, on purpose: the framer's bound and its reserved-field test
-    assert looks_like_associate_rq(_header(length=65537)) and not framer._plausible(
-        _header(length=65537), 0
-    )
-    assert looks_like_associate_rq(_header(reserved=1)) and not framer._plausible(
-        _header(reserved=1), 0
-    )
+            for reserved in (0, 1):
+                h = _header(length=length, version=version, reserved=reserved)
+                assert looks_like_associate_rq(h) == PduFramer()._plausible(h, 0), (
+                    length,
+                    version,
+                    reserved,
+                )
+
+
+def test_resync_scan_is_stricter_than_stream_start():
+    # after the stream start the framer's own bound, version 1 and the reserved field
+    framer = PduFramer()  # max_association_pdu_bytes 65536
+    framer.unsync()
+    assert framer._plausible(_header(length=65536), 0)
+    assert not framer._plausible(_header(length=65537), 0)
+    assert not framer._plausible(_header(version=2), 0)
+    assert not framer._plausible(_header(reserved=1), 0)
 
 
 def test_tls_client_hello():

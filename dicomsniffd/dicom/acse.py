@@ -11,8 +11,10 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from .conformance import associate_violations
 from .events import PresentationContext, RoleSelection, UserInformation
 from .pdu import FIXED_ASSOCIATE_LENGTH
+from .problems import CONTEXT_ANSWER_MISMATCH, MALFORMED_CONTEXT_PROPOSAL
 
 A_ASSOCIATE_RQ = 0x01
 A_ASSOCIATE_AC = 0x02
@@ -40,6 +42,9 @@ class Associate:
     application_context: str
     presentation_contexts: tuple[PresentationContext, ...]
     user_info: UserInformation
+    # Rules the PDU breaks though it parses (DESIGN §4b): (problems.py kind, detail), found
+    # while decoding (conformance.associate_violations), so the memo holds them too.
+    violations: tuple[tuple[str, str], ...] = ()
 
 
 def _text(raw: bytes) -> str:
@@ -78,32 +83,41 @@ def _u16_field(body: bytes, pos: int, end: int, what: str) -> tuple[int, int]:
     return _U16.unpack_from(body, pos)[0], pos + 2
 
 
-def _presentation_context(body: bytes, item_type: int, vs: int, ve: int) -> PresentationContext:
+def _presentation_context(
+    body: bytes, item_type: int, vs: int, ve: int, problems: list[tuple[str, str]]
+) -> PresentationContext:
     if ve - vs < 4:
         raise AcseError(f"presentation context item 0x{item_type:02X} too short")
     ctx_id = body[vs]
     result = body[vs + 2]
     abstract = ""
+    abstracts = 0
     syntaxes: list[str] = []
     items, error = _items(body, vs + 4, ve)
     for sub, ss, se in items:
         if sub == 0x30:
             abstract = _text(body[ss:se])
+            abstracts += 1
         elif sub == 0x40:
             syntaxes.append(_text(body[ss:se]))
-        else:
-            raise AcseError(f"unexpected sub-item 0x{sub:02X} in presentation context")
+        # any other sub-item is skipped (PS3.8 9.3: unknown items are ignored)
     if error:
         raise AcseError(error)
     if item_type == 0x20:
+        if abstracts != 1 or not syntaxes:
+            what = f"{abstracts} abstract syntaxes" if abstracts != 1 else "no transfer syntax"
+            problems.append((MALFORMED_CONTEXT_PROPOSAL, f"context {ctx_id}: {what}"))
         return PresentationContext(ctx_id, abstract, tuple(syntaxes))
     # AC: the abstract syntax is not repeated, exactly one transfer syntax (ignored when
     # the context was not accepted: PS3.8 9.3.3.2 says it shall not be tested then)
     accepted = syntaxes[0] if syntaxes and result == 0 else ""
+    if result == 0 and len(syntaxes) != 1:
+        detail = f"context {ctx_id} accepted with {len(syntaxes)} transfer syntaxes"
+        problems.append((CONTEXT_ANSWER_MISMATCH, detail))
     return PresentationContext(ctx_id, "", (), result, accepted)
 
 
-def _user_information(body: bytes, vs: int, ve: int) -> UserInformation:
+def _user_information(body: bytes, vs: int, ve: int, partial: bool = False) -> UserInformation:
     fields: dict = {}
     roles: list[RoleSelection] = []
     ext_neg: list[str] = []
@@ -149,8 +163,9 @@ def _user_information(body: bytes, vs: int, ve: int) -> UserInformation:
             secondary_len, p = _u16_field(body, p, se, "user identity")
             if p + secondary_len != se:
                 raise AcseError("user identity sub-item length mismatch")
-        # 0x59 (user identity AC: server response) and unknown sub-items: ignored
-    if error:
+        # 0x59 (user identity AC: server response) and unknown sub-items: skipped (PS3.8
+        # 9.3: an item or sub-item of unknown type is ignored, not an error)
+    if error and not partial:
         raise AcseError(error)
     return UserInformation(
         role_selections=tuple(roles), extended_negotiation_sop_classes=tuple(ext_neg), **fields
@@ -188,20 +203,41 @@ def _decode_associate(body: bytes, pdu_type: int, partial: bool = False) -> Asso
     app_context = ""
     contexts: list[PresentationContext] = []
     user_info = UserInformation()
+    user_info_seen = False
+    problems: list[tuple[str, str]] = []
     pc_type = 0x20 if pdu_type == A_ASSOCIATE_RQ else 0x21
     items, error = _items(body, FIXED_ASSOCIATE_LENGTH, len(body))
     for item_type, vs, ve in items:
         if item_type == 0x10:
             app_context = _text(body[vs:ve])
         elif item_type == pc_type:
-            contexts.append(_presentation_context(body, item_type, vs, ve))
+            contexts.append(_presentation_context(body, item_type, vs, ve, problems))
         elif item_type == 0x50:
             user_info = _user_information(body, vs, ve)
-        else:
-            raise AcseError(f"unexpected item 0x{item_type:02X} in A-ASSOCIATE")
+            user_info_seen = True
+        # any other item is skipped (PS3.8 9.3: unknown items are ignored, not an error)
     if error and not partial:
         raise AcseError(error)
-    return Associate(version, called, calling, app_context, tuple(contexts), user_info)
+    if error:
+        # Cut short (snaplen, a lost segment, an RQ over the buffering cap): the User
+        # Information item is last, and its first sub-items (Maximum Length, Implementation
+        # Class UID and Version Name) come before a large User Identity: keep what arrived.
+        pos = items[-1][2] if items else FIXED_ASSOCIATE_LENGTH
+        if body[pos] == 0x50 and len(body) >= pos + 4:
+            user_info = _user_information(body, pos + 4, len(body), partial=True)
+    elif not partial:  # a cut PDU lacks what the cut took: no verdict on the whole
+        problems.extend(
+            associate_violations(
+                pdu_type == A_ASSOCIATE_RQ,
+                body[4:20],
+                body[20:36],
+                contexts,
+                user_info if user_info_seen else None,
+            )
+        )
+    return Associate(
+        version, called, calling, app_context, tuple(contexts), user_info, tuple(problems)
+    )
 
 
 def merge_contexts(
@@ -313,7 +349,7 @@ class AssociateDecoder:
     state (DESIGN §1), and a pipeline's memo dies with it.
     """
 
-    __slots__ = ("_assoc_memo", "_assoc_memo_bytes", "_merge_memo")
+    __slots__ = ("_assoc_memo", "_assoc_memo_bytes", "_merge_memo", "negotiations")
 
     MAX_ENTRIES = 512
     MAX_BYTES = 4 * 1024 * 1024
@@ -326,6 +362,9 @@ class AssociateDecoder:
         # tuple objects, so an identity check finds them without hashing every context.
         # The entry keeps both tuples alive, so their ids cannot be reused while it exists.
         self._merge_memo: dict[tuple[int, int], tuple] = {}
+        # conformance.negotiation's memo (what each distinct RQ/AC pair settled), kept
+        # here so it is shared and dies with the decode memo it keys on
+        self.negotiations: dict[tuple[int, int, int], tuple] = {}
 
     def decode_associate(self, body: bytes, pdu_type: int) -> Associate:
         """``decode_associate(body, pdu_type)``, memoised."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from . import acse
+from .conformance import Conformance
 from .events import (
     Aborted,
     AssociationAccepted,
@@ -31,7 +32,18 @@ from .events import (
     Resynchronised,
     Stalled,
 )
-from .pdu import CMD, DATA, ERROR, LOST, PARTIAL, PDU, RESYNC, PduFramer
+from .pdu import (
+    CMD,
+    DATA,
+    DATASET_HEAD,
+    ERROR,
+    LOST,
+    PARTIAL,
+    PDU,
+    RESYNC,
+    VIOLATION,
+    PduFramer,
+)
 from .problems import BAD_PDU, ONE_DIRECTION_ONLY, PARSER_EXCEPTION
 from .roles import Roles
 from .transactions import DimseTransactions, add_stalls, delta, stall_tuple
@@ -66,6 +78,7 @@ class DicomConversation:
         "_closed",
         "_exceptions",
         "_stalls",
+        "_conformance",
     )
 
     def __init__(
@@ -119,6 +132,8 @@ class DicomConversation:
         self._closed = False
         self._exceptions = [0, 0]
         self._stalls: dict | None = None  # (sender, cause) -> [count, seconds]
+        # DESIGN §4b checks; the negotiation memo is shared like the decode memo
+        self._conformance = Conformance(self._framers, self.roles, self._acse.negotiations)
 
     @property
     def requestor_direction(self) -> int:
@@ -167,7 +182,20 @@ class DicomConversation:
             return self._contain(direction, exc, ts, [])
         if not items:
             return _NO_EVENTS
-        return self._handle(direction, items, ts)
+        events = self._handle(direction, items, ts)
+        if framer.pending:  # the rest of the chunk after a state-changing PDU (pdu.py)
+            return self._feed_pending(direction, framer, list(events), ts)
+        return events
+
+    def _feed_pending(self, d: int, framer: PduFramer, events: list, ts: float) -> list:
+        while framer.pending:
+            rest, framer.pending = framer.pending, b""
+            try:
+                items = framer.feed(rest, ts)
+            except Exception as exc:  # noqa: BLE001
+                return self._contain(d, exc, ts, events)
+            events.extend(self._handle(d, items, ts))
+        return events
 
     def skip_budget(self, direction: int) -> int:
         """N such that feeding any chunk shorter than N only counts it (the hot path in
@@ -207,6 +235,7 @@ class DicomConversation:
     def gap(self, direction: int, nbytes: int, ts: float) -> Sequence[Event]:
         try:
             self.missed_bytes[direction] += nbytes
+            self._conformance.on_gap()
             items = self._framers[direction].gap(nbytes, ts)
         except Exception as exc:  # noqa: BLE001
             return self._contain(direction, exc, ts, [])
@@ -270,17 +299,26 @@ class DicomConversation:
                 if kind == DATA:
                     self._on_data(d, item, ts, out)
                 elif kind == CMD:
+                    first = len(out)
                     self._on_cmd_fragment(d, item, ts, out)
+                    self._conformance.after_command(d, item[1], item[2], out, first, ts)
                 elif kind == PDU:
                     self._on_pdu(d, item[1], item[2], item[3], ts, out)
                 elif kind == PARTIAL:
                     self._on_partial_associate(d, item[1], item[2], item[3], ts, out)
                 elif kind == LOST:
                     self._on_lost(d, item[1])
+                    self._conformance.on_lost(d)
                 elif kind == RESYNC:
                     out.append(Resynchronised(ts, self.roles.sender(d), item[1]))
+                    self._conformance.on_lost(d)
                 elif kind == ERROR:
                     out.append(ProtocolError(ts, self.roles.sender(d), item[1], item[2]))
+                    self._conformance.on_lost(d)
+                elif kind == VIOLATION:
+                    out.append(self._conformance.event(ts, d, item[1], item[2]))
+                elif kind == DATASET_HEAD:
+                    self._conformance.on_dataset_head(d, item[1], item[2], ts, out)
         except Exception as exc:  # noqa: BLE001
             return self._contain(d, exc, ts, out)
         return out or _NO_EVENTS
@@ -320,6 +358,7 @@ class DicomConversation:
             elif pdu_type == acse.A_RELEASE_RP:
                 acse.check_release(body)
                 self._release_rp = True
+                self._conformance.on_closed_to_pdata()
                 out.append(ReleaseReplied(start_ts, self.roles.sender(d)))
             elif pdu_type == acse.A_ABORT:
                 source, reason, source_label, reason_label = acse.decode_abort(body)
@@ -364,6 +403,7 @@ class DicomConversation:
                 rq.user_info,
             )
         )
+        self._conformance.on_rq(d, rq, partial, start_ts, out)
 
     def _on_associate_ac(
         self, d: int, body: bytes, start_ts: float, ts: float, out: list, partial: bool = False
@@ -377,20 +417,23 @@ class DicomConversation:
                 self.calling_ae = ac.calling_ae
             if ac.called_ae:
                 self.called_ae = ac.called_ae
+        merged = self._acse.merge_contexts(self._rq_contexts, ac.presentation_contexts)
         out.append(
             AssociationAccepted(
                 start_ts,
                 delta(self._rq_ts, ts),
                 self.calling_ae,
                 self.called_ae,
-                self._acse.merge_contexts(self._rq_contexts, ac.presentation_contexts),
+                merged,
                 ac.user_info,
             )
         )
+        self._conformance.on_ac(d, ac, merged, partial, start_ts, out)
 
     def _on_associate_rj(self, d: int, body: bytes, start_ts: float, ts: float, out: list) -> None:
         result, source, reason, result_l, source_l, reason_l = acse.decode_reject(body)
         self.roles.answered_from(d)
+        self._conformance.on_closed_to_pdata()
         out.append(
             AssociationRejected(
                 start_ts,

@@ -223,6 +223,23 @@ class Stalled:
     seconds: float
 
 
+@dataclass(frozen=True, slots=True)
+class ProtocolViolation:
+    """A PDU or DIMSE message that parses but breaks a rule of PS3.8/PS3.7 (DESIGN §4b).
+
+    ``kind`` is one of the names registered in problems.PROTOCOL_VIOLATIONS (its standard
+    reference and the advice for the vendor are there); ``sender`` the side that broke it.
+    """
+
+    ts: float
+    sender: str
+    kind: str
+    detail: str = ""  # what was seen (context id, lengths, UIDs); never dataset bytes
+    # the sender's software, from its A-ASSOCIATE-RQ/AC ("" when that was not seen)
+    implementation_class_uid: str = ""
+    implementation_version_name: str = ""
+
+
 Event = (
     AssociationRequested
     | AssociationAccepted
@@ -237,4 +254,5 @@ Event = (
     | ProtocolError
     | Resynchronised
     | Stalled
+    | ProtocolViolation
 )

@@ -22,6 +22,14 @@ Items are plain tuples (one per PDU/PDV, never per chunk), first element the kin
   (LOST, ctx)                                   a gap destroyed PDV(s) of ctx (-1: unknown ctx)
   (RESYNC, skipped_bytes)                       alignment found again after losing it
   (ERROR, kind, detail)                         protocol error (kind: a problems.py name)
+  (PARTIAL, pdu_type, body_prefix, start_ts)    an A-ASSOCIATE-RQ/AC cut short or over the cap
+  (VIOLATION, kind, detail)                     a header breaking a DESIGN §4b rule
+  (DATASET_HEAD, ctx, head)                     a data set's first element header (8 bytes,
+                                                the only data set bytes ever read, §4b)
+
+DESIGN §4b rules are checked on every PDU/PDV header in O(1), against what
+conformance.Conformance set from the negotiation (``pdu_limit``, ``contexts``,
+``pdata_allowed``): one combined test per PDV header when legal (see conformance.py).
 
 Determinism: every decision depends only on the stream bytes, never on where chunks
 split, so any segmentation of the same stream yields the same items (the resync scanner
@@ -34,20 +42,30 @@ from __future__ import annotations
 import re
 import struct
 
+from .headerchecks import ANY_CONTEXT, UNLIMITED, VIOLATION, HeaderChecks
 from .problems import BAD_PDU_LENGTH, BAD_PDU_TYPE, BAD_PDV_LENGTH, COMMAND_TOO_LARGE
 
-PDU, CMD, DATA, LOST, RESYNC, ERROR, PARTIAL = range(7)
+PDU, CMD, DATA, LOST, RESYNC, ERROR, PARTIAL = range(VIOLATION)  # VIOLATION: headerchecks
+DATASET_HEAD = VIOLATION + 1
 
 # framer states; the three skipping states must stay contiguous (_DATA.._SKIPPDU)
 _HDR, _BODY, _PDVH, _CMD, _DATA, _DISCARD, _SKIPPDU, _SKIPBODY, _UNSYNC, _DEAD = range(10)
+_DSHEAD = 10  # buffering the first bytes of a data set (its first element header)
+DATASET_HEAD_BYTES = 8  # tag(4) + VR(2) or length(4): PS3.5 7.1.1/7.1.3
 
 # The fixed fields of an A-ASSOCIATE-RQ/AC body (PS3.8 9.3.2, 9.3.3): protocol version(2)
 # reserved(2) called AE(16) calling AE(16) reserved(32). A shorter body has no AE titles,
 # and an RQ made of nothing else has no presentation context: neither is an association.
 FIXED_ASSOCIATE_LENGTH = 68
 MAX_RESYNC_PDATA_LENGTH = 16 * 1024 * 1024  # a P-DATA header claiming more is not believed
+# The longest A-ASSOCIATE-RQ/AC the items allow (16-bit lengths: application context, 128
+# presentation contexts, user information). Over max_association_pdu_bytes only that many
+# bytes are decoded, the rest skipped: a large User Identity must not cost the association.
+MAX_ASSOCIATE_PDU_LENGTH = FIXED_ASSOCIATE_LENGTH + 130 * (4 + 0xFFFF)
+
 
 _NO_ITEMS: tuple = ()
+_STATE_CHANGING = frozenset({0x01, 0x02, 0x03, 0x06})  # RQ, AC, RJ, RELEASE-RP
 _HEADER = struct.Struct(">BBI")
 _PDV_HEADER = struct.Struct(">IBB")
 # A P-DATA-TF header directly followed by its first PDV header: one unpack for both.
@@ -59,7 +77,7 @@ _U32 = struct.Struct(">I")
 _CANDIDATE = re.compile(rb"[\x01-\x07]\x00")
 
 
-class PduFramer:
+class PduFramer(HeaderChecks):
     """Frames one direction of a DICOM UL connection. Not thread safe; no I/O, no clock."""
 
     __slots__ = (
@@ -83,7 +101,13 @@ class PduFramer:
         "_scan",
         "_skipped",
         "_at_start",
+        "_oversize",
         "synced",
+        "pdu_limit",
+        "contexts",
+        "pdata_allowed",
+        "pending",
+        "_ds_peek",
     )
 
     def __init__(self, *, max_command_bytes: int = 65536, max_association_pdu_bytes: int = 65536):
@@ -110,6 +134,15 @@ class PduFramer:
         self._scan = b""
         self._skipped = 0
         self._at_start = True
+        self._oversize = 0  # bytes of an association PDU to skip after the buffered cap
+        # set by conformance.Conformance from the negotiation (defaults: nothing known)
+        self.pdu_limit = UNLIMITED  # the receiver's Maximum Length (PS3.8 D.1)
+        self.contexts = ANY_CONTEXT  # the context ids a PDV may use
+        self.pdata_allowed = True  # False before the AC, after an RJ or the RELEASE-RP
+        # The rest of a chunk after an RQ/AC/RJ/RELEASE-RP, framed only after the conversation
+        # handled that PDU (it changes what is checked): chunk splits change nothing.
+        self.pending = b""
+        self._ds_peek = False  # the next data set PDV starts a data set: read its head
 
     # -- public API ---------------------------------------------------------------------
 
@@ -176,6 +209,10 @@ class PduFramer:
                     pdu_type, length, pdv_len, ctx, mch = _PDATA_PDV_HEADERS.unpack_from(data, pos)
                     dlen = pdv_len - 2
                     if pdu_type == 0x04 and not mch & 1 and 0 <= dlen <= length - 6:
+                        if length > self.pdu_limit or not self.pdata_allowed:
+                            self._pdu_violations(out, length)
+                        if ctx not in self.contexts or mch > 3 or pdv_len & 1:
+                            self._pdv_violations(out, ctx, mch, pdv_len)
                         pos += 12
                         self.synced = True
                         self.pdata_bytes += 12
@@ -186,7 +223,10 @@ class PduFramer:
                         self._last = bool(mch & 2)
                         self._pdv_len = dlen
                         self._pdv_missed = False
-                        self._enter_skip(_DATA, dlen, out, ts)
+                        if self._ds_peek:
+                            self._start_head(dlen, out, ts)
+                        else:
+                            self._enter_skip(_DATA, dlen, out, ts)
                         continue
                 if not hdr:
                     self._pdu_ts = ts
@@ -205,15 +245,19 @@ class PduFramer:
                 self.pdata_bytes += k
                 if len(hdr) == 6:
                     self._on_pdv_header(out, ts)
-            elif st in (_CMD, _BODY):
+            elif st in (_CMD, _BODY, _DSHEAD):
                 k = min(self._need, n - pos)
                 self._buf += data[pos : pos + k]
                 pos += k
                 self._need -= k
-                if st == _CMD:
+                if st != _BODY:
                     self.pdata_bytes += k
                 if not self._need:
                     self._end_buffered(out, ts)
+                    if st == _BODY and self._pdu_type in _STATE_CHANGING and self.state == _HDR:
+                        if pos < n:
+                            self.pending = bytes(data[pos:])
+                        break
             elif st == _SKIPBODY:
                 k = min(self._need, n - pos)
                 pos += k
@@ -249,11 +293,23 @@ class PduFramer:
                 self._pdu_left = 0
                 self._enter_skip(_SKIPPDU, length, out, ts)
                 return
+            if length > self.pdu_limit or not self.pdata_allowed:
+                self._pdu_violations(out, length)
             self._pdu_left = length
             self._first_pdv = True
             self.state = _PDVH
         elif 1 <= pdu_type <= 7:
-            if length > self.max_association_pdu_bytes:
+            cap = self.max_association_pdu_bytes
+            if pdu_type <= 2 and cap < length <= MAX_ASSOCIATE_PDU_LENGTH and cap >= 68:
+                # Legal, but larger than the buffer: decode the first ``cap`` bytes, skip
+                # the rest (see MAX_ASSOCIATE_PDU_LENGTH).
+                self.synced = True
+                self._buf = bytearray()
+                self._need = cap
+                self._oversize = length - cap
+                self.state = _BODY
+                return
+            if length > cap:
                 # Never a 4 GB buffer: the length is not believed, alignment is lost.
                 out.append((ERROR, BAD_PDU_LENGTH, f"PDU type 0x{pdu_type:02X} length {length}"))
                 self._lose_alignment()
@@ -279,6 +335,8 @@ class PduFramer:
             left, self._pdu_left = self._pdu_left, 0
             self._enter_skip(_SKIPPDU, left, out, ts)
             return
+        if ctx not in self.contexts or mch > 3 or pdv_len & 1:
+            self._pdv_violations(out, ctx, mch, pdv_len)
         dlen = pdv_len - 2
         self._pdu_left -= dlen
         self._ctx = ctx
@@ -297,7 +355,20 @@ class PduFramer:
                 self._end_buffered(out, ts)
         else:  # dataset fragment: skipped, only its length is reported
             self._pdv_missed = False
+            if self._ds_peek:
+                self._start_head(dlen, out, ts)
+            else:
+                self._enter_skip(_DATA, dlen, out, ts)
+
+    def _start_head(self, dlen: int, out: list, ts: float) -> None:
+        """The first PDV of a data set: buffer its first bytes, then skip the rest."""
+        self._ds_peek = False
+        if dlen < DATASET_HEAD_BYTES:  # too short to tell: nothing to read
             self._enter_skip(_DATA, dlen, out, ts)
+            return
+        self._buf = bytearray()
+        self._need = DATASET_HEAD_BYTES
+        self.state = _DSHEAD
 
     def _enter_skip(self, state: int, nbytes: int, out: list, ts: float) -> None:
         self.state = state
@@ -320,7 +391,15 @@ class PduFramer:
         self._buf = bytearray()
         if self.state == _CMD:
             out.append((CMD, self._ctx, self._last, data, self._pdv_ts))
+            self._ds_peek = self._last  # a data set, if any, starts with the next PDV
             self._next_pdv(out, ts)
+        elif self.state == _DSHEAD:
+            out.append((DATASET_HEAD, self._ctx, data))
+            self._enter_skip(_DATA, self._pdv_len - len(data), out, ts)
+        elif self._oversize:  # the buffered start of a PDU over the cap: skip the rest
+            out.append((PARTIAL, self._pdu_type, data, self._pdu_ts))
+            self._need, self._oversize = self._oversize, 0
+            self.state = _SKIPBODY
         else:
             out.append((PDU, self._pdu_type, data, self._pdu_ts))
             self.state = _HDR
@@ -340,6 +419,10 @@ class PduFramer:
 
     def _gap(self, n: int, ts: float, out: list) -> None:
         st = self.state
+        if st == _DSHEAD:  # the head is not whole: give it up, the PDV is skipped as usual
+            st = self.state = _DATA
+            self.skip = self._pdv_len - len(self._buf)
+            self._buf = bytearray()
         if st in (_DATA, _DISCARD):
             if n <= self.skip:  # inside the PDV: still aligned
                 self.skip -= n
@@ -379,6 +462,8 @@ class PduFramer:
                 self._skip_rest_of_pdu(rest - n, out, ts)
                 return
         elif st in (_BODY, _SKIPBODY):
+            self._need += self._oversize  # what is left of the whole PDU
+            self._oversize = 0
             if (
                 st == _BODY
                 and self._pdu_type in (1, 2)
@@ -414,6 +499,9 @@ class PduFramer:
         self._scan = b""
         self._skipped = 0
         self._at_start = False
+        self._oversize = 0
+        self.pending = b""
+        self._ds_peek = False
 
     # -- resync ---------------------------------------------------------------------------
 
@@ -458,6 +546,10 @@ class PduFramer:
         if avail < 10:
             return None
         if pdu_type <= 2:  # A-ASSOCIATE-RQ/AC
+            if p == 0 and self._at_start and not self._skipped:
+                # The connection's first bytes: believed as stream detection believes
+                # them (streams/detect.py), any legal length and protocol version.
+                return plausible_associate_header(buf, 0, MAX_ASSOCIATE_PDU_LENGTH, True)
             # PS3.8 sends the reserved field after the version as 0 but says not to test
             # it; a scan through arbitrary bytes wants that extra evidence all the same.
             return (
@@ -476,16 +568,21 @@ class PduFramer:
         return buf[p + 6 : p + 10] == b"\x00\x00\x00\x00"  # A-RELEASE-RQ/RP
 
 
-def plausible_associate_header(buf: bytes, p: int, max_length: int) -> bool:
+def plausible_associate_header(
+    buf: bytes, p: int, max_length: int, any_version: bool = False
+) -> bool:
     """Is ``buf[p:p+10]`` (the caller checked there are 10 bytes) a believable start of an
     A-ASSOCIATE-RQ/AC? Reserved byte 0, a PDU length from the fixed fields up to
     ``max_length``, protocol version 1 (PS3.8 9.3.2). The PDU type is the caller's test.
 
-    The framer's resync scan and stream detection (dicomsniffd/streams/detect.py) both
-    ask this; each passes its own ``max_length`` (see there).
+    ``any_version``: any protocol version is believed (a connection's first bytes: an RQ
+    of another version is still DICOM, and the acceptor answers it with an A-ASSOCIATE-RJ
+    "protocol-version-not-supported"; a resync scan through arbitrary bytes wants the
+    version as extra evidence). The framer's resync scan and stream detection
+    (dicomsniffd/streams/detect.py) both ask this; each passes its own bounds (see there).
     """
     return (
         buf[p + 1] == 0
         and FIXED_ASSOCIATE_LENGTH <= _U32.unpack_from(buf, p + 2)[0] <= max_length
-        and buf[p + 6 : p + 8] == b"\x00\x01"
+        and (any_version or buf[p + 6 : p + 8] == b"\x00\x01")
     )

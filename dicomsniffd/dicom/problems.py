@@ -9,8 +9,8 @@ the label values of ``dicom_protocol_errors_total{kind}``: part of the metric co
 A registry is a table filled once, when this module is imported, and never changed after:
 a constant, not the mutable global state DESIGN §1 rules out of the core.
 
-The next registry (DESIGN §4b) is written the same way, with the two fields protocol
-errors leave empty::
+The conformance registry (DESIGN §4b, at the end) is written the same way, with the two
+fields protocol errors leave empty, e.g.::
 
     PROTOCOL_VIOLATIONS = ProblemRegistry("dicom_protocol_violations_total")
     EVEN_PRESENTATION_CONTEXT_ID = PROTOCOL_VIOLATIONS.register(
@@ -128,4 +128,150 @@ RESYNC = _register(
     "resync",
     NOTE,
     "PDU alignment was lost (a capture gap or a midstream start) and found again",
+)
+
+# -- conformance (DESIGN §4b): PDUs that parse but break a rule of PS3.8/PS3.7 --------------
+# The label values of dicom_protocol_violations_total{kind,sender}; the checks are in
+# pdu.py (every PDU/PDV header, O(1)) and conformance.py (association state, DIMSE).
+PROTOCOL_VIOLATIONS = ProblemRegistry("dicom_protocol_violations_total")
+_violation = PROTOCOL_VIOLATIONS.register
+
+MAX_PDU_LENGTH_EXCEEDED = _violation(
+    "max-pdu-length-exceeded",
+    ERROR,
+    "a P-DATA-TF longer than the Maximum Length the receiver announced",
+    reference="PS3.8 D.1",
+    advice="P-DATA-TF PDUs shall not exceed the Maximum Length the peer announced in its "
+    "A-ASSOCIATE-RQ/AC (0 = unlimited); the receiver may abort the association",
+)
+PDV_ON_UNACCEPTED_CONTEXT = _violation(
+    "pdv-on-unaccepted-context",
+    ERROR,
+    "a PDV on a presentation context that was not proposed or not accepted",
+    reference="PS3.8 9.3.5.1",
+    advice="PDVs shall only use presentation context IDs the A-ASSOCIATE-AC accepted",
+)
+EVEN_PRESENTATION_CONTEXT_ID = _violation(
+    "even-presentation-context-id",
+    ERROR,
+    "a presentation context ID that is even",
+    reference="PS3.8 9.3.2.2",
+    advice="presentation context IDs shall be odd integers between 1 and 255",
+)
+ODD_PDV_LENGTH = _violation(
+    "odd-pdv-length",
+    WARNING,
+    "a PDV item whose length is odd",
+    reference="PS3.8 E.1",
+    advice="a PDV's fragment shall have an even length (command and data set fragments are "
+    "made of whole, even-length elements)",
+)
+PDV_RESERVED_BITS = _violation(
+    "pdv-reserved-bits",
+    WARNING,
+    "a PDV message control header with bits 2-7 set",
+    reference="PS3.8 E.2",
+    advice="bits 2-7 of the message control header shall be sent as 0",
+)
+FRAGMENTS_INTERLEAVED = _violation(
+    "fragments-interleaved",
+    ERROR,
+    "a command fragment of another message before the last fragment of the current one",
+    reference="PS3.8 E.1",
+    advice="the fragments of one message shall not be interleaved with those of another; "
+    "the interrupted message is lost",
+)
+ASYNC_WINDOW_EXCEEDED = _violation(
+    "async-window-exceeded",
+    WARNING,
+    "more outstanding requests than the negotiated Asynchronous Operations Window",
+    reference="PS3.7 D.3.3.3",
+    advice="without an Asynchronous Operations Window negotiated, only one request may be "
+    "outstanding at a time",
+)
+SOP_CLASS_CONTEXT_MISMATCH = _violation(
+    "sop-class-context-mismatch",
+    WARNING,
+    "a request whose Affected/Requested SOP Class UID differs from its context's abstract syntax",
+    reference="PS3.7 9.1.1",
+    advice="send each request on a presentation context negotiated for its SOP class",
+)
+RESPONSE_TO_UNKNOWN_REQUEST = _violation(
+    "response-to-unknown-request",
+    ERROR,
+    "a response whose Message ID Being Responded To matches no open request",
+    reference="PS3.7 9.3",
+    advice="a response shall answer an outstanding request: its Message ID Being Responded "
+    "To is that request's Message ID",
+)
+RESPONSE_ON_OTHER_CONTEXT = _violation(
+    "response-on-other-context",
+    ERROR,
+    "a response on a different presentation context than its request",
+    reference="PS3.7 9.3",
+    advice="a response shall be sent on the presentation context of its request",
+)
+PDATA_OUTSIDE_ASSOCIATION = _violation(
+    "pdata-outside-association",
+    ERROR,
+    "P-DATA before the A-ASSOCIATE-AC, after an A-ASSOCIATE-RJ or after the A-RELEASE-RP",
+    reference="PS3.8 9.2 (state machine)",
+    advice="P-DATA-TF PDUs may only be sent on an established association (after the "
+    "A-ASSOCIATE-AC, before the A-RELEASE-RP)",
+)
+CONTEXT_ANSWER_MISMATCH = _violation(
+    "context-answer-mismatch",
+    ERROR,
+    "the A-ASSOCIATE-AC answers a context that was not proposed, omits one, or accepts a "
+    "transfer syntax that was not proposed",
+    reference="PS3.8 9.3.3.2",
+    advice="the A-ASSOCIATE-AC shall answer each proposed context once, accepting one of "
+    "the transfer syntaxes proposed for it",
+)
+MALFORMED_CONTEXT_PROPOSAL = _violation(
+    "malformed-context-proposal",
+    ERROR,
+    "a proposed context with zero or several abstract syntaxes, no transfer syntax, or a "
+    "duplicate ID",
+    reference="PS3.8 9.3.2.2",
+    advice="each proposed presentation context has a unique odd ID, exactly one abstract "
+    "syntax and at least one transfer syntax",
+)
+MISSING_USER_INFORMATION = _violation(
+    "missing-user-information",
+    ERROR,
+    "an A-ASSOCIATE-RQ or -AC without Maximum Length or Implementation Class UID",
+    reference="PS3.7 D.3.3.1, D.3.3.2",
+    advice="the User Information item shall carry the Maximum Length and the "
+    "Implementation Class UID sub-items",
+)
+INVALID_AE_TITLE = _violation(
+    "invalid-ae-title",
+    WARNING,
+    "an AE title that is all spaces or has characters outside the default repertoire",
+    reference="PS3.8 9.3.2, PS3.5 6.2 (AE)",
+    advice="AE titles are 1-16 characters of the default character repertoire, not all "
+    "spaces, without backslash or control characters",
+)
+ROLE_NOT_NEGOTIATED = _violation(
+    "role-not-negotiated",
+    ERROR,
+    "an operation in a role the association did not negotiate",
+    reference="PS3.7 D.3.3.4",
+    advice="an acceptor may only invoke operations on the requestor (e.g. C-STORE for a "
+    "C-GET) when SCU/SCP Role Selection gave it the SCP role for that SOP class",
+)
+NONSTANDARD_STATUS = _violation(
+    "nonstandard-status",
+    WARNING,
+    "a status code outside PS3.7 Annex C for the service, or pending where there is none",
+    reference="PS3.7 Annex C",
+    advice="use the status codes PS3.7 Annex C and PS3.4 define for the service",
+)
+DATASET_ENCODING_MISMATCH = _violation(
+    "dataset-encoding-mismatch",
+    ERROR,
+    "a data set whose first element header does not match the accepted transfer syntax",
+    reference="PS3.5 7.1, PS3.8 9.3.3.2",
+    advice="encode data sets in the transfer syntax accepted for their presentation context",
 )

@@ -160,9 +160,13 @@ class DimseTransactions:
             m = None
         other = self.collecting[d]
         if other is not None and other != key:
-            # PS3.8 forbids interleaving messages in one direction; dropping the other
-            # partial command keeps at most one command buffer (max_command_bytes) per side.
-            msgs.pop(other, None)
+            # PS3.8 E.1 forbids interleaving messages in one direction (the conversation
+            # reports fragments-interleaved). The interrupted command is kept, so neither
+            # message is lost or decoded from half its fragments; any third partial command
+            # of this side is dropped: at most two command buffers per side.
+            for k in [k for k, o in msgs.items() if k[0] == d and k not in (key, other)]:
+                if msgs[k].command is None:
+                    del msgs[k]
         self.collecting[d] = key
         if m is None:
             m = msgs[key] = Message(start_ts)

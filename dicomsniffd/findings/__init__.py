@@ -24,6 +24,7 @@ from typing import Any
 from dicomsniffd.findings import (
     associations,
     capture,
+    conformance,
     connections,
     dimse,
     interop,
@@ -64,6 +65,7 @@ RULES: tuple[Rule, ...] = (
     stalls.zero_window,
     stalls.loss_recovery,
     stalls.sender_idle,
+    conformance.protocol_violations,
 )
 
 # Every finding code, with its default severity, title and advice.

@@ -96,6 +96,11 @@ class Collected:
     # (server "ip:port", outcome, how, refused_by) -> TLS connections (streams/tls.py)
     tls_handshakes: Mapping[tuple[str, str, str, str], int] = field(default_factory=dict)
     stalls: StallTime | None = None  # stalls inside DIMSE transfers (DESIGN §3)
+    # (kind, sender, calling AE, called AE, sender's Implementation Class UID, its
+    # Version Name) -> count of ProtocolViolation events (DESIGN §4b)
+    protocol_violations: Mapping[tuple[str, str, str, str, str, str], int] = field(
+        default_factory=dict
+    )
 
 
 Check = Callable[[Collected, Mapping[str, Any]], list[Found]]

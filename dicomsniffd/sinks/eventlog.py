@@ -35,11 +35,12 @@ from dicomsniffd.dicom.events import (
     DimseTransaction,
     PresentationContext,
     ProtocolError,
+    ProtocolViolation,
     Resynchronised,
     UserInformation,
 )
 from dicomsniffd.dicom.implementations import implementation_dict
-from dicomsniffd.dicom.problems import RESYNC
+from dicomsniffd.dicom.problems import PROTOCOL_VIOLATIONS, RESYNC
 from dicomsniffd.names import context_result, status_hex, uid_display_name
 from dicomsniffd.sinks.dispatch import EventSink
 
@@ -78,6 +79,7 @@ class EventLog(EventSink):
         AssociationEnded: "_ended",
         ProtocolError: "_protocol_error",
         Resynchronised: "_resynchronised",
+        ProtocolViolation: "_protocol_violation",
     }
 
     def __init__(
@@ -230,6 +232,21 @@ class EventLog(EventSink):
     def _protocol_error(self, event: ProtocolError, flow: Any) -> None:
         record = self._base("protocol_error", event.ts, flow)
         record.update(sender=event.sender, kind=event.kind, detail=event.detail[:_MAX_DETAIL])
+        self._write(record)
+
+    def _protocol_violation(self, event: ProtocolViolation, flow: Any) -> None:
+        # DESIGN §4b: the association (flow, AE titles), the side, the rule and the message
+        kind = PROTOCOL_VIOLATIONS[event.kind]
+        record = self._base("protocol_violation", event.ts, flow)
+        record.update(
+            sender=event.sender,
+            kind=event.kind,
+            severity=kind.severity,
+            reference=kind.reference,
+            detail=event.detail[:_MAX_DETAIL],
+            implementation_class_uid=event.implementation_class_uid,
+            implementation_version_name=event.implementation_version_name,
+        )
         self._write(record)
 
     def _resynchronised(self, event: Resynchronised, flow: Any) -> None:

@@ -12,32 +12,33 @@ from typing import Any
 from dicomsniffd.config import DicomConfig, TransactionsConfig
 from dicomsniffd.dicom.acse import A_ASSOCIATE_RQ, AssociateDecoder
 from dicomsniffd.dicom.conversation import DicomConversation
-from dicomsniffd.dicom.pdu import plausible_associate_header
+from dicomsniffd.dicom.pdu import MAX_ASSOCIATE_PDU_LENGTH, plausible_associate_header
 
 from .context import FlowContext, format_endpoint
 from .dicom import DicomFlowHandler
 from .emitter import Emitter
 from .tls import TlsFlowHandler, looks_like_tls
 
-# The largest A-ASSOCIATE-RQ believed as the first bytes of a flow. Larger than the
-# framer's bound (dicom.max_association_pdu_bytes, default 64 KiB) on purpose, and kept
-# as it was when the two checks were separate: an RQ too large to decode is still DICOM,
-# and its flow is better tracked (the framer then counts it as bad-pdu-length) than
-# ignored; the bound only stops random bytes on an arbitrary port from passing.
-MAX_DETECTED_ASSOCIATE_LENGTH = 1_048_576
+# The largest A-ASSOCIATE-RQ believed as the first bytes of a flow: the largest the item
+# structure allows (PS3.8 9.3.2), as the framer believes it at a connection's start. It is
+# larger than dicom.max_association_pdu_bytes (default 64 KiB) on purpose: a legal RQ
+# with a large User Identity token is DICOM, and the framer decodes its first 64 KiB.
+MAX_DETECTED_ASSOCIATE_LENGTH = MAX_ASSOCIATE_PDU_LENGTH
 _MAX_LEARNED_SERVERS = 10_000
 
 
-def looks_like_associate_rq(data: bytes) -> bool:
+def looks_like_associate_rq(data: bytes, any_version: bool = True) -> bool:
     """A plausible A-ASSOCIATE-RQ header as the first bytes of a flow (PS3.8 9.3.2).
 
     Unlike the framer's resync scan, the reserved field after the protocol version is not
-    tested: PS3.8 says it is sent as 0 but not tested when received.
+    tested: PS3.8 says it is sent as 0 but not tested when received. ``any_version``: an
+    RQ of another protocol version than 1 is DICOM too (the acceptor rejects it); off a
+    configured DICOM port the version 1 is kept as evidence against random bytes.
     """
     return (
         len(data) >= 10
         and data[0] == A_ASSOCIATE_RQ
-        and plausible_associate_header(data, 0, MAX_DETECTED_ASSOCIATE_LENGTH)
+        and plausible_associate_header(data, 0, MAX_DETECTED_ASSOCIATE_LENGTH, any_version)
     )
 
 
@@ -71,7 +72,7 @@ class StreamDetector:
         known = info.server_port in self._ports or info.client_port in self._ports
         if looks_like_tls(payload):
             return self._new_tls(info) if known else None
-        if looks_like_associate_rq(payload) and (known or self._any_port):
+        if (known or self._any_port) and looks_like_associate_rq(payload, known):
             return self._new_dicom(info, direction)
         if known:
             # Midstream or unusual start on a DICOM port: the requestor is the side that is

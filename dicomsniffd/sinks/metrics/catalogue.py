@@ -117,6 +117,9 @@ FAMILIES: tuple[Family, ...] = (
             "Bytes on DICOM connections the sniffer never saw."),
     _family("dicom_protocol_errors_total", "counter", (_AE, "kind"),
             "DICOM UL/DIMSE protocol errors and resynchronisations, by kind."),
+    _family("dicom_protocol_violations_total", "counter", (_AE, "kind", "sender"),
+            "PDUs and DIMSE messages that parse but break a PS3.8/PS3.7 rule (DESIGN 4b), "
+            "by kind and the side that broke it."),
     _family("dicom_tcp_connection_failures_total", "counter", ("server", "reason"),
             "TCP connections to DICOM servers refused or unanswered."),
     _family("dicom_tls_connections_total", "counter", ("server", "outcome"),

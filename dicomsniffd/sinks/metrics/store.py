@@ -31,6 +31,7 @@ from dicomsniffd.dicom.events import (
     DimseResponseSeen,
     DimseTransaction,
     ProtocolError,
+    ProtocolViolation,
     Resynchronised,
     Stalled,
     UserInformation,
@@ -87,6 +88,7 @@ class MetricsStore(LabelCaps, EventSink):
         ProtocolError: "_on_protocol_error",
         Resynchronised: "_on_resync",
         Stalled: "_on_stall",
+        ProtocolViolation: "_on_protocol_violation",
     }
 
     def __init__(self, config: MetricsConfig) -> None:
@@ -297,6 +299,10 @@ class MetricsStore(LabelCaps, EventSink):
         key = (*self._ae(flow), event.sender, event.cause)
         self._inc("dicom_tcp_stalls_total", key)
         self._inc("dicom_tcp_stall_seconds_total", key, event.seconds)
+
+    def _on_protocol_violation(self, event: ProtocolViolation, flow: Any) -> None:
+        key = (*self._ae(flow), event.kind, event.sender)
+        self._inc("dicom_protocol_violations_total", key)
 
     # -- snapshots (snapshots.py, DESIGN §6) -------------------------------------------------
 

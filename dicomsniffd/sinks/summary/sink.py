@@ -24,6 +24,7 @@ from dicomsniffd.dicom.events import (
     DimseResponseSeen,
     DimseTransaction,
     ProtocolError,
+    ProtocolViolation,
     Resynchronised,
 )
 from dicomsniffd.dicom.problems import RESYNC
@@ -64,6 +65,7 @@ class Summary(EventSink):
         DimseTransaction: "_on_transaction",
         ProtocolError: "_on_protocol_error",
         Resynchronised: "_on_resync",
+        ProtocolViolation: "_on_protocol_violation",
     }
 
     def __init__(self, kept: KeptAssociations | None = None) -> None:
@@ -84,6 +86,8 @@ class Summary(EventSink):
         # (server "ip:port", outcome, how, refused_by) -> TLS connections (streams/tls.py)
         self._tls_handshakes: dict[tuple[str, str, str, str], int] = {}
         self._protocol_errors: dict[str, int] = {}
+        # (kind, sender, calling, called, sender's implementation UID, version) -> count
+        self._violations: dict[tuple[str, str, str, str, str, str], int] = {}
         self._missed_total = 0
         # (command, status, calling, called) -> count, for the failure findings
         self._failures: dict[tuple[str, int, str, str], int] = {}
@@ -299,6 +303,17 @@ class Summary(EventSink):
         self._protocol_errors[RESYNC] = self._protocol_errors.get(RESYNC, 0) + 1
         assoc.protocol_errors += 1
 
+    def _on_protocol_violation(self, event: ProtocolViolation, assoc: Association) -> None:
+        key = (
+            event.kind,
+            event.sender,
+            assoc.calling_ae,
+            assoc.called_ae,
+            event.implementation_class_uid,
+            event.implementation_version_name,
+        )
+        self._violations[key] = self._violations.get(key, 0) + 1
+
     # -- output ------------------------------------------------------------------------------
 
     def _associations(self) -> list[Association]:
@@ -344,6 +359,20 @@ class Summary(EventSink):
             "findings": self.findings(capture_info),
             "pairs": rollup(totals, self._pairs, self._failures),
             "implementations": implementations(associations),
+            "protocol_violations": [
+                {
+                    "kind": kind,
+                    "sender": sender,
+                    "calling_ae": calling,
+                    "called_ae": called,
+                    "implementation_class_uid": uid,
+                    "implementation_version_name": version,
+                    "count": count,
+                }
+                for (kind, sender, calling, called, uid, version), count in sorted(
+                    self._violations.items()
+                )
+            ],
             "protocol_errors_by_flow": {
                 str(a.flow_id): a.protocol_errors for a in associations if a.protocol_errors
             },
@@ -370,6 +399,7 @@ class Summary(EventSink):
             unanswered_by=self._unanswered_by,
             tls_handshakes=self._tls_handshakes,
             stalls=self._stalls,
+            protocol_violations=self._violations,
         )
 
     def timing_samples(self, command: str, name: str) -> list[float]:

@@ -35,6 +35,7 @@ def render_text(data: dict[str, Any]) -> str:
         _render_associations(data),
         _render_dimse(data["dimse"]),
         _render_tcp(data["tcp"], data["protocol_errors"]),
+        _render_violations(data.get("protocol_violations") or []),
     ]
     return "\n".join(part for part in parts if part) + "\n"
 
@@ -270,6 +271,21 @@ def _render_dimse(dimse: dict[str, Any]) -> str:
     ]
     if throughput:
         lines += ["", "Throughput", *throughput]
+    return "\n".join(lines) + "\n"
+
+
+def _render_violations(rows: list[dict[str, Any]]) -> str:
+    """DESIGN §4b: each broken rule, the side that broke it and its software."""
+    if not rows:
+        return ""
+    lines = [_heading("Conformance (rules broken)")]
+    for r in sorted(rows, key=lambda r: -r["count"]):
+        side = r["calling_ae"] if r["sender"] == REQUESTOR else r["called_ae"]
+        software = r["implementation_version_name"] or r["implementation_class_uid"] or "?"
+        lines.append(
+            f"{r['kind']}: {r['count']} by the {r['sender']} {side} "
+            f"({r['calling_ae']} → {r['called_ae']}), software {software}"
+        )
     return "\n".join(lines) + "\n"
 
 
