@@ -299,11 +299,23 @@ def test_tshark_user_identity_in_rq(real_traffic, tshark_views, name):
 
 @pytest.mark.parametrize("name", with_key("response_latency_ms"))
 def test_tshark_response_latency(real_traffic, tshark_views, name):
+    # The SCP sleeps `low` ms before each answer: no latency can be shorter (a sleep never
+    # ends early). No wall-clock ceiling: pynetdicom's own handling on a loaded machine is
+    # not bounded (218 ms seen against 215). That each latency is one request's service
+    # time, one sleep, is structural: the SCU waits for each response before the next
+    # request, so the frames alternate request, response, request...
     exp = real_traffic[name].expected
-    for cmd, (low, high) in exp["response_latency_ms"].items():
-        lat = scenarios.tcp_response_latencies_ms(tshark_views[name], cmd, SCP_PORT)
+    view = tshark_views[name]
+    for cmd, (low, _high) in exp["response_latency_ms"].items():
+        lat = scenarios.tcp_response_latencies_ms(view, cmd, SCP_PORT)
         assert len(lat) == exp["requests"][cmd]
-        assert all(low <= x <= high for x in lat), f"{name} {cmd}: {lat}"
+        assert all(low <= x for x in lat), f"{name} {cmd}: {lat}"
+        order = [
+            c["command"]
+            for c in sorted(view.commands, key=lambda c: c["frame"])
+            if c["command"] in (f"{cmd}-RQ", f"{cmd}-RSP")
+        ]
+        assert order == [f"{cmd}-RQ", f"{cmd}-RSP"] * len(lat), order
 
 
 @pytest.mark.parametrize("name", with_key("suboperations"))
