@@ -607,25 +607,24 @@ def test_analyze_response_latency(real_traffic, tshark_views, name):
     that (DESIGN §3 response_latency), and agree with tshark's frame times within a few ms."""
     exp = real_traffic[name].expected
     a = analyze(real_traffic[name])
-    for cmd, (low, high) in exp["response_latency_ms"].items():
+    for cmd, (low, _high) in exp["response_latency_ms"].items():
         calling, called = aes_for(exp, cmd)
         n = exp["requests"][cmd]
         labels = {"command": cmd, "calling_ae": calling, "called_ae": called}
         count = a.value("dicom_dimse_response_latency_seconds_count", **labels)
         total = a.value("dicom_dimse_response_latency_seconds_sum", **labels)
         assert count == n
-        assert low / 1000 <= total / count <= high / 1000, f"mean {total / count:.4f}s"
-        # every observation is in the buckets that bracket [low, high]
+        assert low / 1000 <= total / count, f"mean {total / count:.4f}s"
+        # no observation below the sleep (no upper wall-clock bound: a loaded machine
+        # answers later; the agreement with tshark below bounds it)
         buckets = sorted(
             (float(s.labels["le"]), s.value)
             for s in a.series("dicom_dimse_response_latency_seconds_bucket", **labels)
         )
         below = [v for le, v in buckets if le < low / 1000]
-        above = [v for le, v in buckets if le >= high / 1000]
         assert not below or below[-1] == 0, buckets
-        assert not above or above[0] == n, buckets
         p50 = a.summary["dimse"][cmd]["response_latency_ms"]["p50"]
-        assert low <= p50 <= high
+        assert low <= p50
         ref = scenarios.median(
             scenarios.tcp_response_latencies_ms(tshark_views[name], cmd, SCP_PORT)
         )
