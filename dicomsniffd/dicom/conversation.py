@@ -259,12 +259,23 @@ class DicomConversation:
             self._dimse.end(out)
             if self.dicom_seen:
                 end = AssociationEnded(
-                    ts, self._end_how(how), delta(self._rq_ts, ts), stall_tuple(self._stalls)
+                    ts,
+                    self._end_how(how),
+                    delta(self._rq_ts, ts),
+                    stall_tuple(self._stalls),
+                    self._command_with_dataset(),
                 )
                 out.append(end)
         except Exception as exc:  # noqa: BLE001
             out.append(ProtocolError(ts, "", PARSER_EXCEPTION, type(exc).__name__))
         return out
+
+    def _command_with_dataset(self) -> tuple[tuple[str, int], ...]:
+        return tuple(
+            (self.roles.sender(d), framer.command_with_dataset)
+            for d, framer in enumerate(self._framers)
+            if framer.command_with_dataset
+        )
 
     def one_direction_error(self, ts: float) -> ProtocolError | None:
         """After close: the ProtocolError that flags a one-sided capture, or None.

@@ -119,6 +119,9 @@ class AssociationEnded:
     duration_seconds: float | None  # A-ASSOCIATE-RQ -> end; None when RQ not seen
     # the association's stalls inside transfers: (sender, cause, count, seconds), sorted
     stalls: tuple[tuple[str, str, int, float], ...] = ()
+    # messages whose command set and data set started in one P-DATA-TF, per sender
+    # ((sender, count), only senders that did it): legal, an interoperability hint
+    command_with_dataset: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

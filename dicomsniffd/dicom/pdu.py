@@ -108,6 +108,7 @@ class PduFramer(HeaderChecks):
         "pdata_allowed",
         "pending",
         "_ds_peek",
+        "command_with_dataset",
     )
 
     def __init__(self, *, max_command_bytes: int = 65536, max_association_pdu_bytes: int = 65536):
@@ -143,6 +144,9 @@ class PduFramer(HeaderChecks):
         # handled that PDU (it changes what is checked): chunk splits change nothing.
         self.pending = b""
         self._ds_peek = False  # the next data set PDV starts a data set: read its head
+        # messages whose command's last fragment and data set's first share a P-DATA-TF:
+        # legal (PS3.8 E.1), but a known interoperability hint (findings/interop.py)
+        self.command_with_dataset = 0
 
     # -- public API ---------------------------------------------------------------------
 
@@ -327,6 +331,7 @@ class PduFramer(HeaderChecks):
     def _on_pdv_header(self, out: list, ts: float) -> None:
         pdv_len, ctx, mch = _PDV_HEADER.unpack(self._hdr)
         self._hdr.clear()
+        first = self._first_pdv
         self._first_pdv = False
         self._pdu_left -= 6
         if pdv_len < 2 or pdv_len - 2 > self._pdu_left:
@@ -356,6 +361,8 @@ class PduFramer(HeaderChecks):
         else:  # dataset fragment: skipped, only its length is reported
             self._pdv_missed = False
             if self._ds_peek:
+                # once per data set: did it start in its command's P-DATA-TF?
+                self.command_with_dataset += not first
                 self._start_head(dlen, out, ts)
             else:
                 self._enter_skip(_DATA, dlen, out, ts)

@@ -61,6 +61,7 @@ RULES: tuple[Rule, ...] = (
     interop.tls_to_plain_port,
     interop.plain_to_tls_port,
     interop.tls_refused,
+    interop.command_with_dataset,
     stalls.delayed_ack,
     stalls.zero_window,
     stalls.loss_recovery,

@@ -36,7 +36,7 @@ class Association:
         "contexts", "implementation_class_uid", "implementation_version_name", "dimse",
         "requests", "unanswered", "pdata", "missed", "retransmissions", "zero_windows",
         "resets", "protocol_errors", "requestor_info", "acceptor_info", "setup_seconds", "stores",
-        "busy_seconds", "first_error",
+        "busy_seconds", "first_error", "command_with_dataset",
     )  # fmt: skip
 
     def __init__(self, flow: Any) -> None:
@@ -77,6 +77,8 @@ class Association:
         self.stores = 0  # C-STORE requests
         self.busy_seconds = 0.0  # sum of the DIMSE transactions' durations
         self.first_error: tuple[str, str, str] | None = None  # (sender, kind, detail)
+        # AssociationEnded.command_with_dataset: ((sender, messages), ...)
+        self.command_with_dataset: tuple[tuple[str, int], ...] = ()
 
     @property
     def outcome(self) -> str:

@@ -1,14 +1,17 @@
 """Do the two sides work together? The interoperability patterns a vendor conversation
 starts from: one association per object, services that work next to services that fail,
 an SCU that gives up for want of a context for its file's transfer syntax, TLS spoken to
-a plain port (or the reverse), and which side refused a TLS handshake."""
+a plain port (or the reverse), which side refused a TLS handshake, and a command set
+sharing its P-DATA-TF with the data set on associations that failed."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from dicomsniffd.dicom.dimse import status_class
 from dicomsniffd.dicom.events import ACCEPTOR, REQUESTOR, PresentationContext
+from dicomsniffd.dicom.implementations import describe
 from dicomsniffd.dicom.problems import ONE_DIRECTION_ONLY
 from dicomsniffd.findings.rule import Collected, FindingKind, Found, rule
 from dicomsniffd.formatting import duration, plural
@@ -374,3 +377,64 @@ def tls_refused(c: Collected, info: Mapping[str, Any]) -> list[Found]:
         f"refused by the {' and the '.join(sides)}."
     )
     return [TLS_REFUSED.found(detail, evidence, total, advice=advice or None)]
+
+
+COMMAND_WITH_DATASET = FindingKind(
+    "command-with-dataset-in-one-pdu",
+    "info",
+    "Command set and data set in one P-DATA-TF",
+    "Legal (PS3.8 E.1 lets one P-DATA-TF carry the last command fragment and the first "
+    "data set fragment), but a known source of trouble between implementations (reported "
+    "between fo-dicom and DCMTK): when an association with this pattern fails, ask the "
+    "receiver's vendor whether it handles a data set PDV in the command's PDU, and try the "
+    "sender's option to send the data set in its own P-DATA-TF if it has one.",
+)
+
+
+def _in_trouble(a: Association) -> bool:
+    """Ended by abort/reset, unanswered requests, protocol errors or a failure status."""
+    if a.cut_short or a.unanswered or a.protocol_errors:
+        return True
+    return any(
+        status and status_class(None, int(status, 16)) == "failure"
+        for statuses in a.dimse.values()
+        for status in statuses
+        if not status.startswith("0xFF")  # pending, whatever the service
+    )
+
+
+@rule(COMMAND_WITH_DATASET)
+def command_with_dataset(c: Collected, info: Mapping[str, Any]) -> list[Found]:
+    # Only next to trouble: DCMTK's storescu packs every C-STORE this way, so on healthy
+    # traffic it is noise; on an association that failed it is a lead for the vendor.
+    # (calling, called, sender, software) -> [associations in trouble, messages]
+    rows: dict[tuple[str, str, str, str], list[int]] = {}
+    for a in c.associations:
+        if not a.command_with_dataset or not _in_trouble(a):
+            continue
+        for sender, messages in a.command_with_dataset:
+            ui = a.requestor_info if sender == REQUESTOR else a.acceptor_info
+            software = describe(
+                ui.implementation_class_uid if ui else "",
+                ui.implementation_version_name if ui else "",
+            )
+            row = rows.setdefault((a.calling_ae, a.called_ae, sender, software), [0, 0])
+            row[0] += 1
+            row[1] += messages
+    if not rows:
+        return []
+    evidence = []
+    for (calling, called, sender, software), (assocs, messages) in sorted(rows.items()):
+        who = "SCU (requestor)" if sender == REQUESTOR else "SCP (acceptor)"
+        evidence.append(
+            f"{calling} → {called}: the {who}, {software}, sent {plural(messages, 'message')} "
+            f"with command and data set in one P-DATA-TF on {plural(assocs, 'association')} "
+            "that ended in trouble (abort, reset, failure status, unanswered request or "
+            "protocol error)"
+        )
+    total = sum(assocs for assocs, _ in rows.values())
+    detail = (
+        f"On {plural(total, 'association')} that failed, the command set and the data set "
+        "of a message started in the same P-DATA-TF: legal, but worth naming to the vendor."
+    )
+    return [COMMAND_WITH_DATASET.found(detail, evidence, total)]

@@ -27,6 +27,8 @@ A-RELEASE-RQ. RULE ``clean`` sends exactly that; every other RULE changes one th
   large-rq                  a 65,400-byte User Identity token: an RQ over 64 KiB (legal)
   unknown-items             an unknown item (0x77) and user information sub-item (0x5F),
                             which PS3.8 9.3 says to skip (legal)
+  command-with-dataset      a C-STORE whose command and data set share one P-DATA-TF
+                            (legal, PS3.8 E.1; an interoperability hint, findings/interop.py)
 
 Prints one JSON line: what was sent and what came back.
 """
@@ -78,6 +80,7 @@ RULES = (
     "protocol-version-2",
     "large-rq",
     "unknown-items",
+    "command-with-dataset",
 )
 
 
@@ -209,6 +212,10 @@ def run(host: str, port: int, rule: str, calling: str, called: str) -> dict:
             s.sendall(pdata([(5, 0x02, ds)]))
         else:
             s.sendall(pdata([(5, 0x00, ds[:1001])]) + pdata([(5, 0x02, ds[1001:])]))
+        ok = responses(s, 1, seen)
+    elif rule == "command-with-dataset":
+        uid, ds = small_ct(2000)
+        s.sendall(pdata([(5, 0x03, c_store_rq(1, CT_IMAGE_STORAGE, uid)), (5, 0x02, ds)]))
         ok = responses(s, 1, seen)
     elif rule == "fragments-interleaved":
         first = echo_rq(1)

@@ -217,6 +217,7 @@ class Summary(EventSink):
         assoc.end = event.how
         assoc.end_ts = event.ts
         assoc.duration = event.duration_seconds
+        assoc.command_with_dataset = event.command_with_dataset
         ended = self._ended
         ended.append(assoc.flow_id)
         if len(ended) > _ENDED_WAIT:
