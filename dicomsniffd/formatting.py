@@ -64,10 +64,11 @@ def duration(seconds: float | None) -> str:
     return f"{seconds / 60:.1f} min"
 
 
-# The three phases of a DIMSE transaction (DESIGN §3), as the timing tables show them.
+# The phases of a DIMSE transaction (DESIGN §3), as the timing tables show them.
 TIMING_PHASES = (
     ("transfer", "request_transfer_ms"),
     ("service", "response_latency_ms"),
+    ("response", "response_transfer_ms"),
     ("total", "duration_ms"),
 )
 
@@ -83,8 +84,8 @@ def timing_rows(
     """
     for command, stats in dimse.items():
         for label, key in TIMING_PHASES:
-            p = stats[key]
-            if not p["count"]:
+            p = stats.get(key)  # a saved summary of an older version may lack a phase
+            if not p or not p["count"]:
                 continue
             if first_response_label and label == "service" and command in NO_SERVICE_TIME:
                 label = "first response"

@@ -81,6 +81,7 @@ def test_c_echo():
     )
     assert t.request_transfer_seconds == 0.0
     assert t.response_latency_seconds == pytest.approx(0.004)
+    assert t.response_transfer_seconds == 0.0  # one packet
     assert t.duration_seconds == pytest.approx(0.004)
 
 
@@ -106,6 +107,11 @@ def test_c_store_multi_fragment_exact_timings():
     assert t.request_transfer_seconds == pytest.approx(last_rq_ts - 100.0)
     assert t.response_latency_seconds == pytest.approx(100.5 - last_rq_ts)
     assert t.duration_seconds == pytest.approx(0.52)
+    # the response split over two packets: its second piece came 20 ms later
+    assert t.final_response_ts == 100.5
+    assert t.response_transfer_seconds == pytest.approx(0.02)
+    phases = t.request_transfer_seconds + t.response_latency_seconds + t.response_transfer_seconds
+    assert phases == pytest.approx(t.duration_seconds)
     assert t.request_dataset_bytes == 60000 and t.response_dataset_bytes == 0
     assert t.affected_sop_instance_uid == ""  # not kept unless configured
     assert t.complete
@@ -160,15 +166,19 @@ def test_c_find_with_pending_responses():
             "C_FIND_RSP", MessageIDBeingRespondedTo=1, AffectedSOPClassUID=FIND_STUDY, Status=0
         )
     ]
+    final = chunks.pop()[1]
+    chunks += [(1, final[:10], 6.0), (1, final[10:], 6.04)]  # the final response split
     ev = feed_all(conv, chunks)
     rsps = _of(ev, DimseResponseSeen)
     assert [r.status_class for r in rsps] == ["pending"] * 3 + ["success"]
     (t,) = _of(ev, DimseTransaction)
     assert t.pending_responses == 3
-    assert t.response_ts == 2.0 and t.response_complete_ts == 6.0
-    assert t.response_latency_seconds == pytest.approx(1.0) and t.duration_seconds == pytest.approx(
-        5.0
-    )
+    assert t.response_ts == 2.0 and t.response_complete_ts == 6.04
+    assert t.response_latency_seconds == pytest.approx(1.0)
+    assert t.duration_seconds == pytest.approx(5.04)
+    # the fourth phase is the final response's own transfer, not first response -> end
+    assert t.final_response_ts == 6.0
+    assert t.response_transfer_seconds == pytest.approx(0.04)
     assert t.request_dataset_bytes == len(ident) and t.response_dataset_bytes == 3 * len(ident)
 
 

@@ -747,3 +747,38 @@ def test_one_sided_capture_is_flagged_not_half_counted(real_traffic, tmp_path):
     assert total("dicom_protocol_errors_total", kind="one-direction-only") == 1
     codes = {f["code"] for f in json.loads(p.stdout)["findings"]}
     assert "capture-incomplete" in codes and "protocol-errors" not in codes
+
+
+# DCMTK storescp (a, b: its C-STORE-RSP is split, the delayed-ACK case of issue 12) and
+# pynetdicom (f, g: one write per response); single-response services only.
+_PHASE_SCENARIOS = {
+    "a_store50": ("C-STORE",),
+    "b_echo3": ("C-ECHO",),
+    "f_statuses": ("C-STORE",),
+    "g_slow_scp": ("C-STORE",),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_PHASE_SCENARIOS))
+def test_analyze_phases_add_up_to_the_duration(real_traffic, name):
+    """DESIGN §3: for a single-response service, request_transfer + response_latency +
+    response_transfer = duration, transaction by transaction, so also in the sums; and the
+    fourth phase is measured for every answered request."""
+    exp = real_traffic[name].expected
+    a = analyze(real_traffic[name])
+    for cmd in _PHASE_SCENARIOS[name]:
+        calling, called = aes_for(exp, cmd)
+        labels = {"command": cmd, "calling_ae": calling, "called_ae": called}
+        n = exp["requests"][cmd]
+        phases = (
+            "request_transfer",
+            "response_latency",
+            "response_transfer",
+            "duration",
+        )
+        counts = [a.value(f"dicom_dimse_{p}_seconds_count", **labels) for p in phases]
+        assert counts == [n] * 4, dict(zip(phases, counts, strict=True))
+        sums = {p: a.value(f"dicom_dimse_{p}_seconds_sum", **labels) for p in phases}
+        parts = sums["request_transfer"] + sums["response_latency"] + sums["response_transfer"]
+        assert parts == pytest.approx(sums["duration"], abs=1e-6 * n), sums
+        assert a.summary["dimse"][cmd]["response_transfer_ms"]["count"] == n

@@ -178,6 +178,11 @@ class DimseTransaction:
     suboperations_completed: int | None = None
     suboperations_failed: int | None = None
     suboperations_warning: int | None = None
+    # DESIGN §3's fourth phase: first packet of the final response -> packet completing it
+    # (a split response waiting for an ACK shows here). Single-response services:
+    # duration = request_transfer + response_latency + response_transfer.
+    final_response_ts: float | None = None
+    response_transfer_seconds: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

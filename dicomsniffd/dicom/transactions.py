@@ -23,7 +23,8 @@ class Transaction:
 
     __slots__ = (
         "key", "command", "sop_class_uid", "context_id", "message_id", "request_ts",
-        "request_complete_ts", "response_ts", "response_complete_ts", "request_bytes",
+        "request_complete_ts", "response_ts", "final_response_ts", "response_complete_ts",
+        "request_bytes",
         "response_bytes", "pending", "complete", "status", "status_class", "last_ts",
         "instance_uid", "error_comment", "move_destination", "remaining", "completed",
         "failed", "warning", "done",
@@ -38,6 +39,7 @@ class Transaction:
         self.request_ts = request_ts
         self.request_complete_ts: float | None = None
         self.response_ts: float | None = None
+        self.final_response_ts: float | None = None  # first packet of the final response
         self.response_complete_ts: float | None = None
         self.request_bytes = 0
         self.response_bytes = 0
@@ -286,6 +288,7 @@ class DimseTransactions:
                 setattr(txn, name, value)
         if is_final_status(cmd.command_field, cmd.status):
             m.final = True
+            txn.final_response_ts = m.start_ts
         else:
             txn.pending += 1
 
@@ -341,5 +344,7 @@ class DimseTransactions:
                 suboperations_completed=txn.completed,
                 suboperations_failed=txn.failed,
                 suboperations_warning=txn.warning,
+                final_response_ts=txn.final_response_ts,
+                response_transfer_seconds=delta(txn.final_response_ts, txn.response_complete_ts),
             )
         )

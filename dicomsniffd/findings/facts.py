@@ -15,7 +15,8 @@ from typing import Any
 from dicomsniffd.dicom.events import ACCEPTOR, REQUESTOR, PresentationContext
 from dicomsniffd.names import context_result, uid_display_name
 
-TIMINGS = ("request_transfer_ms", "response_latency_ms", "duration_ms")
+# DESIGN §3's phases; for a single-response service the first three add up to the fourth
+TIMINGS = ("request_transfer_ms", "response_latency_ms", "response_transfer_ms", "duration_ms")
 
 
 def sender_counts() -> dict[str, int]:

@@ -214,6 +214,9 @@ def _overview(data: dict[str, Any]) -> str:
         tr = store["request_transfer_ms"]
         if tr["count"]:
             cards.append(("Transfer time p50 / p95", f"{tr['p50']:.0f} / {tr['p95']:.0f} ms"))
+        rt = store.get("response_transfer_ms") or {}
+        if rt.get("count"):
+            cards.append(("Response transfer p50 / p95", f"{rt['p50']:.0f} / {rt['p95']:.0f} ms"))
         if store.get("throughput_mbps") is not None:
             cards.append(("Upload throughput", f"{store['throughput_mbps']:.1f} Mbit/s"))
     return (

@@ -281,6 +281,7 @@ def trace_section(records: list[dict[str, Any]], assocs: list[dict[str, Any]], d
             f"<td><span class='chip st-{esc(cls)}'>{esc(status_cell)}</span></td>"
             f"<td class='num'>{seconds_as_ms(r['request_transfer_seconds'])}</td>"
             f"<td class='num'>{seconds_as_ms(r['response_latency_seconds'])}</td>"
+            f"<td class='num'>{seconds_as_ms(r.get('response_transfer_seconds'))}</td>"
             f"<td class='num'>{seconds_as_ms(r['duration_seconds'])}</td>"
             f"<td class='num'>{esc(byte_size(r['request_dataset_bytes'], largest_unit='TB'))}</td>"
             f"<td>{'yes' if r['complete'] else 'gap'}</td>"
@@ -318,7 +319,7 @@ def trace_section(records: list[dict[str, Any]], assocs: list[dict[str, Any]], d
         "<span id='f-count'></span></div>"
         "<div class='scroll'><table id='trace-table' class='grid'><thead><tr>"
         "<th>request (UTC)</th><th>association</th><th>command</th><th>SOP class</th>"
-        "<th>msg id</th><th>status</th><th>transfer ms</th><th>service ms</th>"
+        "<th>msg id</th><th>status</th><th>transfer ms</th><th>service ms</th><th>response ms</th>"
         "<th>total ms</th><th>data set</th><th>captured</th><th>error comment</th>"
         f"</tr></thead><tbody>{''.join(rows)}</tbody></table></div></section>"
     )

@@ -200,7 +200,7 @@ class Summary(EventSink):
             self._unanswered_by[key] = self._unanswered_by.get(key, 0) + 1
         if not event.complete:
             stats.incomplete += 1
-        # the three _TIMINGS, unrolled (no zip and tuple per transaction), per command
+        # the four TIMINGS, unrolled (no zip and tuple per transaction), per command
         # and per AE pair
         samples = stats.samples
         by_pair = self._pair(assoc).samples
@@ -212,6 +212,10 @@ class Summary(EventSink):
         if seconds is not None:
             samples["response_latency_ms"].append(seconds * 1000.0)
             by_pair["response_latency_ms"].append(seconds * 1000.0)
+        seconds = event.response_transfer_seconds
+        if seconds is not None:
+            samples["response_transfer_ms"].append(seconds * 1000.0)
+            by_pair["response_transfer_ms"].append(seconds * 1000.0)
         seconds = event.duration_seconds
         if seconds is not None:
             samples["duration_ms"].append(seconds * 1000.0)

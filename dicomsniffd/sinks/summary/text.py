@@ -155,16 +155,17 @@ def _assoc_rows(assocs: list[dict[str, Any]]) -> list[str]:
 def _pair_rows(pairs: list[dict[str, Any]]) -> list[str]:
     lines = [
         f"By AE pair ({len(pairs)}), p95 in ms",
-        f"{'calling → called':36} {'assocs':>7} {'objects':>8} {'failures':>8} "
-        f"{'transfer':>11} {'service':>11} {'duration':>11}",
+        f"{'calling → called':30} {'assocs':>6} {'objects':>7} {'failures':>8} "
+        f"{'transfer':>10} {'service':>10} {'response':>10} {'duration':>10}",
     ]
     for p in pairs[:_MAX_PAIRS]:
-        pair = _fit(f"{p['calling_ae']} → {p['called_ae']}", 36)
+        pair = _fit(f"{p['calling_ae']} → {p['called_ae']}", 30)
         lines.append(
-            f"{pair:36} {p['associations']:>7} {p['objects']:>8} {p['failures']:>8} "
-            f"{one_decimal(p['request_transfer_ms']['p95']):>11} "
-            f"{one_decimal(p['response_latency_ms']['p95']):>11} "
-            f"{one_decimal(p['duration_ms']['p95']):>11}"
+            f"{pair:30} {p['associations']:>6} {p['objects']:>7} {p['failures']:>8} "
+            f"{one_decimal(p['request_transfer_ms']['p95']):>10} "
+            f"{one_decimal(p['response_latency_ms']['p95']):>10} "
+            f"{one_decimal(p.get('response_transfer_ms', {}).get('p95')):>10} "
+            f"{one_decimal(p['duration_ms']['p95']):>10}"
         )
     if len(pairs) > _MAX_PAIRS:
         lines.append(f"… {len(pairs) - _MAX_PAIRS} more AE pairs (use --json for all)")
@@ -218,7 +219,8 @@ def _render_dimse(dimse: dict[str, Any]) -> str:
     lines += [
         "",
         "Timing (ms): transfer = network upload of the request, "
-        "service = SCP time to first response",
+        "service = SCP time to first response,",
+        "response = transfer of the final response, total = request start to response end",
         f"{'command':14} {'phase':9} {'count':>7} {'p50':>10} {'p95':>10} {'p99':>10} {'max':>10}",
     ]
     for command, label, p in timing_rows(dimse):
