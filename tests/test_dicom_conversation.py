@@ -424,6 +424,28 @@ def test_unanswered_at_close_and_timeout():
     assert ev[-1].how == "reset"
 
 
+def test_open_request_at_capture_end_is_in_flight_not_unanswered():
+    """A capture stops mid-transfer (tcpdump ended, editcap -r): the association ends
+    "capture-ended" and its open C-STORE is in flight, not unanswered."""
+    conv = DicomConversation()
+    _assoc(conv)
+    rq = _store_rq(dataset=b"\x10\x00" * 30000, max_pdu=4096)
+    feed_all(conv, [(0, p, 2.0 + 0.01 * i) for i, p in enumerate(rq[:5])])  # cut after 5 PDUs
+    ev = conv.close("end", 2.5)
+    (t,) = _of(ev, DimseTransaction)
+    assert (t.outcome, t.status_class, t.status) == ("in-flight-at-capture-end", "in-flight", None)
+    assert t.request_complete_ts is None and t.response_transfer_seconds is None
+    assert ev[-1].how == "capture-ended"
+
+
+def test_released_association_at_capture_end_stays_released():
+    conv = DicomConversation()
+    _assoc(conv)
+    feed_all(conv, [(0, b"\x05\x00\x00\x00\x00\x04\x00\x00\x00\x00", 3.0)])
+    feed_all(conv, [(1, b"\x06\x00\x00\x00\x00\x04\x00\x00\x00\x00", 3.1)])
+    assert conv.close("end", 4.0)[-1].how == "released"
+
+
 def test_pending_cap():
     conv = DicomConversation(max_pending=3)
     _assoc(conv, ((1, VERIFICATION, ("1.2.840.10008.1.2",)),))

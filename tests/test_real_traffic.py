@@ -782,3 +782,38 @@ def test_analyze_phases_add_up_to_the_duration(real_traffic, name):
         parts = sums["request_transfer"] + sums["response_latency"] + sums["response_transfer"]
         assert parts == pytest.approx(sums["duration"], abs=1e-6 * n), sums
         assert a.summary["dimse"][cmd]["response_transfer_ms"]["count"] == n
+
+
+def _scu_data_frames(pcap: str) -> list[int]:
+    """tshark's frame numbers of the TCP segments with data sent to the SCP port."""
+    out = subprocess.run(
+        ["tshark", "-r", pcap, "-n", "-Y", f"tcp.dstport == {SCP_PORT} and tcp.len > 0",
+         "-T", "fields", "-e", "frame.number"],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout  # fmt: skip
+    return [int(x) for x in out.split()]
+
+
+def test_analyze_capture_cut_mid_transfer_blames_nobody(real_traffic, tmp_path):
+    """Issue 12: `editcap -r` keeps the first N packets of a real store, N = the middle
+    SCU data segment (a C-STORE is open then: every SCU data segment between the
+    A-ASSOCIATE-RQ and the A-RELEASE-RQ belongs to a request not answered yet). The open
+    association ends "capture-ended", its request is in flight, not unanswered, and no
+    warning or critical finding appears that the whole capture does not have."""
+    sc = real_traffic["a_store50"]
+    frames = _scu_data_frames(sc.pcap)
+    cut = frames[len(frames) // 2]
+    pcap = str(tmp_path / "a_store50_cut.pcap")
+    subprocess.run(["editcap", "-r", sc.pcap, pcap, f"1-{cut}"], check=True, timeout=60)
+    cut_sc = scenarios.Scenario(name="a_store50_cut", pcap=pcap, expected=sc.expected)
+    a, whole = analyze(cut_sc), analyze(sc)
+    assert a.value("dicom_association_ends_total", how="capture-ended") == 1
+    assert a.value("dicom_association_ends_total") == 1
+    assert a.value("dicom_dimse_unanswered_total") == 0
+    (assoc,) = a.summary["associations"]
+    assert (assoc["end"], assoc["unanswered"], assoc["in_flight"]) == ("capture-ended", 0, 1)
+    assert a.summary["dimse"]["C-STORE"]["in_flight"] == 1
+    blame = {f["code"] for f in a.summary["findings"] if f["severity"] != "info"}
+    assert "unanswered" not in blame
+    assert blame <= {f["code"] for f in whole.summary["findings"] if f["severity"] != "info"}
+    assert "capture-ended" in a.findings()

@@ -41,6 +41,9 @@ MAX_EXCEPTIONS_PER_DIRECTION = 3  # then the direction is ignored until the flow
 # close(how): the flow table's reasons that mean "no end was seen, the flow went quiet or
 # was dropped" (AssociationEnded.how "timeout"); "reset" stays, anything else is "closed"
 _TIMEOUT_HOWS = frozenset({"idle", "timeout", "evicted-capacity", "evicted-memcap"})
+# close(how) at the end of the capture or when the daemon stops: AssociationEnded.how
+# "capture-ended" (the association was still open; no peer ended it, no peer is to blame)
+CAPTURE_END_HOW = "end"
 
 
 class DicomConversation:
@@ -201,7 +204,7 @@ class DicomConversation:
         try:
             for framer in self._framers:
                 framer.kill()
-            self._dimse.end(out)
+            self._dimse.end(out, capture_ended=self._end_how(how) == "capture-ended")
             if self.dicom_seen:
                 out.append(AssociationEnded(ts, self._end_how(how), delta(self._rq_ts, ts)))
         except Exception as exc:  # noqa: BLE001
@@ -384,4 +387,6 @@ class DicomConversation:
             return "reset"
         if how in _TIMEOUT_HOWS:
             return "timeout"
+        if how == CAPTURE_END_HOW:
+            return "capture-ended"
         return "closed"

@@ -111,7 +111,8 @@ class Aborted:
 class AssociationEnded:
     """The association (or what was seen of it) is over.
 
-    how: "released" | "aborted" | "reset" | "closed" | "timeout".
+    how: "released" | "aborted" | "reset" | "closed" | "timeout" | "capture-ended" (still
+    open when the capture or the daemon stopped).
     """
 
     ts: float
@@ -158,8 +159,10 @@ class DimseTransaction:
     context_id: int
     message_id: int
     status: int | None
-    status_class: str  # as DimseResponseSeen, or "unanswered"
-    outcome: str  # "answered" | "unanswered-ended" | "unanswered-timeout"
+    status_class: str  # as DimseResponseSeen, or "unanswered", or "in-flight"
+    # "answered" | "unanswered-ended" | "unanswered-timeout" | "in-flight-at-capture-end"
+    # (still open when the capture or the daemon stopped: not answered yet, nobody's fault)
+    outcome: str
     request_ts: float  # first packet of the request command
     request_complete_ts: float | None
     response_ts: float | None  # first packet of the (first) response

@@ -16,6 +16,8 @@ from .problems import BAD_COMMAND_SET, COMMAND_TOO_LARGE, DUPLICATE_MESSAGE_ID, 
 from .roles import Roles
 
 _COMMAND_SET_START = b"\x00\x00\x00\x00\x04\x00\x00\x00"  # (0000,0000) UL, length 4
+# DimseTransaction.outcome of a request still open when the capture or the daemon stopped
+IN_FLIGHT = "in-flight-at-capture-end"
 
 
 class Transaction:
@@ -122,11 +124,13 @@ class DimseTransactions:
             del self.messages[key]
         self.collecting[d] = None
 
-    def end(self, out: list) -> None:
-        """The connection is over: every open request is unanswered."""
+    def end(self, out: list, capture_ended: bool = False) -> None:
+        """The connection is over: every open request is unanswered, or, when it was the
+        capture (or the daemon) that stopped, in flight: nobody failed to answer it."""
         self.messages.clear()
+        outcome = IN_FLIGHT if capture_ended else "unanswered-ended"
         for txn in list(self.transactions.values()):
-            self._emit_txn(txn, "unanswered-ended", out)
+            self._emit_txn(txn, outcome, out)
         self.transactions.clear()
 
     def expire(self, now: float, out: list) -> None:
@@ -316,6 +320,8 @@ class DimseTransactions:
     def _emit_txn(self, txn: Transaction, outcome: str, out: list) -> None:
         txn.done = True
         answered = outcome == "answered"
+        # an in-flight request was not answered *yet*: its class says so, not "unanswered"
+        unanswered = "in-flight" if outcome == IN_FLIGHT else "unanswered"
         req_done = txn.request_complete_ts
         out.append(
             DimseTransaction(
@@ -324,7 +330,7 @@ class DimseTransactions:
                 context_id=txn.context_id,
                 message_id=txn.message_id,
                 status=txn.status if answered else None,
-                status_class=txn.status_class if answered else "unanswered",
+                status_class=txn.status_class if answered else unanswered,
                 outcome=outcome,
                 request_ts=txn.request_ts,
                 request_complete_ts=req_done,

@@ -41,6 +41,7 @@ RULES: tuple[Rule, ...] = (
     protocol.protocol_errors,
     connections.tls,
     capture.no_dicom,
+    capture.capture_ended,
 )
 
 # Every finding code, with its default severity, title and advice.

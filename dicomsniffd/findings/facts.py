@@ -34,7 +34,7 @@ class Association:
         "requested", "accepted", "dicom_seen", "reject", "abort", "end", "duration",
         "contexts", "implementation_class_uid", "implementation_version_name", "dimse",
         "requests", "unanswered", "pdata", "missed", "retransmissions", "zero_windows",
-        "resets", "protocol_errors",
+        "resets", "protocol_errors", "in_flight",
     )  # fmt: skip
 
     def __init__(self, flow: Any) -> None:
@@ -64,6 +64,7 @@ class Association:
         self.zero_windows = sender_counts()
         self.resets = sender_counts()
         self.protocol_errors = 0  # ProtocolError and Resynchronised events on this flow
+        self.in_flight = 0  # requests still open when the capture (or the daemon) stopped
 
     @property
     def outcome(self) -> str:
@@ -97,6 +98,7 @@ class Association:
             "implementation_version_name": self.implementation_version_name,
             "dimse": {cmd: dict(statuses) for cmd, statuses in self.dimse.items()},
             "unanswered": self.unanswered,
+            "in_flight": self.in_flight,
             "pdata_bytes": dict(self.pdata),
             "missed_bytes": self.missed,
             "retransmissions": sum(self.retransmissions.values()),
@@ -123,6 +125,7 @@ class Command:
         self.requests = 0
         self.responses: dict[str, int] = {}
         self.unanswered = 0
+        self.in_flight = 0  # open when the capture stopped: not answered yet, not unanswered
         self.samples = {name: array("d") for name in TIMINGS}
         self.dataset_bytes = 0
         self.throughput_bytes = 0
@@ -138,6 +141,7 @@ class Command:
             "requests": self.requests,
             "responses": dict(sorted(self.responses.items())),
             "unanswered": self.unanswered,
+            "in_flight": self.in_flight,
         }
         for name in TIMINGS:
             out[name] = self.timing(name)

@@ -99,11 +99,14 @@ class Timers:
         elif st >= S_CLOSED:
             self._remove(flow)
         elif flow.fin_seen:
-            self._finish(flow, "fin", now)  # half-closed and quiet: the other FIN was missed
+            # half-closed and quiet: the other FIN was missed
+            self._finish(flow, "fin", flow.last_seen)
             self._remove(flow)
         else:
+            # It ended at its last packet: ending it at ``now`` (eviction time) would add the
+            # idle timeout, or a whole capture gap, to the association's duration.
             self.evictions["idle"] += 1
-            self._finish(flow, "idle", now)
+            self._finish(flow, "idle", flow.last_seen)
             self._remove(flow)
 
     def _evict_capacity(self, ts: float) -> None:

@@ -68,7 +68,8 @@ FAMILIES: tuple[Family, ...] = (
     _family("dicom_association_aborts_total", "counter", (_AE, "source", "reason"),
             "A-ABORT seen, by source and reason."),
     _family("dicom_association_ends_total", "counter", (_AE, "how"),
-            "Associations that ended, by how (released, aborted, reset, closed, timeout)."),
+            "Associations that ended, by how (released, aborted, reset, closed, timeout, "
+            "capture-ended: still open when the capture or the daemon stopped)."),
     _family("dicom_associations_active", "gauge", (_AE,),
             "Associations requested and not yet ended."),
     _family("dicom_association_setup_seconds", "histogram", (_AE,),

@@ -21,6 +21,7 @@ from dicomsniffd.dicom.events import (
     Resynchronised,
 )
 from dicomsniffd.dicom.problems import RESYNC
+from dicomsniffd.dicom.transactions import IN_FLIGHT
 from dicomsniffd.findings import Collected, evaluate
 from dicomsniffd.findings.facts import Association, Command, percentiles, sender_counts
 from dicomsniffd.names import is_out_of_resources, status_hex
@@ -198,6 +199,9 @@ class Summary(EventSink):
             stats.unanswered += 1
             key = (event.command, event.outcome, assoc.calling_ae, assoc.called_ae)
             self._unanswered_by[key] = self._unanswered_by.get(key, 0) + 1
+        elif event.outcome == IN_FLIGHT:
+            assoc.in_flight += 1
+            stats.in_flight += 1
         if not event.complete:
             stats.incomplete += 1
         # the four TIMINGS, unrolled (no zip and tuple per transaction), per command

@@ -135,6 +135,13 @@ def pick_rows(
     )
 
 
+# AssociationEnded.how values wider than the "end" column, and the legend printed under it
+_END_SHORT = {"capture-ended": "cap-end*"}
+_END_LEGEND = (
+    "cap-end* = still open when the capture ended (its requests in flight, not unanswered)"
+)
+
+
 def _assoc_rows(assocs: list[dict[str, Any]]) -> list[str]:
     lines = [
         f"{'flow':>4} {'start':8} {'calling → called':30} {'server':21} "
@@ -143,11 +150,12 @@ def _assoc_rows(assocs: list[dict[str, Any]]) -> list[str]:
     for a in assocs:
         responses = sum(sum(s.values()) for s in a["dimse"].values())
         outcome = "aborted*" if a["outcome"] == "aborted-before-accept" else a["outcome"]
+        end = _END_SHORT.get(a["end"], a["end"])
         data = byte_size(sum(a["pdata_bytes"].values()))
         pair = _fit(f"{a['calling_ae']} → {a['called_ae']}", 30)
         lines.append(
             f"{a['flow_id']:>4} {utc(a['start_ts'], date=False):8} {pair:30} "
-            f"{_fit(a['server'], 21):21} {outcome:9} {a['end'] or '-':8} {responses:>5} {data:>8}"
+            f"{_fit(a['server'], 21):21} {outcome:9} {end or '-':8} {responses:>5} {data:>8}"
         )
     return lines
 
@@ -198,6 +206,8 @@ def _render_associations(data: dict[str, Any]) -> str:
         lines.append(f"… {more} more associations (use --json for all)")
     if any(a["outcome"] == "aborted-before-accept" for a in problems):
         lines.append("aborted* = aborted or reset before the SCP answered the request")
+    if any(a["end"] in _END_SHORT for a in problems + others):
+        lines.append(_END_LEGEND)
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
@@ -216,6 +226,13 @@ def _render_dimse(dimse: dict[str, Any]) -> str:
         wrapped = textwrap.wrap(statuses or "-", _WIDTH - 37) or ["-"]
         lines.append(f"{command:14} {s['requests']:>8} {s['unanswered']:>10}  {wrapped[0]}")
         lines.extend(f"{'':36}{more}" for more in wrapped[1:])
+    in_flight = [
+        f"{command} {s['in_flight']}" for command, s in dimse.items() if s.get("in_flight")
+    ]
+    if in_flight:
+        lines.append(
+            "In flight at capture end (not answered yet, not unanswered): " + ", ".join(in_flight)
+        )
     lines += [
         "",
         "Timing (ms): transfer = network upload of the request, "
