@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from dicomsniffd.names import NO_SERVICE_TIME
+from dicomsniffd.names import NO_SERVICE_TIME, REVERSED_ROLE
 
 
 def plural(n: int, word: str) -> str:
@@ -73,6 +73,11 @@ TIMING_PHASES = (
 )
 
 
+# The phases of a request the acceptor sent: its transfer is a download and its service
+# time the requestor's (the C-GET SCU storing what it asked for).
+_REVERSED_LABELS = {"transfer": "download", "service": "SCU time"}
+
+
 def timing_rows(
     dimse: Mapping[str, Mapping[str, Any]], *, first_response_label: bool = False
 ) -> Iterator[tuple[str, str, Mapping[str, Any]]]:
@@ -89,6 +94,8 @@ def timing_rows(
                 continue
             if first_response_label and label == "service" and command in NO_SERVICE_TIME:
                 label = "first response"
+            if command in REVERSED_ROLE:  # acceptor -> requestor (C-GET's C-STOREs)
+                label = _REVERSED_LABELS.get(label, label)
             yield command, label, p
 
 

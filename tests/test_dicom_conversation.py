@@ -446,6 +446,20 @@ def test_released_association_at_capture_end_stays_released():
     assert conv.close("end", 4.0)[-1].how == "released"
 
 
+def test_c_store_sent_by_the_acceptor_is_the_acceptors_request():
+    """C-GET: the SCP sends the sub-operation C-STOREs on the requestor's association
+    (DESIGN §3: roles follow the message); the transaction says who sent the request."""
+    conv = DicomConversation()
+    _assoc(conv)
+    chunks = [(1, p, 5.0) for p in _store_rq()] + [(0, p, 5.2) for p in _store_rsp()]
+    ev = feed_all(conv, chunks)
+    (req,) = _of(ev, DimseRequestSeen)
+    (rsp,) = _of(ev, DimseResponseSeen)
+    (t,) = _of(ev, DimseTransaction)
+    assert (req.sender, rsp.sender, t.request_sender) == ("acceptor", "requestor", "acceptor")
+    assert t.response_latency_seconds == pytest.approx(0.2)
+
+
 def test_pending_cap():
     conv = DicomConversation(max_pending=3)
     _assoc(conv, ((1, VERIFICATION, ("1.2.840.10008.1.2",)),))

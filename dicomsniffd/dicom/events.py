@@ -186,6 +186,9 @@ class DimseTransaction:
     # duration = request_transfer + response_latency + response_transfer.
     final_response_ts: float | None = None
     response_transfer_seconds: float | None = None
+    # who sent the request (DESIGN §3: roles follow the message): "acceptor" for the
+    # sub-operation C-STOREs of a C-GET, whose transfer is a download
+    request_sender: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,11 +29,14 @@ class Transaction:
         "request_bytes",
         "response_bytes", "pending", "complete", "status", "status_class", "last_ts",
         "instance_uid", "error_comment", "move_destination", "remaining", "completed",
-        "failed", "warning", "done",
+        "failed", "warning", "done", "sender",
     )  # fmt: skip
 
-    def __init__(self, key: tuple, cmd: Command, context_id: int, request_ts: float):
+    def __init__(
+        self, key: tuple, cmd: Command, context_id: int, request_ts: float, sender: str = ""
+    ):
         self.key = key
+        self.sender = sender  # of the request: "requestor", or "acceptor" (C-GET's C-STOREs)
         self.command = cmd.name
         self.sop_class_uid = cmd.sop_class_uid
         self.context_id = context_id
@@ -259,7 +262,7 @@ class DimseTransactions:
             detail = f"{self.max_pending} requests open"
             out.append(ProtocolError(m.start_ts, sender, TOO_MANY_PENDING, detail))
             return
-        txn = Transaction(key, cmd, ctx, m.start_ts)
+        txn = Transaction(key, cmd, ctx, m.start_ts, sender)
         txns[key] = txn
         m.txn = txn
 
@@ -352,5 +355,6 @@ class DimseTransactions:
                 suboperations_warning=txn.warning,
                 final_response_ts=txn.final_response_ts,
                 response_transfer_seconds=delta(txn.final_response_ts, txn.response_complete_ts),
+                request_sender=txn.sender,
             )
         )

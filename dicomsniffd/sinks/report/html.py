@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from dicomsniffd import __version__, outputs
+from dicomsniffd.dicom.events import ACCEPTOR
 from dicomsniffd.dicom.problems import RESYNC
 from dicomsniffd.formatting import (
     BREAK_COVERAGE,
@@ -280,7 +281,10 @@ def _charts(
     if t0 is None or t1 is None:
         t0 = t1 = 0.0
     lanes = pick_assocs(assocs, 40)
-    store_records = [r for r in records if r["command"] == "C-STORE"]
+    # uploads only: a C-GET's C-STOREs (sent by the acceptor) are downloads
+    store_records = [
+        r for r in records if r["command"] == "C-STORE" and r.get("request_sender") != ACCEPTOR
+    ]
     lat_records = store_records or [r for r in records if r["command"] not in NO_SERVICE_TIME]
     lat_command = "C-STORE" if store_records else "DIMSE"
     hist_command = "C-STORE"

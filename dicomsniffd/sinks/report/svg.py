@@ -312,10 +312,13 @@ def timeline_chart(
 def _tip(r: dict[str, Any], cls: str) -> str:
     status = "" if r["status"] is None else f" 0x{r['status']:04X}"
     parts = [f"flow {r['flow_id']} {r['command']} msg {r['message_id']}: {cls}{status}"]
+    download = r.get("request_sender") == "acceptor"  # a C-GET's C-STORE, SCP -> SCU
     if r["request_transfer_seconds"] is not None:
-        parts.append(f"transfer {r['request_transfer_seconds'] * 1000:.1f} ms")
+        way = "download" if download else "transfer"
+        parts.append(f"{way} {r['request_transfer_seconds'] * 1000:.1f} ms")
     if r["response_latency_seconds"] is not None:
-        parts.append(f"service {r['response_latency_seconds'] * 1000:.1f} ms")
+        who = "SCU time" if download else "service"
+        parts.append(f"{who} {r['response_latency_seconds'] * 1000:.1f} ms")
     if r.get("response_transfer_seconds") is not None:
         parts.append(f"response {r['response_transfer_seconds'] * 1000:.1f} ms")
     return ", ".join(parts)

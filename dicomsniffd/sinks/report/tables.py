@@ -17,7 +17,7 @@ from dicomsniffd.formatting import (
     timing_rows,
     utc,
 )
-from dicomsniffd.names import status_hex, status_text, uid_display_name
+from dicomsniffd.names import command_by_role, status_hex, status_text, uid_display_name
 from dicomsniffd.sinks.report.escape import esc
 from dicomsniffd.sinks.report.svg import spread
 
@@ -276,7 +276,8 @@ def trace_section(records: list[dict[str, Any]], assocs: list[dict[str, Any]], d
             f"<tr data-assoc='{esc(r['flow_id'])}' data-status='{esc(cls)}' class='st-{esc(cls)}'>"
             f"<td>{esc(utc(r['request_ts'], date=False, ms=True))}</td>"
             f"<td>{esc(r['flow_id'])} {esc(pair)}</td>"
-            f"<td>{esc(r['command'])}</td><td>{esc(sop)}</td>"
+            f"<td>{esc(command_by_role(r['command'], r.get('request_sender') == 'acceptor'))}"
+            f"</td><td>{esc(sop)}</td>"
             f"<td class='num'>{esc(r['message_id'])}</td>"
             f"<td><span class='chip st-{esc(cls)}'>{esc(status_cell)}</span></td>"
             f"<td class='num'>{seconds_as_ms(r['request_transfer_seconds'])}</td>"

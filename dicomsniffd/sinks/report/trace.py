@@ -46,6 +46,7 @@ class TransactionLog:
         "complete",
         "error_comment",
         "response_transfer_seconds",
+        "request_sender",
     )
 
     def __init__(self, cap: int = TRACE_CAP, notable_cap: int = _NOTABLE_CAP) -> None:
@@ -107,6 +108,7 @@ class TransactionLog:
             e.complete,
             e.error_comment[:_COMMENT_CAP],
             e.response_transfer_seconds,
+            e.request_sender,
         )
 
     def records(self) -> list[dict[str, Any]]:

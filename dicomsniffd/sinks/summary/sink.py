@@ -9,6 +9,8 @@ from array import array
 from typing import Any
 
 from dicomsniffd.dicom.events import (
+    ACCEPTOR,
+    REQUESTOR,
     Aborted,
     AssociationAccepted,
     AssociationEnded,
@@ -24,7 +26,7 @@ from dicomsniffd.dicom.problems import RESYNC
 from dicomsniffd.dicom.transactions import IN_FLIGHT
 from dicomsniffd.findings import Collected, evaluate
 from dicomsniffd.findings.facts import Association, Command, percentiles, sender_counts
-from dicomsniffd.names import is_out_of_resources, status_hex
+from dicomsniffd.names import command_by_role, is_out_of_resources, status_hex
 from dicomsniffd.sinks.dispatch import EventSink
 from dicomsniffd.sinks.report.trace import TransactionLog
 from dicomsniffd.sinks.summary.pairs import Pair, PairTimings, rollup
@@ -177,27 +179,31 @@ class Summary(EventSink):
 
     def _on_request(self, event: DimseRequestSeen, assoc: Association) -> None:
         assoc.requests += 1
-        self._command(event.command).requests += 1
-        if event.command == "C-STORE":
+        command = command_by_role(event.command, event.sender == ACCEPTOR)
+        self._command(command).requests += 1
+        if command == "C-STORE":
             self._pair(assoc).objects += 1
 
     def _on_response(self, event: DimseResponseSeen, assoc: Association) -> None:
         status = status_hex(event.status)
-        statuses = assoc.dimse.setdefault(event.command, {})
+        # a response from the requestor answers a request of the acceptor (C-GET's stores)
+        command = command_by_role(event.command, event.sender == REQUESTOR)
+        statuses = assoc.dimse.setdefault(command, {})
         statuses[status] = statuses.get(status, 0) + 1
-        responses = self._command(event.command).responses
+        responses = self._command(command).responses
         responses[status] = responses.get(status, 0) + 1
         if event.status_class == "failure" or is_out_of_resources(event.status):
-            key = (event.command, event.status, assoc.calling_ae, assoc.called_ae)
+            key = (command, event.status, assoc.calling_ae, assoc.called_ae)
             self._failures[key] = self._failures.get(key, 0) + 1
 
     def _on_transaction(self, event: DimseTransaction, assoc: Association) -> None:
         self.transactions.add(event, assoc.flow_id)
-        stats = self._command(event.command)
+        command = command_by_role(event.command, event.request_sender == ACCEPTOR)
+        stats = self._command(command)
         if event.outcome.startswith("unanswered"):
             assoc.unanswered += 1
             stats.unanswered += 1
-            key = (event.command, event.outcome, assoc.calling_ae, assoc.called_ae)
+            key = (command, event.outcome, assoc.calling_ae, assoc.called_ae)
             self._unanswered_by[key] = self._unanswered_by.get(key, 0) + 1
         elif event.outcome == IN_FLIGHT:
             assoc.in_flight += 1
@@ -229,7 +235,7 @@ class Summary(EventSink):
             stats.throughput_bytes += event.request_dataset_bytes
             stats.throughput_seconds += event.request_transfer_seconds
         if event.error_comment and event.status is not None:
-            comments = self._error_comments.setdefault((event.command, event.status), [])
+            comments = self._error_comments.setdefault((command, event.status), [])
             if len(comments) < 3 and event.error_comment not in comments:
                 comments.append(event.error_comment)
 

@@ -19,7 +19,7 @@ from dicomsniffd.formatting import (
     timing_rows,
     utc,
 )
-from dicomsniffd.names import status_text
+from dicomsniffd.names import GET_SUBOPERATION_STORE, REVERSED_ROLE, status_text
 
 _WIDTH = 100
 _MAX_ROWS = 50  # associations listed; --json lists all
@@ -135,8 +135,19 @@ def pick_rows(
     )
 
 
+def _responses_column(dimse: dict[str, dict[str, int]]) -> str:
+    """The SCP's responses; "+N" the requestor's (its answers to C-GET's C-STOREs), never
+    summed with them: they answer requests going the other way."""
+    scp = sum(sum(s.values()) for c, s in dimse.items() if c not in REVERSED_ROLE)
+    scu = sum(sum(s.values()) for c, s in dimse.items() if c in REVERSED_ROLE)
+    return f"{scp}+{scu}" if scu else str(scp)
+
+
 # AssociationEnded.how values wider than the "end" column, and the legend printed under it
 _END_SHORT = {"capture-ended": "cap-end*"}
+_RESP_LEGEND = (
+    "resp = responses from the SCP; +N = from the SCU (to C-GET's sub-operation C-STOREs)"
+)
 _END_LEGEND = (
     "cap-end* = still open when the capture ended (its requests in flight, not unanswered)"
 )
@@ -148,7 +159,7 @@ def _assoc_rows(assocs: list[dict[str, Any]]) -> list[str]:
         f"{'outcome':9} {'end':8} {'resp':>5} {'data':>8}"
     ]
     for a in assocs:
-        responses = sum(sum(s.values()) for s in a["dimse"].values())
+        responses = _responses_column(a["dimse"])
         outcome = "aborted*" if a["outcome"] == "aborted-before-accept" else a["outcome"]
         end = _END_SHORT.get(a["end"], a["end"])
         data = byte_size(sum(a["pdata_bytes"].values()))
@@ -208,6 +219,8 @@ def _render_associations(data: dict[str, Any]) -> str:
         lines.append("aborted* = aborted or reset before the SCP answered the request")
     if any(a["end"] in _END_SHORT for a in problems + others):
         lines.append(_END_LEGEND)
+    if any(c in REVERSED_ROLE for a in problems + others for c in a["dimse"]):
+        lines.append(_RESP_LEGEND)
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
@@ -238,6 +251,14 @@ def _render_dimse(dimse: dict[str, Any]) -> str:
         "Timing (ms): transfer = network upload of the request, "
         "service = SCP time to first response,",
         "response = transfer of the final response, total = request start to response end",
+        *(
+            [
+                f"{GET_SUBOPERATION_STORE} = C-GET sub-operations, SCP → SCU: download = their "
+                "transfer, SCU time = storing"
+            ]
+            if GET_SUBOPERATION_STORE in dimse
+            else []
+        ),
         f"{'command':14} {'phase':9} {'count':>7} {'p50':>10} {'p95':>10} {'p99':>10} {'max':>10}",
     ]
     for command, label, p in timing_rows(dimse):
@@ -247,7 +268,8 @@ def _render_dimse(dimse: dict[str, Any]) -> str:
         )
     throughput = [
         f"{command}: {byte_size(s['dataset_bytes'])} of data sets, "
-        f"upload throughput {s['throughput_mbps']:.1f} Mbit/s"
+        f"{'download' if command in REVERSED_ROLE else 'upload'} throughput "
+        f"{s['throughput_mbps']:.1f} Mbit/s"
         for command, s in dimse.items()
         if s["throughput_mbps"] is not None
     ]
