@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from dicomsniffd.names import NO_SERVICE_TIME, REVERSED_ROLE
+from dicomsniffd.names import NO_SERVICE_TIME, REVERSED_ROLE, status_hex
 
 
 def plural(n: int, word: str) -> str:
@@ -135,3 +135,33 @@ def format_break(broken: Mapping[str, Any]) -> str:
 
 BREAK_COVERAGE = "the results cover the packets before the break"
 REORDERED_NOTE = "read in the time order of their first packets, not in the order given"
+
+
+def move_lines(m: dict[str, Any]) -> tuple[str, str]:
+    """Two phrases for one C-MOVE of ``Summary.to_dict()["moves"]``: what it asked and got,
+    and where its sub-association is (the report uses them too)."""
+    status = status_hex(m["status"]) if m["status"] is not None else m["outcome"]
+    counts = ", ".join(
+        f"{name} {m[name]}" for name in ("completed", "failed", "warning") if m[name] is not None
+    )
+    what = (
+        f"flow {m['flow_id']} {m['calling_ae']} → {m['called_ae']}, to "
+        f"{m['move_destination'] or '?'}: {status}" + (f"; {counts}" if counts else "")
+    )
+    sub = m["sub_association"]
+    if sub is None:
+        where = (
+            "no association to the destination in this capture (capture also where the SCP "
+            "connects to it)"
+        )
+    else:
+        where = (
+            f"sub-association flow {sub['flow_id']} {sub['calling_ae']} → {sub['called_ae']} "
+            f"({sub['server']}) opened after {_seconds_ms(sub['opened_after_s'])}, first C-STORE "
+            f"after {_seconds_ms(sub['first_store_after_s'])}"
+        )
+    return what, where
+
+
+def _seconds_ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.1f} ms"

@@ -817,3 +817,48 @@ def test_analyze_capture_cut_mid_transfer_blames_nobody(real_traffic, tmp_path):
     assert "unanswered" not in blame
     assert blame <= {f["code"] for f in whole.summary["findings"] if f["severity"] != "info"}
     assert "capture-ended" in a.findings()
+
+
+def _first_request_packet(pcap: str, port: int) -> float:
+    """tshark's time of the first data packet sent to ``port`` after the A-ASSOCIATE-AC
+    (the first packet of the first DIMSE request: DESIGN §3 times a request from its
+    first packet, while tshark dates a DICOM message by the frame completing its PDU)."""
+    out = subprocess.run(
+        ["tshark", "-r", pcap, "-n", "-d", f"tcp.port=={port},dicom",
+         "-Y", f"tcp.port == {port} and tcp.len > 0",
+         "-T", "fields", "-e", "frame.time_epoch", "-e", "tcp.dstport", "-e", "_ws.col.Info"],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout  # fmt: skip
+    rows = [line.split("\t") for line in out.splitlines()]
+    accepted = next(i for i, r in enumerate(rows) if "A-ASSOCIATE accept" in r[2])
+    return next(float(r[0]) for r in rows[accepted + 1 :] if r[1] == str(port))
+
+
+def test_analyze_c_move_linked_to_its_sub_association(real_traffic):
+    """Issue 12: the C-MOVE (DCMTK movescu -> pynetdicom QRSCP) names its Move Destination,
+    the association QRSCP opened to STORESCP (DCMTK storescp) in the same capture, the time
+    from the C-MOVE-RQ to the first sub-operation C-STORE (within 1 ms of tshark's packet
+    times) and the sub-operation counts, in the JSON, the text summary and the report."""
+    sc = real_traffic["i_move5"]
+    a = analyze(sc)
+    (move,) = a.summary["moves"]
+    assert (move["calling_ae"], move["called_ae"], move["move_destination"]) == (
+        "MOVESCU",
+        "QRSCP",
+        "STORESCP",
+    )
+    assert (move["completed"], move["failed"], move["warning"]) == (5, 0, 0)
+    assert move["pending_responses"] == 5
+    sub = move["sub_association"]
+    assert (sub["calling_ae"], sub["called_ae"]) == ("QRSCP", "STORESCP")
+    assert sub["server"].endswith(f":{scenarios.DEST_PORT}")
+    rq = _first_request_packet(sc.pcap, SCP_PORT)
+    first_store = _first_request_packet(sc.pcap, scenarios.DEST_PORT)
+    assert sub["first_store_after_s"] == pytest.approx(first_store - rq, abs=1e-3)
+    assert 0 < sub["opened_after_s"] < sub["first_store_after_s"]
+    text = subprocess.run(
+        [sys.executable, "-m", "dicomsniffd", "analyze", sc.pcap],
+        capture_output=True, text=True, timeout=120, cwd=REPO, check=True,
+    ).stdout  # fmt: skip
+    assert "MOVESCU → QRSCP, to STORESCP: 0x0000; completed 5, failed 0, warning 0" in text
+    assert f"sub-association flow {sub['flow_id']} QRSCP → STORESCP" in text

@@ -10,6 +10,7 @@ from typing import Any
 from dicomsniffd.formatting import (
     byte_size,
     duration,
+    move_lines,
     one_decimal,
     plural,
     problem_score,
@@ -216,6 +217,8 @@ def dimse_section(dimse: dict[str, Any]) -> str:
         "<p class='note'>Timing (ms). <b>transfer</b> = network upload of the request "
         "(first packet → last data set fragment); <b>service</b> = SCP time from the "
         "complete request to its first response (storage write, database commit); "
+        "<b>response</b> = transfer of the final response (first to last packet: "
+        "microseconds, unless the SCP split it and waited for an ACK); "
         "<b>total</b> = first packet of the request → final response.</p>"
         "<table class='grid'><thead><tr><th>command</th><th>phase</th><th>count</th>"
         "<th>p50</th><th>p95</th><th>p99</th><th>max</th></tr></thead>"
@@ -324,3 +327,27 @@ def trace_section(records: list[dict[str, Any]], assocs: list[dict[str, Any]], d
         "<th>total ms</th><th>data set</th><th>captured</th><th>error comment</th>"
         f"</tr></thead><tbody>{''.join(rows)}</tbody></table></div></section>"
     )
+
+
+def moves_section(moves: list[dict[str, Any]], dropped: int = 0) -> str:
+    """Each C-MOVE with its Move Destination, the sub-association the SCP opened to it, the
+    time to the first sub-operation C-STORE and the sub-operation counts."""
+    if not moves:
+        return ""
+    rows = []
+    for m in moves[:MAX_MOVE_ROWS]:
+        what, where = move_lines(m)
+        rows.append(f"<tr><td>{esc(what)}</td><td>{esc(where)}</td></tr>")
+    more = len(moves) + dropped - len(rows)
+    note = f"<p class='note'>{more} more C-MOVEs not listed.</p>" if more else ""
+    return (
+        f"<section id='moves'><h2>C-MOVE and its sub-associations ({len(moves) + dropped})</h2>"
+        "<p class='note'>Times from the C-MOVE-RQ; sub-operation counts from the final "
+        "response. The SCP opens a separate association to the Move Destination: a long time "
+        "to the first C-STORE is the SCP preparing (or failing to reach) the destination.</p>"
+        "<table class='grid'><thead><tr><th>C-MOVE</th><th>sub-association</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>{note}</section>"
+    )
+
+
+MAX_MOVE_ROWS = 200

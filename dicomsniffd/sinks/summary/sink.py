@@ -29,6 +29,7 @@ from dicomsniffd.findings.facts import Association, Command, percentiles, sender
 from dicomsniffd.names import command_by_role, is_out_of_resources, status_hex
 from dicomsniffd.sinks.dispatch import EventSink
 from dicomsniffd.sinks.report.trace import TransactionLog
+from dicomsniffd.sinks.summary.moves import MoveLinks
 from dicomsniffd.sinks.summary.pairs import Pair, PairTimings, rollup
 from dicomsniffd.sinks.summary.text import render_text
 
@@ -68,6 +69,7 @@ class Summary(EventSink):
         self._error_comments: dict[tuple[str, int], list[str]] = {}
         self._unanswered_by: dict[tuple[str, str, str, str], int] = {}
         self._pairs: dict[Pair, PairTimings] = {}  # the per-AE-pair rollup (pairs.py)
+        self._moves = MoveLinks()  # C-MOVEs and their sub-associations (moves.py)
         # Per-transaction records for the HTML report (bounded, see TransactionLog).
         self.transactions = TransactionLog()
         super().__init__()  # self._handlers, from EVENTS
@@ -183,6 +185,7 @@ class Summary(EventSink):
         self._command(command).requests += 1
         if command == "C-STORE":
             self._pair(assoc).objects += 1
+            self._moves.store_request(assoc.flow_id, event.ts)
 
     def _on_response(self, event: DimseResponseSeen, assoc: Association) -> None:
         status = status_hex(event.status)
@@ -200,6 +203,8 @@ class Summary(EventSink):
         self.transactions.add(event, assoc.flow_id)
         command = command_by_role(event.command, event.request_sender == ACCEPTOR)
         stats = self._command(command)
+        if command == "C-MOVE":
+            self._moves.move(assoc, event)
         if event.outcome.startswith("unanswered"):
             assoc.unanswered += 1
             stats.unanswered += 1
@@ -276,6 +281,8 @@ class Summary(EventSink):
             "protocol_errors": dict(sorted(self._protocol_errors.items())),
             "findings": self.findings(capture_info),
             "pairs": rollup(associations, self._pairs, self._failures),
+            "moves": self._moves.link(associations),
+            "moves_dropped": self._moves.dropped,
             "protocol_errors_by_flow": {
                 str(a.flow_id): a.protocol_errors for a in associations if a.protocol_errors
             },

@@ -13,6 +13,7 @@ from dicomsniffd.formatting import (
     REORDERED_NOTE,
     byte_size,
     format_break,
+    move_lines,
     one_decimal,
     plural,
     problem_score,
@@ -32,6 +33,7 @@ def render_text(data: dict[str, Any]) -> str:
         _render_findings(data["findings"]),
         _render_associations(data),
         _render_dimse(data["dimse"]),
+        _render_moves(data.get("moves") or [], data.get("moves_dropped", 0)),
         _render_tcp(data["tcp"], data["protocol_errors"]),
     ]
     return "\n".join(part for part in parts if part) + "\n"
@@ -275,6 +277,26 @@ def _render_dimse(dimse: dict[str, Any]) -> str:
     ]
     if throughput:
         lines += ["", "Throughput", *throughput]
+    return "\n".join(lines) + "\n"
+
+
+_MAX_MOVES = 20  # C-MOVEs listed; --json lists all kept
+
+
+def _render_moves(moves: list[dict[str, Any]], dropped: int) -> str:
+    if not moves:
+        return ""
+    lines = [
+        _heading(f"C-MOVE ({len(moves) + dropped})"),
+        "Times from the C-MOVE-RQ; sub-operation counts from the final response",
+    ]
+    for m in moves[:_MAX_MOVES]:
+        what, where = move_lines(m)
+        lines.extend(_wrap(what, ""))
+        lines.extend(_wrap(where, "    "))
+    more = len(moves) + dropped - min(len(moves), _MAX_MOVES)
+    if more:
+        lines.append(f"… {more} more C-MOVEs (use --json for the first {len(moves)})")
     return "\n".join(lines) + "\n"
 
 
