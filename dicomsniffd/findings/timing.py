@@ -75,7 +75,9 @@ def slow(c: Collected, info: Mapping[str, Any]) -> list[Found]:
             evidence = [numbers, f"TCP: {tcp}"]
             if stats.throughput_mbps is not None:
                 way = "download" if command in REVERSED_ROLE else "upload"
-                evidence.append(f"{way} throughput {stats.throughput_mbps:.1f} Mbit/s")
+                evidence.append(
+                    f"{way} rate per object on the wire {stats.throughput_mbps:.1f} Mbit/s"
+                )
             detail = (
                 f"For {command}, moving the data takes longer than the SCP needs to "
                 f"process it: the time is spent on the network; {tcp}."

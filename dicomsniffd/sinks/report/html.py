@@ -219,8 +219,10 @@ def _overview(data: dict[str, Any]) -> str:
         rt = store.get("response_transfer_ms") or {}
         if rt.get("count"):
             cards.append(("Response transfer p50 / p95", f"{rt['p50']:.0f} / {rt['p95']:.0f} ms"))
+        if store.get("effective_mbps") is not None:
+            cards.append(("Upload rate, effective", f"{store['effective_mbps']:.1f} Mbit/s"))
         if store.get("throughput_mbps") is not None:
-            cards.append(("Upload throughput", f"{store['throughput_mbps']:.1f} Mbit/s"))
+            cards.append(("Per object, on the wire", f"{store['throughput_mbps']:.1f} Mbit/s"))
     return (
         "<section id='overview' class='cards'>"
         + "".join(

@@ -205,6 +205,7 @@ def dimse_section(dimse: dict[str, Any]) -> str:
         f"<tr><td>{esc(command)}</td><td class='num'>{s['requests']}</td>"
         f"<td>{_status_chips(s['responses'])}</td><td class='num'>{s['unanswered']}</td>"
         f"<td class='num'>{esc(byte_size(s.get('dataset_bytes'), largest_unit='TB'))}</td>"
+        f"<td class='num'>{one_decimal(s.get('effective_mbps'))}</td>"
         f"<td class='num'>{one_decimal(s.get('throughput_mbps'))}</td></tr>"
         for command, s in dimse.items()
     )
@@ -212,7 +213,9 @@ def dimse_section(dimse: dict[str, Any]) -> str:
         "<section id='dimse'><h2>DIMSE statistics</h2>"
         "<table class='grid'><thead><tr><th>command</th><th>requests</th>"
         "<th>responses by status</th><th>unanswered</th><th>data set bytes</th>"
-        "<th>upload Mbit/s</th></tr></thead>"
+        "<th title='data set bytes ÷ wall time with an operation in progress'>effective "
+        "Mbit/s</th><th title='data set bytes ÷ summed per-object transfer times'>per object "
+        "on the wire Mbit/s</th></tr></thead>"
         f"<tbody>{status_rows}</tbody></table>"
         "<p class='note'>Timing (ms). <b>transfer</b> = network upload of the request "
         "(first packet → last data set fragment); <b>service</b> = SCP time from the "

@@ -31,6 +31,7 @@ from dicomsniffd.sinks.dispatch import EventSink
 from dicomsniffd.sinks.report.trace import TransactionLog
 from dicomsniffd.sinks.summary.moves import MoveLinks
 from dicomsniffd.sinks.summary.pairs import Pair, PairTimings, rollup
+from dicomsniffd.sinks.summary.rates import OBJECT_COMMANDS, BusyTime
 from dicomsniffd.sinks.summary.text import render_text
 
 
@@ -70,6 +71,7 @@ class Summary(EventSink):
         self._unanswered_by: dict[tuple[str, str, str, str], int] = {}
         self._pairs: dict[Pair, PairTimings] = {}  # the per-AE-pair rollup (pairs.py)
         self._moves = MoveLinks()  # C-MOVEs and their sub-associations (moves.py)
+        self._busy = BusyTime()  # the effective transfer rate of the objects (rates.py)
         # Per-transaction records for the HTML report (bounded, see TransactionLog).
         self.transactions = TransactionLog()
         super().__init__()  # self._handlers, from EVENTS
@@ -239,6 +241,9 @@ class Summary(EventSink):
         if event.request_dataset_bytes and event.request_transfer_seconds:
             stats.throughput_bytes += event.request_dataset_bytes
             stats.throughput_seconds += event.request_transfer_seconds
+        if event.request_dataset_bytes and event.request_complete_ts is not None:
+            end = event.response_complete_ts or event.request_complete_ts
+            self._busy.add(command, event.request_ts, end, event.request_dataset_bytes)
         if event.error_comment and event.status is not None:
             comments = self._error_comments.setdefault((command, event.status), [])
             if len(comments) < 3 and event.error_comment not in comments:
@@ -263,7 +268,7 @@ class Summary(EventSink):
         return {
             "capture": {k: v for k, v in capture_info.items() if not k.startswith("_")},
             "associations": [a.to_dict() for a in associations],
-            "dimse": {cmd: s.to_dict() for cmd, s in sorted(self._commands.items())},
+            "dimse": {cmd: self._command_dict(cmd, s) for cmd, s in sorted(self._commands.items())},
             "tcp": {
                 "retransmissions": dict(self._tcp["retransmissions"]),
                 "zero_windows": dict(self._tcp["zero_windows"]),
@@ -287,6 +292,16 @@ class Summary(EventSink):
                 str(a.flow_id): a.protocol_errors for a in associations if a.protocol_errors
             },
         }
+
+    def _command_dict(self, command: str, stats: Command) -> dict[str, Any]:
+        """``Command.to_dict`` with the rates that mean one thing each: ``throughput_mbps``
+        the per-object rate on the wire, ``effective_mbps`` bytes ÷ wall time (rates.py);
+        both None for commands whose data sets are not objects."""
+        out = stats.to_dict()
+        if command not in OBJECT_COMMANDS:
+            out["throughput_mbps"] = None
+        out["effective_mbps"] = self._busy.effective_mbps(command)
+        return out
 
     def findings(self, capture_info: dict[str, Any]) -> list[dict[str, Any]]:
         """All findings, most severe first; within a severity, the most frequent first."""

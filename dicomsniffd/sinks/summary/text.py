@@ -269,14 +269,20 @@ def _render_dimse(dimse: dict[str, Any]) -> str:
             f"{one_decimal(p['p95']):>10} {one_decimal(p['p99']):>10} {one_decimal(p['max']):>10}"
         )
     throughput = [
-        f"{command}: {byte_size(s['dataset_bytes'])} of data sets, "
-        f"{'download' if command in REVERSED_ROLE else 'upload'} throughput "
-        f"{s['throughput_mbps']:.1f} Mbit/s"
+        f"{command} ({'download' if command in REVERSED_ROLE else 'upload'}): "
+        f"{byte_size(s['dataset_bytes'])}, effective "
+        f"{one_decimal(s.get('effective_mbps'))} Mbit/s, per object on the wire "
+        f"{one_decimal(s['throughput_mbps'])} Mbit/s"
         for command, s in dimse.items()
-        if s["throughput_mbps"] is not None
+        if s["throughput_mbps"] is not None or s.get("effective_mbps") is not None
     ]
     if throughput:
-        lines += ["", "Throughput", *throughput]
+        lines += [
+            "",
+            "Throughput: effective = data set bytes ÷ wall time with an operation in progress,",
+            "per object on the wire = data set bytes ÷ the summed per-object transfer times",
+            *throughput,
+        ]
     return "\n".join(lines) + "\n"
 
 
