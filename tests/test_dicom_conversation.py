@@ -438,6 +438,18 @@ def test_open_request_at_capture_end_is_in_flight_not_unanswered():
     assert ev[-1].how == "capture-ended"
 
 
+def test_release_under_way_at_capture_end_is_closed_not_capture_ended():
+    """The SCU asked to release (one-sided capture, or the reply lost): not cut by the
+    capture; a request still open then was not answered before the release."""
+    conv = DicomConversation()
+    _assoc(conv)
+    feed_all(conv, [(0, p, 2.0) for p in _store_rq()])
+    feed_all(conv, [(0, b"\x05\x00\x00\x00\x00\x04\x00\x00\x00\x00", 3.0)])
+    ev = conv.close("end", 4.0)
+    assert ev[-1].how == "closed"
+    assert _of(ev, DimseTransaction)[0].outcome == "unanswered-ended"
+
+
 def test_released_association_at_capture_end_stays_released():
     conv = DicomConversation()
     _assoc(conv)

@@ -130,3 +130,14 @@ def test_flood_within_one_second_evicts_the_oldest_not_the_newest():
     assert len(legit) == 1 and legit[0].of("close") == []
     assert legit[0].stream(0) == b"legit" + b"+" * 6
     assert t.evictions["capacity"] == 600 + 1 - 200
+
+
+def test_capture_end_closes_a_half_closed_flow_as_fin():
+    env = Env()
+    env.feed(c2s(1, b"open"), ts=1.0)
+    env.table.close_all(2.0)
+    assert env.h.of("close") == [("close", "end")]
+    env = Env()
+    env.feed(c2s(1, b"bye", flags=PSH_ACK | FIN), ts=1.0)
+    env.table.close_all(2.0)  # within the closed timeout: the FIN says it was closing
+    assert env.h.of("close") == [("close", "fin")]

@@ -387,6 +387,8 @@ class DicomConversation:
             return "reset"
         if how in _TIMEOUT_HOWS:
             return "timeout"
-        if how == CAPTURE_END_HOW:
+        if how == CAPTURE_END_HOW and not self._release_rq:
+            # still open (a release under way whose reply was not seen is "closed": its
+            # open requests then were not answered before the release)
             return "capture-ended"
         return "closed"

@@ -137,12 +137,14 @@ class Timers:
             return
 
     def close_all(self, ts: float) -> None:
-        """End of capture: due timeouts first, then every open flow gets close("end")."""
+        """End of capture: due timeouts first, then every open flow gets close("end")
+        (close("fin") when it had sent a FIN)."""
         self.expire(ts)
         flows = [f for bucket in self._wheel.values() for f in bucket]
         for f in flows:
             if f.state < S_CLOSED:
-                self._finish(f, "end", ts)
+                # a FIN seen: the connection was closing, not cut by the end of the capture
+                self._finish(f, "fin" if f.fin_seen else "end", ts)
             self._remove(f)
         self._wheel.clear()
         self._heap.clear()
