@@ -103,14 +103,19 @@ class Scp:
             yield 0xFF00, ds
         self.log(op="C-FIND", pending=self.find_pending, status="0x0000")
 
-    def on_get(self, event):
-        files = self.get.get("files", [])
+    @staticmethod
+    def _suboperations(event, files: list[str]):
+        """C-MOVE/C-GET handler tail: the count, then one pending status per file."""
         yield len(files)
         for path in files:
             if event.is_cancelled:
                 yield 0xFE00, None
                 return
             yield 0xFF00, dcmread(path)
+
+    def on_get(self, event):
+        files = self.get.get("files", [])
+        yield from self._suboperations(event, files)
         self.log(op="C-GET", suboperations=len(files))
 
     def on_move(self, event):
@@ -122,12 +127,7 @@ class Scp:
         addr, port = table[dest]
         yield addr, int(port), {"contexts": [build_context(CTImageStorage, ExplicitVRLittleEndian)]}
         files = self.move.get("files", [])
-        yield len(files)
-        for path in files:
-            if event.is_cancelled:
-                yield 0xFE00, None
-                return
-            yield 0xFF00, dcmread(path)
+        yield from self._suboperations(event, files)
         self.log(op="C-MOVE", suboperations=len(files), destination=dest)
 
 
