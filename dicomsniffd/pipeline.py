@@ -69,8 +69,8 @@ class Pipeline:
         hands each segment straight to the flow table: one call per batch here instead of
         a frame copy and a decode call per packet (see docs/performance.md).
 
-        Timeouts run at the first packet at or after each expiry instant, whatever the
-        batch size: a batch that reaches the next instant is split there. Otherwise a flow
+        Timeouts run right after the first packet at or after each expiry instant, whatever
+        the batch size: a batch that reaches the next instant is split there. Otherwise a flow
         idle past its timeout is evicted or revived depending on whether its next packet
         shares a batch with the instant (a days-long gap in a capture file became a
         days-long association, or not, with ``capture.batch_size``). Busy captures cross
@@ -80,12 +80,14 @@ class Pipeline:
         if type(records) is not BatchRecords and not isinstance(records, Sequence):
             records = list(records)
         while records and _record_ts(records[-1]) >= self._next_expiry:
-            k = bisect_left(records, self._next_expiry, key=_record_ts)
-            if k:
-                self._decode(decoder, packet_bytes, _sliced(records, 0, k), emit)
-            self.expire(_record_ts(records[k]))  # before the packet at the instant
+            # up to the first packet at or after the instant, that packet included (as
+            # when it ended a batch), then the timeouts at its time
+            k = bisect_left(records, self._next_expiry, key=_record_ts) + 1
+            self._decode(decoder, packet_bytes, _sliced(records, 0, k), emit)
+            self.expire(_record_ts(records[k - 1]))
             records = _sliced(records, k, len(records))
-        self._decode(decoder, packet_bytes, records, emit)
+        if records:
+            self._decode(decoder, packet_bytes, records, emit)
 
     def _decode(self, decoder: Any, packet_bytes: bytes, records: Sequence[Any], emit: Any) -> None:
         packets, nbytes, ts = decoder.decode_batch(packet_bytes, records, emit)

@@ -472,6 +472,27 @@ def test_c_store_sent_by_the_acceptor_is_the_acceptors_request():
     assert t.response_latency_seconds == pytest.approx(0.2)
 
 
+def test_a_slow_upload_does_not_time_out_while_its_bytes_arrive():
+    """A data set skipped by the framer (no item per packet) arriving over more than the
+    transaction timeout: the request is not quiet, it is answered; a request whose bytes
+    stop is still given up."""
+    conv = DicomConversation(transaction_timeout=10.0)
+    _assoc(conv)
+    rq = b"".join(_store_rq(dataset=b"\x10\x00" * 30000))
+    chunks = [rq[i : i + 1000] for i in range(0, len(rq), 1000)]
+    ts = 1.0
+    for chunk in chunks:  # 61 chunks, 1 s apart: 60 s for one object
+        assert not _of(feed_all(conv, [(0, chunk, ts)]), DimseTransaction)
+        assert not conv.expire(ts)
+        ts += 1.0
+    (t,) = _of(feed_all(conv, [(1, p, ts + 1.0) for p in _store_rsp()]), DimseTransaction)
+    assert t.outcome == "answered" and t.request_transfer_seconds == pytest.approx(60.0)
+    feed_all(conv, [(0, rq[:2000], 100.0)])  # the next object stops after 2,000 bytes
+    conv.expire(105.0)
+    (gone,) = conv.expire(115.0)
+    assert gone.outcome == "unanswered-timeout"
+
+
 def test_pending_cap():
     conv = DicomConversation(max_pending=3)
     _assoc(conv, ((1, VERIFICATION, ("1.2.840.10008.1.2",)),))

@@ -67,6 +67,7 @@ class DicomConversation:
         "_aborted",
         "_closed",
         "_exceptions",
+        "_pdata_at_expire",
     )
 
     def __init__(
@@ -119,6 +120,7 @@ class DicomConversation:
         self._aborted = False
         self._closed = False
         self._exceptions = [0, 0]
+        self._pdata_at_expire = 0  # P-DATA bytes seen at the last expire() (activity)
 
     @property
     def requestor_direction(self) -> int:
@@ -227,6 +229,14 @@ class DicomConversation:
     def expire(self, now: float) -> Sequence[Event]:
         if not self._dimse.transactions:
             return _NO_EVENTS
+        # Bytes the framers skipped (a data set on the hot path) reach no transaction, yet
+        # the connection is not quiet: a slow upload of one big object must not time out
+        # while it is still arriving. Bytes since the last call count as activity now for
+        # the messages still arriving.
+        seen = self._framers[0].pdata_bytes + self._framers[1].pdata_bytes
+        if seen != self._pdata_at_expire:
+            self._pdata_at_expire = seen
+            self._dimse.touch(now)
         out: list = []
         try:
             self._dimse.expire(now, out)

@@ -136,6 +136,14 @@ class DimseTransactions:
             self._emit_txn(txn, outcome, out)
         self.transactions.clear()
 
+    def touch(self, now: float) -> None:
+        """The connection delivered bytes up to ``now``: a transaction whose message is
+        still arriving (a data set being skipped, no item per packet) is not quiet."""
+        for m in self.messages.values():
+            txn = m.txn
+            if txn is not None and txn.last_ts < now:
+                txn.last_ts = now
+
     def expire(self, now: float, out: list) -> None:
         """Give up the requests quiet for longer than the transaction timeout."""
         limit = now - self.transaction_timeout
