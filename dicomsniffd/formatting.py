@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from dicomsniffd.names import NO_SERVICE_TIME
+from dicomsniffd.names import NO_SERVICE_TIME, REVERSED_ROLE, status_hex
 
 
 def plural(n: int, word: str) -> str:
@@ -64,12 +64,18 @@ def duration(seconds: float | None) -> str:
     return f"{seconds / 60:.1f} min"
 
 
-# The three phases of a DIMSE transaction (DESIGN §3), as the timing tables show them.
+# The phases of a DIMSE transaction (DESIGN §3), as the timing tables show them.
 TIMING_PHASES = (
     ("transfer", "request_transfer_ms"),
     ("service", "response_latency_ms"),
+    ("response", "response_transfer_ms"),
     ("total", "duration_ms"),
 )
+
+
+# The phases of a request the acceptor sent: its transfer is a download and its service
+# time the requestor's (the C-GET SCU storing what it asked for).
+_REVERSED_LABELS = {"transfer": "download", "service": "SCU time"}
 
 
 def timing_rows(
@@ -83,11 +89,13 @@ def timing_rows(
     """
     for command, stats in dimse.items():
         for label, key in TIMING_PHASES:
-            p = stats[key]
-            if not p["count"]:
+            p = stats.get(key)  # a saved summary of an older version may lack a phase
+            if not p or not p["count"]:
                 continue
             if first_response_label and label == "service" and command in NO_SERVICE_TIME:
                 label = "first response"
+            if command in REVERSED_ROLE:  # acceptor -> requestor (C-GET's C-STOREs)
+                label = _REVERSED_LABELS.get(label, label)
             yield command, label, p
 
 
@@ -138,3 +146,33 @@ def stall_lines(stalls: list[dict[str, Any]]) -> list[str]:
         + (f" ({s['share']:.0%} of the {s['command']} time)" if s["share"] is not None else "")
         for s in rows
     ]
+
+
+def move_lines(m: dict[str, Any]) -> tuple[str, str]:
+    """Two phrases for one C-MOVE of ``Summary.to_dict()["moves"]``: what it asked and got,
+    and where its sub-association is (the report uses them too)."""
+    status = status_hex(m["status"]) if m["status"] is not None else m["outcome"]
+    counts = ", ".join(
+        f"{name} {m[name]}" for name in ("completed", "failed", "warning") if m[name] is not None
+    )
+    what = (
+        f"flow {m['flow_id']} {m['calling_ae']} → {m['called_ae']}, to "
+        f"{m['move_destination'] or '?'}: {status}" + (f"; {counts}" if counts else "")
+    )
+    sub = m["sub_association"]
+    if sub is None:
+        where = (
+            "no association to the destination in this capture (capture also where the SCP "
+            "connects to it)"
+        )
+    else:
+        where = (
+            f"sub-association flow {sub['flow_id']} {sub['calling_ae']} → {sub['called_ae']} "
+            f"({sub['server']}) opened after {_seconds_ms(sub['opened_after_s'])}, first C-STORE "
+            f"after {_seconds_ms(sub['first_store_after_s'])}"
+        )
+    return what, where
+
+
+def _seconds_ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.1f} ms"

@@ -129,3 +129,17 @@ def status_text(status: int | None) -> str:
 # Their first response comes after the first sub-operation (PS3.4 C.4.2/C.4.3), so the
 # request -> first response latency is not the SCP's service time.
 NO_SERVICE_TIME = frozenset({"C-MOVE", "C-GET"})
+
+# Roles follow the message (DESIGN §3): a C-STORE the acceptor sends is a C-GET
+# sub-operation, acceptor -> requestor. The summary keeps it apart from the uploads under
+# this name: its transfer is a download, its service time the requestor's.
+GET_SUBOPERATION_STORE = "C-STORE (get)"
+REVERSED_ROLE = frozenset({GET_SUBOPERATION_STORE})  # requests sent by the acceptor
+
+
+def command_by_role(command: str, request_from_acceptor: bool) -> str:
+    """The summary's name of a DIMSE command: ``C-STORE (get)`` for a C-STORE the
+    acceptor sent, else the command itself."""
+    if request_from_acceptor and command == "C-STORE":
+        return GET_SUBOPERATION_STORE
+    return command

@@ -7,9 +7,11 @@ handler's calls out to the sinks (streams/emitter.py), and counts what it was fe
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from dicomsniffd.capture.records import BatchRecords
 from dicomsniffd.config import Config
 from dicomsniffd.flows import FlowTable
 from dicomsniffd.sinks.dispatch import Sink
@@ -17,6 +19,19 @@ from dicomsniffd.streams.detect import StreamDetector
 from dicomsniffd.streams.emitter import Emitter, Labels
 
 _EXPIRE_EVERY_S = 1.0
+
+
+def _record_ts(record: Sequence[int]) -> float:
+    return record[0] + record[1] * 1e-6
+
+
+def _sliced(records: Sequence[Any], start: int, stop: int) -> Sequence[Any]:
+    """``records[start:stop]``, as packed records when they were (the compiled decoder
+    reads those without building a tuple per record)."""
+    packed = getattr(records, "packed", None)
+    if packed is None:
+        return records[start:stop]
+    return BatchRecords(packed[4 * start : 4 * stop].tobytes())
 
 
 class Pipeline:
@@ -53,8 +68,28 @@ class Pipeline:
         The decoder's batch interface reads the frames in place in ``packet_bytes`` and
         hands each segment straight to the flow table: one call per batch here instead of
         a frame copy and a decode call per packet (see docs/performance.md).
+
+        Timeouts run right after the first packet at or after each expiry instant, whatever
+        the batch size: a batch that reaches the next instant is split there. Otherwise a flow
+        idle past its timeout is evicted or revived depending on whether its next packet
+        shares a batch with the instant (a days-long gap in a capture file became a
+        days-long association, or not, with ``capture.batch_size``). Busy captures cross
+        an instant about once per second of capture time: a binary search then.
         """
         emit = self.flows.emit_for(decoder)  # the compiled Bypass, or FlowTable.segment
+        if type(records) is not BatchRecords and not isinstance(records, Sequence):
+            records = list(records)
+        while records and _record_ts(records[-1]) >= self._next_expiry:
+            # up to the first packet at or after the instant, that packet included (as
+            # when it ended a batch), then the timeouts at its time
+            k = bisect_left(records, self._next_expiry, key=_record_ts) + 1
+            self._decode(decoder, packet_bytes, _sliced(records, 0, k), emit)
+            self.expire(_record_ts(records[k - 1]))
+            records = _sliced(records, k, len(records))
+        if records:
+            self._decode(decoder, packet_bytes, records, emit)
+
+    def _decode(self, decoder: Any, packet_bytes: bytes, records: Sequence[Any], emit: Any) -> None:
         packets, nbytes, ts = decoder.decode_batch(packet_bytes, records, emit)
         if packets:
             if self.first_ts is None:
@@ -62,8 +97,6 @@ class Pipeline:
             self.last_ts = ts
             self.packets += packets
             self.bytes += nbytes
-            if ts >= self._next_expiry:
-                self.expire(ts)
 
     @staticmethod
     def _first_ts_of(records: Iterable[Any]) -> float:

@@ -43,6 +43,7 @@ class Rec:
         self.info = info
         self.first = (direction, bytes(first))
         self.calls: list[tuple] = []
+        self.closed_at: float | None = None  # the ts close() was given
 
     def data(self, direction, data, ts):
         self.calls.append(("data", direction, bytes(data)))
@@ -55,6 +56,7 @@ class Rec:
 
     def close(self, how, ts):
         self.calls.append(("close", how))
+        self.closed_at = ts
 
     def stream(self, direction: int) -> bytes:
         return b"".join(c[2] for c in self.calls if c[0] == "data" and c[1] == direction)

@@ -95,6 +95,8 @@ def transaction(command: str = "C-STORE", **kw) -> DimseTransaction:
         "response_dataset_bytes": 0,
         "pending_responses": 0,
         "complete": True,
+        "final_response_ts": 101.7,
+        "response_transfer_seconds": 0.0,
     }
     fields.update(kw)
     return DimseTransaction(**fields)
@@ -129,6 +131,8 @@ def drive_everything(store: MetricsStore, flow: Flow) -> None:
             response_complete_ts=None,
             response_latency_seconds=None,
             duration_seconds=None,
+            final_response_ts=None,
+            response_transfer_seconds=None,
         ),
         flow,
     )

@@ -84,6 +84,8 @@ def store(status: int = 0, transfer: float = 0.1, latency: float = 0.05, **kw) -
         "response_dataset_bytes": 0,
         "pending_responses": 0,
         "complete": True,
+        "final_response_ts": 101.0 + transfer + latency,
+        "response_transfer_seconds": 0.0,  # a one-packet response
     }
     fields.update(kw)
     return DimseTransaction(**fields)

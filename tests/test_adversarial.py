@@ -215,10 +215,11 @@ def test_fake_associate_requests_never_completed(tmp_path):
     assert r.max_flows <= cap
     assert r.m("dicom_association_requests_total") == n + 1
     assert n + 1 - cap <= evicted <= n + 3 - cap  # + the legitimate handshake, see above
-    # an evicted association ends "timeout", the rest "closed" at the end of the capture
-    # (the legitimate flow's handshake evictions end no association: no handler yet)
+    # an evicted association ends "timeout", the rest "capture-ended" (still open when the
+    # capture stopped; the legitimate flow's handshake evictions end no association: no
+    # handler yet)
     assert r.m("dicom_association_ends_total", how="timeout") == n - cap
-    assert r.m("dicom_association_ends_total", how="closed") == cap
+    assert r.m("dicom_association_ends_total", how="capture-ended") == cap
     # label cardinality stays capped (max_ae_titles = 200) and the overflow is counted
     series = harness.metric_samples(r.exposition, "dicom_association_requests_total")
     assert len(series) <= Config().metrics.max_ae_titles + 2

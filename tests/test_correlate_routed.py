@@ -356,7 +356,16 @@ def test_captures_started_midstream_are_compared_by_absolute_numbers(routed):
     # seen just before it at one point and just after at the other is not lost.
     after = {x for x in lost(first) if x[0] > cut_at + 0.01}
     assert after and after <= lost(c) <= {x for x in lost(first) if x[0] >= cut_at - 0.01}
-    assert late["connections"][1]["directions"] == second["directions"]
+    # the second association is wholly after the cut: the same findings, except the delay
+    # statistics, which move with the clock offset (estimated over every connection seen,
+    # so the cut first connection changes it by microseconds)
+
+    def without_delay(directions: dict) -> dict:
+        return {k: {f: v for f, v in d.items() if f != "delay"} for k, d in directions.items()}
+
+    assert without_delay(late["connections"][1]["directions"]) == without_delay(
+        second["directions"]
+    )
 
 
 def _rewrite(src: str, dst: str, change) -> None:

@@ -291,6 +291,8 @@ class HandMadeTraffic:
                 request_transfer_seconds=transfer,
                 response_latency_seconds=None if status is None else latency,
                 duration_seconds=None if status is None else transfer + latency,
+                final_response_ts=None if status is None else ts + transfer + latency,
+                response_transfer_seconds=None if status is None else 0.0,
                 request_dataset_bytes=nbytes,
                 response_dataset_bytes=0,
                 pending_responses=0,
@@ -479,6 +481,7 @@ def test_dashboard_covers_the_issue_rows() -> None:
     for needed in (
         "dicom_dimse_request_transfer_seconds",
         "dicom_dimse_response_latency_seconds",
+        "dicom_dimse_response_transfer_seconds",
         "dicom_pdata_bytes",
         "dicom_tcp_retransmi",
         "dicom_tcp_zero_window",

@@ -198,7 +198,8 @@ def test_release():
 
 
 @pytest.mark.parametrize(
-    "how,expected", [("reset", "reset"), ("idle", "timeout"), ("fin", "closed"), ("end", "closed")]
+    "how,expected",
+    [("reset", "reset"), ("idle", "timeout"), ("fin", "closed"), ("end", "capture-ended")],
 )
 def test_end_how(how, expected):
     conv = DicomConversation()

@@ -81,6 +81,7 @@ def test_c_echo():
     )
     assert t.request_transfer_seconds == 0.0
     assert t.response_latency_seconds == pytest.approx(0.004)
+    assert t.response_transfer_seconds == 0.0  # one packet
     assert t.duration_seconds == pytest.approx(0.004)
 
 
@@ -106,6 +107,11 @@ def test_c_store_multi_fragment_exact_timings():
     assert t.request_transfer_seconds == pytest.approx(last_rq_ts - 100.0)
     assert t.response_latency_seconds == pytest.approx(100.5 - last_rq_ts)
     assert t.duration_seconds == pytest.approx(0.52)
+    # the response split over two packets: its second piece came 20 ms later
+    assert t.final_response_ts == 100.5
+    assert t.response_transfer_seconds == pytest.approx(0.02)
+    phases = t.request_transfer_seconds + t.response_latency_seconds + t.response_transfer_seconds
+    assert phases == pytest.approx(t.duration_seconds)
     assert t.request_dataset_bytes == 60000 and t.response_dataset_bytes == 0
     assert t.affected_sop_instance_uid == ""  # not kept unless configured
     assert t.complete
@@ -160,15 +166,19 @@ def test_c_find_with_pending_responses():
             "C_FIND_RSP", MessageIDBeingRespondedTo=1, AffectedSOPClassUID=FIND_STUDY, Status=0
         )
     ]
+    final = chunks.pop()[1]
+    chunks += [(1, final[:10], 6.0), (1, final[10:], 6.04)]  # the final response split
     ev = feed_all(conv, chunks)
     rsps = _of(ev, DimseResponseSeen)
     assert [r.status_class for r in rsps] == ["pending"] * 3 + ["success"]
     (t,) = _of(ev, DimseTransaction)
     assert t.pending_responses == 3
-    assert t.response_ts == 2.0 and t.response_complete_ts == 6.0
-    assert t.response_latency_seconds == pytest.approx(1.0) and t.duration_seconds == pytest.approx(
-        5.0
-    )
+    assert t.response_ts == 2.0 and t.response_complete_ts == 6.04
+    assert t.response_latency_seconds == pytest.approx(1.0)
+    assert t.duration_seconds == pytest.approx(5.04)
+    # the fourth phase is the final response's own transfer, not first response -> end
+    assert t.final_response_ts == 6.0
+    assert t.response_transfer_seconds == pytest.approx(0.04)
     assert t.request_dataset_bytes == len(ident) and t.response_dataset_bytes == 3 * len(ident)
 
 
@@ -419,6 +429,75 @@ def test_unanswered_at_close_and_timeout():
         None,
     )
     assert ev[-1].how == "reset"
+
+
+def test_open_request_at_capture_end_is_in_flight_not_unanswered():
+    """A capture stops mid-transfer (tcpdump ended, editcap -r): the association ends
+    "capture-ended" and its open C-STORE is in flight, not unanswered."""
+    conv = DicomConversation()
+    _assoc(conv)
+    rq = _store_rq(dataset=b"\x10\x00" * 30000, max_pdu=4096)
+    feed_all(conv, [(0, p, 2.0 + 0.01 * i) for i, p in enumerate(rq[:5])])  # cut after 5 PDUs
+    ev = conv.close("end", 2.5)
+    (t,) = _of(ev, DimseTransaction)
+    assert (t.outcome, t.status_class, t.status) == ("in-flight-at-capture-end", "in-flight", None)
+    assert t.request_complete_ts is None and t.response_transfer_seconds is None
+    assert ev[-1].how == "capture-ended"
+
+
+def test_release_under_way_at_capture_end_is_closed_not_capture_ended():
+    """The SCU asked to release (one-sided capture, or the reply lost): not cut by the
+    capture; a request still open then was not answered before the release."""
+    conv = DicomConversation()
+    _assoc(conv)
+    feed_all(conv, [(0, p, 2.0) for p in _store_rq()])
+    feed_all(conv, [(0, b"\x05\x00\x00\x00\x00\x04\x00\x00\x00\x00", 3.0)])
+    ev = conv.close("end", 4.0)
+    assert ev[-1].how == "closed"
+    assert _of(ev, DimseTransaction)[0].outcome == "unanswered-ended"
+
+
+def test_released_association_at_capture_end_stays_released():
+    conv = DicomConversation()
+    _assoc(conv)
+    feed_all(conv, [(0, b"\x05\x00\x00\x00\x00\x04\x00\x00\x00\x00", 3.0)])
+    feed_all(conv, [(1, b"\x06\x00\x00\x00\x00\x04\x00\x00\x00\x00", 3.1)])
+    assert conv.close("end", 4.0)[-1].how == "released"
+
+
+def test_c_store_sent_by_the_acceptor_is_the_acceptors_request():
+    """C-GET: the SCP sends the sub-operation C-STOREs on the requestor's association
+    (DESIGN §3: roles follow the message); the transaction says who sent the request."""
+    conv = DicomConversation()
+    _assoc(conv)
+    chunks = [(1, p, 5.0) for p in _store_rq()] + [(0, p, 5.2) for p in _store_rsp()]
+    ev = feed_all(conv, chunks)
+    (req,) = _of(ev, DimseRequestSeen)
+    (rsp,) = _of(ev, DimseResponseSeen)
+    (t,) = _of(ev, DimseTransaction)
+    assert (req.sender, rsp.sender, t.request_sender) == ("acceptor", "requestor", "acceptor")
+    assert t.response_latency_seconds == pytest.approx(0.2)
+
+
+def test_a_slow_upload_does_not_time_out_while_its_bytes_arrive():
+    """A data set skipped by the framer (no item per packet) arriving over more than the
+    transaction timeout: the request is not quiet, it is answered; a request whose bytes
+    stop is still given up."""
+    conv = DicomConversation(transaction_timeout=10.0)
+    _assoc(conv)
+    rq = b"".join(_store_rq(dataset=b"\x10\x00" * 30000))
+    chunks = [rq[i : i + 1000] for i in range(0, len(rq), 1000)]
+    ts = 1.0
+    for chunk in chunks:  # 61 chunks, 1 s apart: 60 s for one object
+        assert not _of(feed_all(conv, [(0, chunk, ts)]), DimseTransaction)
+        assert not conv.expire(ts)
+        ts += 1.0
+    (t,) = _of(feed_all(conv, [(1, p, ts + 1.0) for p in _store_rsp()]), DimseTransaction)
+    assert t.outcome == "answered" and t.request_transfer_seconds == pytest.approx(60.0)
+    feed_all(conv, [(0, rq[:2000], 100.0)])  # the next object stops after 2,000 bytes
+    conv.expire(105.0)
+    (gone,) = conv.expire(115.0)
+    assert gone.outcome == "unanswered-timeout"
 
 
 def test_pending_cap():

@@ -22,6 +22,7 @@ from dicomsniffd.dicom.events import (
     AssociationEnded,
     AssociationRejected,
     DimseRequestSeen,
+    DimseResponseSeen,
     PresentationContext,
     ProtocolError,
 )
@@ -302,3 +303,43 @@ def test_evidence_is_capped() -> None:
     assert weight == 3
     assert finding["evidence"][-1] == "… and 12 more"
     assert len(finding["evidence"]) == 9
+
+
+def test_each_reject_reason_gets_its_own_advice_named() -> None:
+    summary = Summary()
+    for i, (reason, code) in enumerate(
+        (("called-ae-not-recognized", 7), ("local-limit-exceeded", 2))
+    ):
+        flow = Flow(flow_id=10 + i, called_ae="PACSX")
+        summary.handle(requested(), flow)
+        result = "permanent" if code == 7 else "transient"
+        source = "service-user" if code == 7 else "service-provider-presentation"
+        summary.handle(AssociationRejected(100.01, 0.01, result, source, reason, 1, 1, code), flow)
+    advice = codes(summary)["association-rejected"]["advice"]
+    called = advice.index("called-ae-not-recognized: The SCP does not know the called AE")
+    limit = advice.index("local-limit-exceeded: The SCP reached its limit")
+    assert called < limit
+
+
+def _failed(summary: Summary, command: str, status: int) -> None:
+    flow = Flow(flow_id=hash((command, status)) % 1000)
+    summary.handle(requested(), flow)
+    summary.handle(accepted(), flow)
+    summary.handle(DimseResponseSeen(101.0, "acceptor", command, status, "failure", 1, 1), flow)
+
+
+def test_c_echo_failure_gets_c_echo_advice() -> None:
+    summary = Summary()
+    _failed(summary, "C-ECHO", 0x0122)
+    advice = codes(summary)["dimse-failures"]["advice"]
+    assert "Verification" in advice
+    assert "supported object type" not in advice
+
+
+def test_failures_of_two_commands_each_get_their_advice_labelled() -> None:
+    summary = Summary()
+    _failed(summary, "C-ECHO", 0x0122)
+    _failed(summary, "C-STORE", 0x0122)
+    advice = codes(summary)["dimse-failures"]["advice"]
+    assert "C-ECHO 0x0122: C-ECHO only asks" in advice
+    assert "C-STORE 0x0122: The SCP does not support this SOP class" in advice

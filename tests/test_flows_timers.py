@@ -54,8 +54,29 @@ def test_idle_timeout():
     assert env.h.of("close") == []
     env.table.expire(1002.0)
     assert env.h.of("close") == [("close", "idle")]
+    # it ended at its last packet, not when the timer found it (1002.0): the idle timeout
+    # is no part of the association's duration
+    assert env.h.closed_at == 400.0
     assert env.table.evictions["idle"] == 1
     assert env.table.flows_active == 0
+
+
+def test_idle_eviction_after_a_capture_gap_ends_at_the_last_packet():
+    """Offline, days of nothing in a capture file: the flow still ended at its last packet."""
+    env = Env(idle_timeout_s=600.0)
+    env.feed(c2s(1, b"x"), ts=100.0)
+    env.table.segment(130.0, c2s(2, b"y"))
+    env.table.expire(100.0 + 3 * 86400)
+    assert env.h.of("close") == [("close", "idle")]
+    assert env.h.closed_at == 130.0
+
+
+def test_one_sided_fin_timeout_ends_at_the_last_packet():
+    env = Env()
+    env.feed(c2s(1, b"bye", flags=PSH_ACK | FIN), ts=5.0)
+    env.table.expire(65.0)
+    assert env.h.of("close") == [("close", "fin")]
+    assert env.h.closed_at == 5.0
 
 
 def test_closed_timeout_keeps_finished_flow_briefly():
@@ -109,3 +130,14 @@ def test_flood_within_one_second_evicts_the_oldest_not_the_newest():
     assert len(legit) == 1 and legit[0].of("close") == []
     assert legit[0].stream(0) == b"legit" + b"+" * 6
     assert t.evictions["capacity"] == 600 + 1 - 200
+
+
+def test_capture_end_closes_a_half_closed_flow_as_fin():
+    env = Env()
+    env.feed(c2s(1, b"open"), ts=1.0)
+    env.table.close_all(2.0)
+    assert env.h.of("close") == [("close", "end")]
+    env = Env()
+    env.feed(c2s(1, b"bye", flags=PSH_ACK | FIN), ts=1.0)
+    env.table.close_all(2.0)  # within the closed timeout: the FIN says it was closing
+    assert env.h.of("close") == [("close", "fin")]

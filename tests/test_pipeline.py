@@ -5,6 +5,7 @@ TLS and connection failures (the stream glue) are in test_streams.py.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ from pipeline_captures import (
     HDRS,
     MSS,
     PSH,
+    SYN,
     VERIFICATION,
     Capture,
     Conn,
@@ -32,6 +34,8 @@ from pipeline_captures import (
     store_rsp,
     store_session,
 )
+
+from dicomsniffd.config import Config
 
 
 # ======================================================================================
@@ -254,3 +258,53 @@ def test_cli_good_file_then_bad_file_fails_cleanly(tmp_path):
 @pytest.mark.parametrize("tool", ["editcap"])
 def test_tools_present(tool):
     assert shutil.which(tool), f"{tool} is required (apt-get install tshark)"
+
+
+def _gap_capture(tmp_path):
+    """An association, three days of nothing (a public capture had such a gap), then
+    another connection's packets, then the first connection's again."""
+    t0 = 1_700_000_000.0
+    cap = Capture(start=t0)
+    a = Conn(cap, cport=40001)
+    open_association(a)
+    for mid in (1, 2):
+        a.send(0, store_rq(mid, 5000))
+        a.send(1, store_rsp(mid))
+    last_before_gap = cap.ts
+    b = Conn(cap, cport=40002)
+    b.seg(0, SYN, at=t0 + 3 * 86400)
+    b.seg(1, SYN | ACK)
+    b.seg(0, ACK)
+    a.send(0, store_rq(3, 5000))
+    a.send(1, store_rsp(3))
+    release(a)
+    return cap.write(tmp_path / "gap.pcap"), last_before_gap - t0
+
+
+def test_idle_timeout_is_the_same_whatever_the_batch_size(tmp_path):
+    """Timeouts run at fixed capture instants (pipeline.process_batch splits batches):
+    the association idle for three days ends at its last packet before the gap, with the
+    same numbers for every capture.batch_size (it used to last 3 days, or not)."""
+    path, seconds_before_gap = _gap_capture(tmp_path)
+    results = []
+    for batch_size in (1, 2, 7, 512):
+        config = Config()
+        config = dataclasses.replace(
+            config, capture=dataclasses.replace(config.capture, batch_size=batch_size)
+        )
+        r = run(path, config)
+        first = r.summary["associations"][0]
+        results.append(
+            (
+                first["end"],
+                round(first["end_ts"] - first["start_ts"], 6),
+                r.value("dicom_association_ends_total", how="timeout"),
+                r.value("dicom_dimse_responses_total", command="C-STORE"),
+            )
+        )
+    assert len(set(results)) == 1, results
+    end, span, timeouts, responses = results[0]
+    assert (end, timeouts) == ("timeout", 1)
+    # from its first packet seen (the A-ASSOCIATE-RQ) to its last before the gap
+    assert 0 < span <= seconds_before_gap
+    assert responses == 3  # the third store, after the gap, is still counted (midstream)

@@ -767,3 +767,118 @@ def test_one_sided_capture_is_flagged_not_half_counted(real_traffic, tmp_path):
     assert total("dicom_protocol_errors_total", kind="one-direction-only") == 1
     codes = {f["code"] for f in json.loads(p.stdout)["findings"]}
     assert "capture-incomplete" in codes and "protocol-errors" not in codes
+
+
+# DCMTK storescp (a, b: its C-STORE-RSP is split, the delayed-ACK case of issue 12) and
+# pynetdicom (f, g: one write per response); single-response services only.
+_PHASE_SCENARIOS = {
+    "a_store50": ("C-STORE",),
+    "b_echo3": ("C-ECHO",),
+    "f_statuses": ("C-STORE",),
+    "g_slow_scp": ("C-STORE",),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_PHASE_SCENARIOS))
+def test_analyze_phases_add_up_to_the_duration(real_traffic, name):
+    """DESIGN §3: for a single-response service, request_transfer + response_latency +
+    response_transfer = duration, transaction by transaction, so also in the sums; and the
+    fourth phase is measured for every answered request."""
+    exp = real_traffic[name].expected
+    a = analyze(real_traffic[name])
+    for cmd in _PHASE_SCENARIOS[name]:
+        calling, called = aes_for(exp, cmd)
+        labels = {"command": cmd, "calling_ae": calling, "called_ae": called}
+        n = exp["requests"][cmd]
+        phases = (
+            "request_transfer",
+            "response_latency",
+            "response_transfer",
+            "duration",
+        )
+        counts = [a.value(f"dicom_dimse_{p}_seconds_count", **labels) for p in phases]
+        assert counts == [n] * 4, dict(zip(phases, counts, strict=True))
+        sums = {p: a.value(f"dicom_dimse_{p}_seconds_sum", **labels) for p in phases}
+        parts = sums["request_transfer"] + sums["response_latency"] + sums["response_transfer"]
+        assert parts == pytest.approx(sums["duration"], abs=1e-6 * n), sums
+        assert a.summary["dimse"][cmd]["response_transfer_ms"]["count"] == n
+
+
+def _scu_data_frames(pcap: str) -> list[int]:
+    """tshark's frame numbers of the TCP segments with data sent to the SCP port."""
+    out = subprocess.run(
+        ["tshark", "-r", pcap, "-n", "-Y", f"tcp.dstport == {SCP_PORT} and tcp.len > 0",
+         "-T", "fields", "-e", "frame.number"],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout  # fmt: skip
+    return [int(x) for x in out.split()]
+
+
+def test_analyze_capture_cut_mid_transfer_blames_nobody(real_traffic, tmp_path):
+    """Issue 12: `editcap -r` keeps the first N packets of a real store, N = the middle
+    SCU data segment (a C-STORE is open then: every SCU data segment between the
+    A-ASSOCIATE-RQ and the A-RELEASE-RQ belongs to a request not answered yet). The open
+    association ends "capture-ended", its request is in flight, not unanswered, and no
+    warning or critical finding appears that the whole capture does not have."""
+    sc = real_traffic["a_store50"]
+    frames = _scu_data_frames(sc.pcap)
+    cut = frames[len(frames) // 2]
+    pcap = str(tmp_path / "a_store50_cut.pcap")
+    subprocess.run(["editcap", "-r", sc.pcap, pcap, f"1-{cut}"], check=True, timeout=60)
+    cut_sc = scenarios.Scenario(name="a_store50_cut", pcap=pcap, expected=sc.expected)
+    a, whole = analyze(cut_sc), analyze(sc)
+    assert a.value("dicom_association_ends_total", how="capture-ended") == 1
+    assert a.value("dicom_association_ends_total") == 1
+    assert a.value("dicom_dimse_unanswered_total") == 0
+    (assoc,) = a.summary["associations"]
+    assert (assoc["end"], assoc["unanswered"], assoc["in_flight"]) == ("capture-ended", 0, 1)
+    assert a.summary["dimse"]["C-STORE"]["in_flight"] == 1
+    blame = {f["code"] for f in a.summary["findings"] if f["severity"] != "info"}
+    assert "unanswered" not in blame
+    assert blame <= {f["code"] for f in whole.summary["findings"] if f["severity"] != "info"}
+    assert "capture-ended" in a.findings()
+
+
+def _first_request_packet(pcap: str, port: int) -> float:
+    """tshark's time of the first data packet sent to ``port`` after the A-ASSOCIATE-AC
+    (the first packet of the first DIMSE request: DESIGN §3 times a request from its
+    first packet, while tshark dates a DICOM message by the frame completing its PDU)."""
+    out = subprocess.run(
+        ["tshark", "-r", pcap, "-n", "-d", f"tcp.port=={port},dicom",
+         "-Y", f"tcp.port == {port} and tcp.len > 0",
+         "-T", "fields", "-e", "frame.time_epoch", "-e", "tcp.dstport", "-e", "_ws.col.Info"],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout  # fmt: skip
+    rows = [line.split("\t") for line in out.splitlines()]
+    accepted = next(i for i, r in enumerate(rows) if "A-ASSOCIATE accept" in r[2])
+    return next(float(r[0]) for r in rows[accepted + 1 :] if r[1] == str(port))
+
+
+def test_analyze_c_move_linked_to_its_sub_association(real_traffic):
+    """Issue 12: the C-MOVE (DCMTK movescu -> pynetdicom QRSCP) names its Move Destination,
+    the association QRSCP opened to STORESCP (DCMTK storescp) in the same capture, the time
+    from the C-MOVE-RQ to the first sub-operation C-STORE (within 1 ms of tshark's packet
+    times) and the sub-operation counts, in the JSON, the text summary and the report."""
+    sc = real_traffic["i_move5"]
+    a = analyze(sc)
+    (move,) = a.summary["moves"]
+    assert (move["calling_ae"], move["called_ae"], move["move_destination"]) == (
+        "MOVESCU",
+        "QRSCP",
+        "STORESCP",
+    )
+    assert (move["completed"], move["failed"], move["warning"]) == (5, 0, 0)
+    assert move["pending_responses"] == 5
+    sub = move["sub_association"]
+    assert (sub["calling_ae"], sub["called_ae"]) == ("QRSCP", "STORESCP")
+    assert sub["server"].endswith(f":{scenarios.DEST_PORT}")
+    rq = _first_request_packet(sc.pcap, SCP_PORT)
+    first_store = _first_request_packet(sc.pcap, scenarios.DEST_PORT)
+    assert sub["first_store_after_s"] == pytest.approx(first_store - rq, abs=1e-3)
+    assert 0 < sub["opened_after_s"] < sub["first_store_after_s"]
+    text = subprocess.run(
+        [sys.executable, "-m", "dicomsniffd", "analyze", sc.pcap],
+        capture_output=True, text=True, timeout=120, cwd=REPO, check=True,
+    ).stdout  # fmt: skip
+    assert "MOVESCU → QRSCP, to STORESCP: 0x0000; completed 5, failed 0, warning 0" in text
+    assert f"sub-association flow {sub['flow_id']} QRSCP → STORESCP" in text

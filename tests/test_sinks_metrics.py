@@ -52,6 +52,8 @@ def test_event_mapping_values() -> None:
     assert {s.labels["command"] for s in latency.samples} == {"C-STORE", "C-MOVE"}
     transfer = f["dicom_dimse_request_transfer_seconds"]
     assert sample_value(transfer, "_count", command="C-FIND") == 1
+    response_transfer = f["dicom_dimse_response_transfer_seconds"]
+    assert {s.labels["command"] for s in response_transfer.samples} == {"C-STORE", "C-MOVE"}
     errors = f["dicom_protocol_errors_total"]
     assert sample_value(errors, "_total", kind="resync") == 1
     assert sample_value(errors, "_total", kind="bad-pdu-type") == 1

@@ -27,6 +27,7 @@ CATALOGUE = {
     "dicom_dimse_duration_seconds": ("histogram", AE | {"command"}),
     "dicom_dimse_request_transfer_seconds": ("histogram", AE | {"command"}),
     "dicom_dimse_response_latency_seconds": ("histogram", AE | {"command"}),
+    "dicom_dimse_response_transfer_seconds": ("histogram", AE | {"command"}),
     "dicom_dimse_dataset_bytes": ("histogram", AE | {"command"}),
     "dicom_dimse_unanswered_total": ("counter", AE | {"command"}),
     "dicom_suboperations_total": ("counter", AE | {"command", "outcome"}),

@@ -55,6 +55,7 @@ def test_to_dict_schema_for_a_clean_capture() -> None:
         "implementation_version_name": "MOD_1",
         "dimse": {"C-STORE": {"0x0000": 3}},
         "unanswered": 0,
+        "in_flight": 0,
         "pdata_bytes": {"requestor": 3_000_000, "acceptor": 600},
         "missed_bytes": 0,
         "retransmissions": 0,

@@ -97,6 +97,7 @@ def test_the_rollup_shows_each_pairs_counts_and_p95() -> None:
     assert (mod["associations"], mod["objects"], mod["failures"]) == (120, 238, 0)
     assert mod["request_transfer_ms"]["p95"] == 100.0
     assert mod["response_latency_ms"]["p95"] == 50.0
+    assert mod["response_transfer_ms"]["p95"] == 0.0
     assert mod["duration_ms"]["p95"] == 150.0
     ct = pairs[("CT_2", "ARCHIVE")]
     assert (ct["associations"], ct["objects"], ct["failures"]) == (1, 2, 1)
@@ -113,10 +114,11 @@ def test_the_rollup_shows_each_pairs_counts_and_p95() -> None:
         "0",
         "100.0",
         "50.0",
+        "0.0",
         "150.0",
     ]
     ct_line = next(line for line in lines if line.startswith("CT_2 → ARCHIVE "))
-    assert ct_line.split()[3:] == ["1", "2", "1", "300.0", "2000.0", "2300.0"]
+    assert ct_line.split()[3:] == ["1", "2", "1", "300.0", "2000.0", "0.0", "2300.0"]
     assert lines.index(ct_line) < lines.index(mod_line)
     # the failed store makes flow 500 a problem too, below the abort (which weighs more)
     problems = text[text.index("With problems (2)") : text.index("By AE pair")]

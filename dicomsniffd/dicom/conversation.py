@@ -54,6 +54,9 @@ MAX_EXCEPTIONS_PER_DIRECTION = 3  # then the direction is ignored until the flow
 # close(how): the flow table's reasons that mean "no end was seen, the flow went quiet or
 # was dropped" (AssociationEnded.how "timeout"); "reset" stays, anything else is "closed"
 _TIMEOUT_HOWS = frozenset({"idle", "timeout", "evicted-capacity", "evicted-memcap"})
+# close(how) at the end of the capture or when the daemon stops: AssociationEnded.how
+# "capture-ended" (the association was still open; no peer ended it, no peer is to blame)
+CAPTURE_END_HOW = "end"
 
 
 class DicomConversation:
@@ -79,6 +82,7 @@ class DicomConversation:
         "_exceptions",
         "_stalls",
         "_conformance",
+        "_pdata_at_expire",
     )
 
     def __init__(
@@ -134,6 +138,7 @@ class DicomConversation:
         self._stalls: dict | None = None  # (sender, cause) -> [count, seconds]
         # DESIGN §4b checks; the negotiation memo is shared like the decode memo
         self._conformance = Conformance(self._framers, self.roles, self._acse.negotiations)
+        self._pdata_at_expire = 0  # P-DATA bytes seen at the last expire() (activity)
 
     @property
     def requestor_direction(self) -> int:
@@ -256,7 +261,7 @@ class DicomConversation:
         try:
             for framer in self._framers:
                 framer.kill()
-            self._dimse.end(out)
+            self._dimse.end(out, capture_ended=self._end_how(how) == "capture-ended")
             if self.dicom_seen:
                 end = AssociationEnded(
                     ts,
@@ -293,6 +298,14 @@ class DicomConversation:
     def expire(self, now: float) -> Sequence[Event]:
         if not self._dimse.transactions:
             return _NO_EVENTS
+        # Bytes the framers skipped (a data set on the hot path) reach no transaction, yet
+        # the connection is not quiet: a slow upload of one big object must not time out
+        # while it is still arriving. Bytes since the last call count as activity now for
+        # the messages still arriving.
+        seen = self._framers[0].pdata_bytes + self._framers[1].pdata_bytes
+        if seen != self._pdata_at_expire:
+            self._pdata_at_expire = seen
+            self._dimse.touch(now)
         out: list = []
         try:
             self._dimse.expire(now, out)
@@ -467,4 +480,8 @@ class DicomConversation:
             return "reset"
         if how in _TIMEOUT_HOWS:
             return "timeout"
+        if how == CAPTURE_END_HOW and not self._release_rq:
+            # still open (a release under way whose reply was not seen is "closed": its
+            # open requests then were not answered before the release)
+            return "capture-ended"
         return "closed"

@@ -111,7 +111,8 @@ class Aborted:
 class AssociationEnded:
     """The association (or what was seen of it) is over.
 
-    how: "released" | "aborted" | "reset" | "closed" | "timeout".
+    how: "released" | "aborted" | "reset" | "closed" | "timeout" | "capture-ended" (still
+    open when the capture or the daemon stopped).
     """
 
     ts: float
@@ -163,8 +164,10 @@ class DimseTransaction:
     context_id: int
     message_id: int
     status: int | None
-    status_class: str  # as DimseResponseSeen, or "unanswered"
-    outcome: str  # "answered" | "unanswered-ended" | "unanswered-timeout"
+    status_class: str  # as DimseResponseSeen, or "unanswered", or "in-flight"
+    # "answered" | "unanswered-ended" | "unanswered-timeout" | "in-flight-at-capture-end"
+    # (still open when the capture or the daemon stopped: not answered yet, nobody's fault)
+    outcome: str
     request_ts: float  # first packet of the request command
     request_complete_ts: float | None
     response_ts: float | None  # first packet of the (first) response
@@ -187,6 +190,14 @@ class DimseTransaction:
     # (sender, cause, count, seconds), sorted; stall_seconds is their sum.
     stall_seconds: float = 0.0
     stalls: tuple[tuple[str, str, int, float], ...] = ()
+    # DESIGN §3's fourth phase: first packet of the final response -> packet completing it
+    # (a split response waiting for an ACK shows here). Single-response services:
+    # duration = request_transfer + response_latency + response_transfer.
+    final_response_ts: float | None = None
+    response_transfer_seconds: float | None = None
+    # who sent the request (DESIGN §3: roles follow the message): "acceptor" for the
+    # sub-operation C-STOREs of a C-GET, whose transfer is a download
+    request_sender: str = ""
 
 
 @dataclass(frozen=True, slots=True)

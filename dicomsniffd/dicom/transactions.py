@@ -16,6 +16,8 @@ from .problems import BAD_COMMAND_SET, COMMAND_TOO_LARGE, DUPLICATE_MESSAGE_ID, 
 from .roles import Roles
 
 _COMMAND_SET_START = b"\x00\x00\x00\x00\x04\x00\x00\x00"  # (0000,0000) UL, length 4
+# DimseTransaction.outcome of a request still open when the capture or the daemon stopped
+IN_FLIGHT = "in-flight-at-capture-end"
 
 
 class Transaction:
@@ -23,14 +25,19 @@ class Transaction:
 
     __slots__ = (
         "key", "command", "sop_class_uid", "context_id", "message_id", "request_ts",
-        "request_complete_ts", "response_ts", "response_complete_ts", "request_bytes",
+        "request_complete_ts", "response_ts", "final_response_ts", "response_complete_ts",
+        "request_bytes",
         "response_bytes", "pending", "complete", "status", "status_class", "last_ts",
         "instance_uid", "error_comment", "move_destination", "remaining", "completed",
         "failed", "warning", "done", "stalls",
+        "failed", "warning", "done", "sender",
     )  # fmt: skip
 
-    def __init__(self, key: tuple, cmd: Command, context_id: int, request_ts: float):
+    def __init__(
+        self, key: tuple, cmd: Command, context_id: int, request_ts: float, sender: str = ""
+    ):
         self.key = key
+        self.sender = sender  # of the request: "requestor", or "acceptor" (C-GET's C-STOREs)
         self.command = cmd.name
         self.sop_class_uid = cmd.sop_class_uid
         self.context_id = context_id
@@ -38,6 +45,7 @@ class Transaction:
         self.request_ts = request_ts
         self.request_complete_ts: float | None = None
         self.response_ts: float | None = None
+        self.final_response_ts: float | None = None  # first packet of the final response
         self.response_complete_ts: float | None = None
         self.request_bytes = 0
         self.response_bytes = 0
@@ -126,12 +134,22 @@ class DimseTransactions:
             del self.messages[key]
         self.collecting[d] = None
 
-    def end(self, out: list) -> None:
-        """The connection is over: every open request is unanswered."""
+    def end(self, out: list, capture_ended: bool = False) -> None:
+        """The connection is over: every open request is unanswered, or, when it was the
+        capture (or the daemon) that stopped, in flight: nobody failed to answer it."""
         self.messages.clear()
+        outcome = IN_FLIGHT if capture_ended else "unanswered-ended"
         for txn in list(self.transactions.values()):
-            self._emit_txn(txn, "unanswered-ended", out)
+            self._emit_txn(txn, outcome, out)
         self.transactions.clear()
+
+    def touch(self, now: float) -> None:
+        """The connection delivered bytes up to ``now``: a transaction whose message is
+        still arriving (a data set being skipped, no item per packet) is not quiet."""
+        for m in self.messages.values():
+            txn = m.txn
+            if txn is not None and txn.last_ts < now:
+                txn.last_ts = now
 
     def expire(self, now: float, out: list) -> None:
         """Give up the requests quiet for longer than the transaction timeout."""
@@ -264,7 +282,7 @@ class DimseTransactions:
             detail = f"{self.max_pending} requests open"
             out.append(ProtocolError(m.start_ts, sender, TOO_MANY_PENDING, detail))
             return
-        txn = Transaction(key, cmd, ctx, m.start_ts)
+        txn = Transaction(key, cmd, ctx, m.start_ts, sender)
         txns[key] = txn
         m.txn = txn
         txn.stalls = add_stalls(None, m.stalls)
@@ -299,6 +317,7 @@ class DimseTransactions:
                 setattr(txn, name, value)
         if is_final_status(cmd.command_field, cmd.status):
             m.final = True
+            txn.final_response_ts = m.start_ts
         else:
             txn.pending += 1
 
@@ -326,6 +345,8 @@ class DimseTransactions:
     def _emit_txn(self, txn: Transaction, outcome: str, out: list) -> None:
         txn.done = True
         answered = outcome == "answered"
+        # an in-flight request was not answered *yet*: its class says so, not "unanswered"
+        unanswered = "in-flight" if outcome == IN_FLIGHT else "unanswered"
         req_done = txn.request_complete_ts
         out.append(
             DimseTransaction(
@@ -334,7 +355,7 @@ class DimseTransactions:
                 context_id=txn.context_id,
                 message_id=txn.message_id,
                 status=txn.status if answered else None,
-                status_class=txn.status_class if answered else "unanswered",
+                status_class=txn.status_class if answered else unanswered,
                 outcome=outcome,
                 request_ts=txn.request_ts,
                 request_complete_ts=req_done,
@@ -356,6 +377,9 @@ class DimseTransactions:
                 suboperations_warning=txn.warning,
                 stall_seconds=sum(v[1] for v in txn.stalls.values()) if txn.stalls else 0.0,
                 stalls=stall_tuple(txn.stalls),
+                final_response_ts=txn.final_response_ts,
+                response_transfer_seconds=delta(txn.final_response_ts, txn.response_complete_ts),
+                request_sender=txn.sender,
             )
         )
 

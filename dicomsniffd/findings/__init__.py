@@ -67,6 +67,7 @@ RULES: tuple[Rule, ...] = (
     stalls.loss_recovery,
     stalls.sender_idle,
     conformance.protocol_violations,
+    capture.capture_ended,
 )
 
 # Every finding code, with its default severity, title and advice.

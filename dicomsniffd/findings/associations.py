@@ -91,9 +91,15 @@ def association_rejected(c: Collected, info: Mapping[str, Any]) -> list[Found]:
         )
     ]
     reasons = sorted({key[4] for key in groups})
-    advice = " ".join(
+    # each reason's advice next to that reason (several reasons: which applies to which)
+    texts = [
         next((text for needle, text in _REJECT_ADVICE if needle in reason), _REJECT_DEFAULT)
         for reason in reasons
+    ]
+    advice = (
+        texts[0]
+        if len(reasons) == 1
+        else " ".join(f"{reason}: {text}" for reason, text in zip(reasons, texts, strict=True))
     )
     detail = (
         f"{plural(total, 'association')} {'was' if total == 1 else 'were'} refused by "

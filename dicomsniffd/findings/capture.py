@@ -24,6 +24,13 @@ CAPTURE_OFFLOADS = FindingKind(
     "Offloads were on where the capture was taken",
     "Turn offloads off on the capture interface: ethtool -K IFACE gro off lro off tso off gso off.",
 )
+CAPTURE_ENDED = FindingKind(
+    "capture-ended",
+    "info",
+    "The capture stopped while associations were still open",
+    "Nothing points at either peer: the capture (or the daemon) stopped first. To see how "
+    "these associations end, start the capture before the transfer and stop it after.",
+)
 NO_DICOM = FindingKind(
     "no-dicom",
     "info",
@@ -117,3 +124,31 @@ def no_dicom(c: Collected, info: Mapping[str, Any]) -> list[Found]:
     if c.totals.associations or c.connection_failures or c.tls:
         return []
     return [NO_DICOM.found("No DICOM association was recognised in the capture.", [], 0)]
+
+
+@rule(CAPTURE_ENDED)
+def capture_ended(c: Collected, info: Mapping[str, Any]) -> list[Found]:
+    """Associations cut by the end of the capture: their open requests are in flight, not
+    unanswered, and no other finding blames a peer for them."""
+    open_at_end = [a for a in c.associations if a.end == "capture-ended"]
+    if not open_at_end:
+        return []
+    in_flight = sum(a.in_flight for a in open_at_end)
+    detail = (
+        f"{plural(len(open_at_end), 'association')} "
+        f"{'was' if len(open_at_end) == 1 else 'were'} still open when the capture ended"
+        + (
+            f", with {plural(in_flight, 'request')} in flight (sent, not answered yet): "
+            "they are not counted as unanswered."
+            if in_flight
+            else "."
+        )
+    )
+    evidence = [
+        f"flow {a.flow_id} {a.pair}: open at the end of the capture"
+        + (f", {plural(a.in_flight, 'request')} in flight" if a.in_flight else "")
+        for a in open_at_end[:10]
+    ]
+    if len(open_at_end) > 10:
+        evidence.append(f"… and {len(open_at_end) - 10} more")
+    return [CAPTURE_ENDED.found(detail, evidence, len(open_at_end))]

@@ -23,6 +23,15 @@ _FAILURE_ADVICE = {
     0x0110: "Processing failure inside the SCP: its log has the cause.",
     0x0213: "Resource limitation on the SCP (disk, memory, licence).",
 }
+# Advice by command where the status table's advice would not fit: C-ECHO moves no object
+# (0x0122 on a C-ECHO is "Verification not supported", not "send another object type").
+_COMMAND_FAILURE_ADVICE = {
+    "C-ECHO": "C-ECHO only asks whether the SCP's DICOM service answers, and the association "
+    "was accepted, so the network path and the AE titles work. A failure status means the "
+    "SCP refuses Verification (0x0122: it does not offer the Verification SOP class as SCP; "
+    "others: refused for this calling AE or an internal error): enable Verification (C-ECHO "
+    "SCP) on it, or check its log; test with the service you really need (e.g. a C-STORE).",
+}
 _FAILURE_DEFAULT = (
     "Look up the status in the SCP's DICOM conformance statement and its log at the times "
     "of the failures; 0xA9xx and 0xCxxx failures usually mean the SCP rejected the content "
@@ -100,9 +109,27 @@ def dimse_failures(c: Collected, info: Mapping[str, Any]) -> list[Found]:
         + ", ".join(f"{status_hex(s)} {status_text(s)}" for s in statuses)
         + "."
     )
-    advice = " ".join(dict.fromkeys(_FAILURE_ADVICE.get(s, _FAILURE_DEFAULT) for s in statuses))
+    advice = _advice_per_failure(rows)
     evidence = [_evidence_line(c, *row) for row in rows]
     return [DIMSE_FAILURES.found(detail, evidence, total, advice=advice)]
+
+
+def _failure_advice(command: str, status: int) -> str:
+    return _COMMAND_FAILURE_ADVICE.get(command) or _FAILURE_ADVICE.get(status, _FAILURE_DEFAULT)
+
+
+def _advice_per_failure(rows: list[tuple[str, int, str, int]]) -> str:
+    """The advice for each (command, status) failed; when they differ, each led by the
+    failure it is about, so an administrator knows which applies to what."""
+    advice: dict[str, list[str]] = {}
+    for command, status, _pair, _n in rows:
+        label = f"{command} {status_hex(status)}"
+        labels = advice.setdefault(_failure_advice(command, status), [])
+        if label not in labels:
+            labels.append(label)
+    if len(advice) == 1:
+        return next(iter(advice))
+    return " ".join(f"{', '.join(labels)}: {text}" for text, labels in advice.items())
 
 
 @rule(UNANSWERED)

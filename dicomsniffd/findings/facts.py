@@ -17,7 +17,8 @@ from dicomsniffd.dicom.implementations import implementation_dict
 from dicomsniffd.findings.quantiles import EXACT_LIMIT, Distribution, percentiles
 from dicomsniffd.names import context_result, uid_display_name
 
-TIMINGS = ("request_transfer_ms", "response_latency_ms", "duration_ms")
+# DESIGN §3's phases; for a single-response service the first three add up to the fourth
+TIMINGS = ("request_transfer_ms", "response_latency_ms", "response_transfer_ms", "duration_ms")
 
 
 def sender_counts() -> dict[str, int]:
@@ -36,7 +37,7 @@ class Association:
         "contexts", "implementation_class_uid", "implementation_version_name", "dimse",
         "requests", "unanswered", "pdata", "missed", "retransmissions", "zero_windows",
         "resets", "protocol_errors", "requestor_info", "acceptor_info", "setup_seconds", "stores",
-        "busy_seconds", "first_error", "command_with_dataset",
+        "busy_seconds", "first_error", "command_with_dataset", "in_flight",
     )  # fmt: skip
 
     def __init__(self, flow: Any) -> None:
@@ -79,6 +80,7 @@ class Association:
         self.first_error: tuple[str, str, str] | None = None  # (sender, kind, detail)
         # AssociationEnded.command_with_dataset: ((sender, messages), ...)
         self.command_with_dataset: tuple[tuple[str, int], ...] = ()
+        self.in_flight = 0  # requests still open when the capture (or the daemon) stopped
 
     @property
     def outcome(self) -> str:
@@ -138,6 +140,7 @@ class Association:
             "implementation_version_name": self.implementation_version_name,
             "dimse": {cmd: dict(statuses) for cmd, statuses in self.dimse.items()},
             "unanswered": self.unanswered,
+            "in_flight": self.in_flight,
             "pdata_bytes": dict(self.pdata),
             "missed_bytes": self.missed,
             "retransmissions": sum(self.retransmissions.values()),
@@ -245,6 +248,7 @@ class Command:
         self.requests = 0
         self.responses: dict[str, int] = {}
         self.unanswered = 0
+        self.in_flight = 0  # open when the capture stopped: not answered yet, not unanswered
         self.samples = {name: Distribution(exact_limit) for name in TIMINGS}
         # each Distribution's buffer, for the sink's appends (Summary.compact bounds them)
         self.buffers = {name: d.buffer for name, d in self.samples.items()}
@@ -262,6 +266,7 @@ class Command:
             "requests": self.requests,
             "responses": dict(sorted(self.responses.items())),
             "unanswered": self.unanswered,
+            "in_flight": self.in_flight,
         }
         for name in TIMINGS:
             out[name] = self.timing(name)

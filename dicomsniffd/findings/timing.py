@@ -8,7 +8,7 @@ from typing import Any
 
 from dicomsniffd.findings.rule import Collected, FindingKind, Found, rule
 from dicomsniffd.formatting import plural
-from dicomsniffd.names import NO_SERVICE_TIME
+from dicomsniffd.names import NO_SERVICE_TIME, REVERSED_ROLE
 
 _SLOW_P95_S = 1.0
 _SLOW_P50_S = 0.5
@@ -56,10 +56,13 @@ def slow(c: Collected, info: Mapping[str, Any]) -> list[Found]:
         total_latency = stats.samples["response_latency_ms"].sum()
         numbers = (
             f"{command}: transfer p50 {transfer['p50']:.0f} ms / p95 {transfer['p95']:.0f} ms, "
-            f"SCP service time p50 {latency['p50']:.0f} ms / p95 {latency['p95']:.0f} ms"
+            f"{'SCU' if command in REVERSED_ROLE else 'SCP'} service time "
+            f"p50 {latency['p50']:.0f} ms / p95 {latency['p95']:.0f} ms"
             f" over {transfer['count']} requests"
         )
-        if command not in NO_SERVICE_TIME and total_latency > total_transfer and _is_slow(latency):
+        # a C-GET's C-STOREs: their service time is the requestor's, not the SCP's
+        scp_time = command not in NO_SERVICE_TIME and command not in REVERSED_ROLE
+        if scp_time and total_latency > total_transfer and _is_slow(latency):
             detail = (
                 f"For {command}, the SCP takes longer to answer after receiving the request "
                 "than the network takes to deliver it: the time is spent inside the SCP."
@@ -71,7 +74,10 @@ def slow(c: Collected, info: Mapping[str, Any]) -> list[Found]:
             trouble = any(c.tcp["retransmissions"].values()) or any(c.tcp["zero_windows"].values())
             evidence = [numbers, f"TCP: {tcp}"]
             if stats.throughput_mbps is not None:
-                evidence.append(f"upload throughput {stats.throughput_mbps:.1f} Mbit/s")
+                way = "download" if command in REVERSED_ROLE else "upload"
+                evidence.append(
+                    f"{way} rate per object on the wire {stats.throughput_mbps:.1f} Mbit/s"
+                )
             detail = (
                 f"For {command}, moving the data takes longer than the SCP needs to "
                 f"process it: the time is spent on the network; {tcp}."

@@ -99,11 +99,14 @@ class Timers:
         elif st >= S_CLOSED:
             self._remove(flow)
         elif flow.fin_seen:
-            self._finish(flow, "fin", now)  # half-closed and quiet: the other FIN was missed
+            # half-closed and quiet: the other FIN was missed
+            self._finish(flow, "fin", flow.last_seen)
             self._remove(flow)
         else:
+            # It ended at its last packet: ending it at ``now`` (eviction time) would add the
+            # idle timeout, or a whole capture gap, to the association's duration.
             self.evictions["idle"] += 1
-            self._finish(flow, "idle", now)
+            self._finish(flow, "idle", flow.last_seen)
             self._remove(flow)
 
     def _evict_capacity(self, ts: float) -> None:
@@ -134,12 +137,14 @@ class Timers:
             return
 
     def close_all(self, ts: float) -> None:
-        """End of capture: due timeouts first, then every open flow gets close("end")."""
+        """End of capture: due timeouts first, then every open flow gets close("end")
+        (close("fin") when it had sent a FIN)."""
         self.expire(ts)
         flows = [f for bucket in self._wheel.values() for f in bucket]
         for f in flows:
             if f.state < S_CLOSED:
-                self._finish(f, "end", ts)
+                # a FIN seen: the connection was closing, not cut by the end of the capture
+                self._finish(f, "fin" if f.fin_seen else "end", ts)
             self._remove(f)
         self._wheel.clear()
         self._heap.clear()

@@ -312,6 +312,7 @@ class EventLog(EventSink):
             response_bytes=event.response_dataset_bytes,
             request_transfer_ms=_ms(event.request_transfer_seconds),
             response_latency_ms=_ms(event.response_latency_seconds),
+            response_transfer_ms=_ms(event.response_transfer_seconds),
             duration_ms=_ms(event.duration_seconds),
             pending_responses=event.pending_responses,
             complete=event.complete,

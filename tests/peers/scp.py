@@ -14,6 +14,8 @@ Config keys (all optional):
   find_pending        0       C-FIND: that many pending (0xFF00) responses, then 0x0000
   move                {"destinations": {"AE": ["ip", port]}, "files": [paths]}
                       C-MOVE: one C-STORE sub-operation per file to the destination
+  get                 {"files": [paths]}  C-GET: one C-STORE sub-operation per file, sent
+                      back on the requestor's own association (it must propose the SCP role)
   log                 path of a JSON-lines log of what was answered (optional)
 
 Status selection by SOPInstanceUID is the reliable one (it does not depend on the order
@@ -37,6 +39,7 @@ from pynetdicom import AE, build_context, evt
 from pynetdicom.sop_class import (
     CTImageStorage,
     PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelGet,
     PatientRootQueryRetrieveInformationModelMove,
     StudyRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelMove,
@@ -57,6 +60,7 @@ class Scp:
         self.store_delay = cfg.get("store_delay_ms", 0) / 1000.0
         self.find_pending = int(cfg.get("find_pending", 0))
         self.move = cfg.get("move", {})
+        self.get = cfg.get("get", {})
         self.store_count = 0
         self.lock = threading.Lock()
         self.logf = open(cfg["log"], "a", buffering=1) if cfg.get("log") else None  # noqa: SIM115
@@ -99,6 +103,21 @@ class Scp:
             yield 0xFF00, ds
         self.log(op="C-FIND", pending=self.find_pending, status="0x0000")
 
+    @staticmethod
+    def _suboperations(event, files: list[str]):
+        """C-MOVE/C-GET handler tail: the count, then one pending status per file."""
+        yield len(files)
+        for path in files:
+            if event.is_cancelled:
+                yield 0xFE00, None
+                return
+            yield 0xFF00, dcmread(path)
+
+    def on_get(self, event):
+        files = self.get.get("files", [])
+        yield from self._suboperations(event, files)
+        self.log(op="C-GET", suboperations=len(files))
+
     def on_move(self, event):
         dest = str(event.move_destination).strip()
         table = self.move.get("destinations", {})
@@ -108,12 +127,7 @@ class Scp:
         addr, port = table[dest]
         yield addr, int(port), {"contexts": [build_context(CTImageStorage, ExplicitVRLittleEndian)]}
         files = self.move.get("files", [])
-        yield len(files)
-        for path in files:
-            if event.is_cancelled:
-                yield 0xFE00, None
-                return
-            yield 0xFF00, dcmread(path)
+        yield from self._suboperations(event, files)
         self.log(op="C-MOVE", suboperations=len(files), destination=dest)
 
 
@@ -132,8 +146,13 @@ def build_ae(cfg: dict, scp: Scp) -> AE:
         StudyRootQueryRetrieveInformationModelFind,
         PatientRootQueryRetrieveInformationModelMove,
         StudyRootQueryRetrieveInformationModelMove,
+        PatientRootQueryRetrieveInformationModelGet,
     ):
-        ae.add_supported_context(abstract, syntaxes if abstract == CTImageStorage else UNCOMPRESSED)
+        if abstract == CTImageStorage:
+            # the C-GET SCU proposes the SCP role for storage (PS3.4 C.4.3): accept it
+            ae.add_supported_context(abstract, syntaxes, scu_role=True, scp_role=True)
+        else:
+            ae.add_supported_context(abstract, UNCOMPRESSED)
     # As the C-MOVE sub-operation SCU.
     ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
     return ae
@@ -159,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         (evt.EVT_C_ECHO, scp.on_echo),
         (evt.EVT_C_FIND, scp.on_find),
         (evt.EVT_C_MOVE, scp.on_move),
+        (evt.EVT_C_GET, scp.on_get),
     ]
     server = ae.start_server(
         (cfg.get("bind", "0.0.0.0"), int(cfg.get("port", 11112))),

@@ -273,6 +273,10 @@ class MetricsStore(LabelCaps, EventSink):
             self._observe(
                 "dicom_dimse_response_latency_seconds", key, event.response_latency_seconds
             )
+        if event.response_transfer_seconds is not None:
+            self._observe(
+                "dicom_dimse_response_transfer_seconds", key, event.response_transfer_seconds
+            )
         if event.command in _RESPONSE_DATASET_COMMANDS:
             dataset = event.response_dataset_bytes
         else:

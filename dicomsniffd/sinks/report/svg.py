@@ -27,6 +27,7 @@ STATUS_COLORS = {
     "pending": "#1e88e5",
 }
 _TRANSFER_COLOR = "#1e88e5"
+_RESPONSE_TRANSFER_COLOR = "#8e24aa"  # the final response's own transfer (DESIGN §3)
 THROUGHPUT_COLOR = "#5c9bd6"  # opaque fills: the screenshot test looks for these exact colours
 HISTOGRAM_COLOR = "#4c9a52"
 _OUTCOME_COLORS = {
@@ -311,32 +312,37 @@ def timeline_chart(
 def _tip(r: dict[str, Any], cls: str) -> str:
     status = "" if r["status"] is None else f" 0x{r['status']:04X}"
     parts = [f"flow {r['flow_id']} {r['command']} msg {r['message_id']}: {cls}{status}"]
+    download = r.get("request_sender") == "acceptor"  # a C-GET's C-STORE, SCP -> SCU
     if r["request_transfer_seconds"] is not None:
-        parts.append(f"transfer {r['request_transfer_seconds'] * 1000:.1f} ms")
+        way = "download" if download else "transfer"
+        parts.append(f"{way} {r['request_transfer_seconds'] * 1000:.1f} ms")
     if r["response_latency_seconds"] is not None:
-        parts.append(f"service {r['response_latency_seconds'] * 1000:.1f} ms")
+        who = "SCU time" if download else "service"
+        parts.append(f"{who} {r['response_latency_seconds'] * 1000:.1f} ms")
+    if r.get("response_transfer_seconds") is not None:
+        parts.append(f"response {r['response_transfer_seconds'] * 1000:.1f} ms")
     return ", ".join(parts)
 
 
 # -- latency over time ------------------------------------------------------------------------
 
 
+_LATENCY_PHASES = (
+    "response_latency_seconds",
+    "request_transfer_seconds",
+    "response_transfer_seconds",
+)
+
+
 def latency_chart(t0: float, t1: float, records: list[dict[str, Any]]) -> str:
     height = 320
-    points = [
-        r
-        for r in records
-        if r["response_latency_seconds"] is not None or r["request_transfer_seconds"] is not None
-    ]
+    points = [r for r in records if any(r.get(k) is not None for k in _LATENCY_PHASES)]
     if not points:
         return _empty("chart-latency", height, "No request with a measured latency")
     points = _priority_sample(points, MAX_POINTS)
     top, bottom, left, right = 20, height - 40, 70, WIDTH - 16
     values = [
-        v * 1000.0
-        for r in points
-        for v in (r["response_latency_seconds"], r["request_transfer_seconds"])
-        if v is not None
+        v * 1000.0 for r in points for v in (r.get(k) for k in _LATENCY_PHASES) if v is not None
     ]
     axis = _TimeAxis(t0, t1, left, right)
     yaxis = _ValueAxis(values, top, bottom)
@@ -346,20 +352,27 @@ def latency_chart(t0: float, t1: float, records: list[dict[str, Any]]) -> str:
         f"{_f((top + bottom) / 2)})' text-anchor='middle'>"
         f"milliseconds{' (log scale)' if yaxis.log else ''}</text>"
     )
-    transfer, service = [], []
+    transfer, service, response = [], [], []
     for r in points:
         x = _f(axis.x(r["request_ts"]))
         if r["request_transfer_seconds"] is not None:
             y = _f(yaxis.y(r["request_transfer_seconds"] * 1000.0))
             transfer.append(f"<circle cx='{x}' cy='{y}' r='2'></circle>")
+        if r.get("response_transfer_seconds") is not None:
+            y = _f(yaxis.y(r["response_transfer_seconds"] * 1000.0))
+            response.append(f"<rect x='{x}' y='{y}' width='3' height='3'></rect>")
         if r["response_latency_seconds"] is not None:
             color = STATUS_COLORS.get(r["status_class"], "#757575")
             y = _f(yaxis.y(r["response_latency_seconds"] * 1000.0))
             service.append(f"<circle cx='{x}' cy='{y}' r='2.6' fill='{color}'></circle>")
     body.append(f"<g fill='{_TRANSFER_COLOR}' fill-opacity='0.55'>{''.join(transfer)}</g>")
     body.append(f"<g fill-opacity='0.85'>{''.join(service)}</g>")
+    body.append(f"<g fill='{_RESPONSE_TRANSFER_COLOR}' fill-opacity='0.7'>{''.join(response)}</g>")
     body.append(
-        f"<g><circle cx='{right - 230}' cy='12' r='4' fill='{STATUS_COLORS['success']}'></circle>"
+        f"<g><rect x='{right - 410}' y='8' width='8' height='8' "
+        f"fill='{_RESPONSE_TRANSFER_COLOR}'></rect>"
+        f"<text x='{right - 398}' y='16'>response transfer</text>"
+        f"<circle cx='{right - 230}' cy='12' r='4' fill='{STATUS_COLORS['success']}'></circle>"
         f"<text x='{right - 222}' y='16'>service time (SCP)</text>"
         f"<circle cx='{right - 100}' cy='12' r='4' fill='{_TRANSFER_COLOR}'></circle>"
         f"<text x='{right - 92}' y='16'>transfer time</text></g>"

@@ -10,6 +10,7 @@ from typing import Any
 from dicomsniffd.formatting import (
     byte_size,
     duration,
+    move_lines,
     one_decimal,
     plural,
     problem_score,
@@ -18,7 +19,7 @@ from dicomsniffd.formatting import (
     timing_rows,
     utc,
 )
-from dicomsniffd.names import status_hex, status_text, uid_display_name
+from dicomsniffd.names import command_by_role, status_hex, status_text, uid_display_name
 from dicomsniffd.sinks.report.escape import esc
 from dicomsniffd.sinks.report.svg import spread
 
@@ -226,6 +227,7 @@ def dimse_section(dimse: dict[str, Any]) -> str:
         f"<tr><td>{esc(command)}</td><td class='num'>{s['requests']}</td>"
         f"<td>{_status_chips(s['responses'])}</td><td class='num'>{s['unanswered']}</td>"
         f"<td class='num'>{esc(byte_size(s.get('dataset_bytes'), largest_unit='TB'))}</td>"
+        f"<td class='num'>{one_decimal(s.get('effective_mbps'))}</td>"
         f"<td class='num'>{one_decimal(s.get('throughput_mbps'))}</td></tr>"
         for command, s in dimse.items()
     )
@@ -233,11 +235,15 @@ def dimse_section(dimse: dict[str, Any]) -> str:
         "<section id='dimse'><h2>DIMSE statistics</h2>"
         "<table class='grid'><thead><tr><th>command</th><th>requests</th>"
         "<th>responses by status</th><th>unanswered</th><th>data set bytes</th>"
-        "<th>upload Mbit/s</th></tr></thead>"
+        "<th title='data set bytes ÷ wall time with an operation in progress'>effective "
+        "Mbit/s</th><th title='data set bytes ÷ summed per-object transfer times'>per object "
+        "on the wire Mbit/s</th></tr></thead>"
         f"<tbody>{status_rows}</tbody></table>"
         "<p class='note'>Timing (ms). <b>transfer</b> = network upload of the request "
         "(first packet → last data set fragment); <b>service</b> = SCP time from the "
         "complete request to its first response (storage write, database commit); "
+        "<b>response</b> = transfer of the final response (first to last packet: "
+        "microseconds, unless the SCP split it and waited for an ACK); "
         "<b>total</b> = first packet of the request → final response.</p>"
         "<table class='grid'><thead><tr><th>command</th><th>phase</th><th>count</th>"
         "<th>p50</th><th>p95</th><th>p99</th><th>max</th></tr></thead>"
@@ -299,11 +305,13 @@ def trace_section(records: list[dict[str, Any]], assocs: list[dict[str, Any]], d
             f"<tr data-assoc='{esc(r['flow_id'])}' data-status='{esc(cls)}' class='st-{esc(cls)}'>"
             f"<td>{esc(utc(r['request_ts'], date=False, ms=True))}</td>"
             f"<td>{esc(r['flow_id'])} {esc(pair)}</td>"
-            f"<td>{esc(r['command'])}</td><td>{esc(sop)}</td>"
+            f"<td>{esc(command_by_role(r['command'], r.get('request_sender') == 'acceptor'))}"
+            f"</td><td>{esc(sop)}</td>"
             f"<td class='num'>{esc(r['message_id'])}</td>"
             f"<td><span class='chip st-{esc(cls)}'>{esc(status_cell)}</span></td>"
             f"<td class='num'>{seconds_as_ms(r['request_transfer_seconds'])}</td>"
             f"<td class='num'>{seconds_as_ms(r['response_latency_seconds'])}</td>"
+            f"<td class='num'>{seconds_as_ms(r.get('response_transfer_seconds'))}</td>"
             f"<td class='num'>{seconds_as_ms(r['duration_seconds'])}</td>"
             f"<td class='num'>{esc(byte_size(r['request_dataset_bytes'], largest_unit='TB'))}</td>"
             f"<td>{'yes' if r['complete'] else 'gap'}</td>"
@@ -341,7 +349,31 @@ def trace_section(records: list[dict[str, Any]], assocs: list[dict[str, Any]], d
         "<span id='f-count'></span></div>"
         "<div class='scroll'><table id='trace-table' class='grid'><thead><tr>"
         "<th>request (UTC)</th><th>association</th><th>command</th><th>SOP class</th>"
-        "<th>msg id</th><th>status</th><th>transfer ms</th><th>service ms</th>"
+        "<th>msg id</th><th>status</th><th>transfer ms</th><th>service ms</th><th>response ms</th>"
         "<th>total ms</th><th>data set</th><th>captured</th><th>error comment</th>"
         f"</tr></thead><tbody>{''.join(rows)}</tbody></table></div></section>"
     )
+
+
+def moves_section(moves: list[dict[str, Any]], dropped: int = 0) -> str:
+    """Each C-MOVE with its Move Destination, the sub-association the SCP opened to it, the
+    time to the first sub-operation C-STORE and the sub-operation counts."""
+    if not moves:
+        return ""
+    rows = []
+    for m in moves[:MAX_MOVE_ROWS]:
+        what, where = move_lines(m)
+        rows.append(f"<tr><td>{esc(what)}</td><td>{esc(where)}</td></tr>")
+    more = len(moves) + dropped - len(rows)
+    note = f"<p class='note'>{more} more C-MOVEs not listed.</p>" if more else ""
+    return (
+        f"<section id='moves'><h2>C-MOVE and its sub-associations ({len(moves) + dropped})</h2>"
+        "<p class='note'>Times from the C-MOVE-RQ; sub-operation counts from the final "
+        "response. The SCP opens a separate association to the Move Destination: a long time "
+        "to the first C-STORE is the SCP preparing (or failing to reach) the destination.</p>"
+        "<table class='grid'><thead><tr><th>C-MOVE</th><th>sub-association</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>{note}</section>"
+    )
+
+
+MAX_MOVE_ROWS = 200

@@ -45,6 +45,8 @@ class TransactionLog:
         "response_dataset_bytes",
         "complete",
         "error_comment",
+        "response_transfer_seconds",
+        "request_sender",
     )
 
     def __init__(self, cap: int = TRACE_CAP, notable_cap: int = _NOTABLE_CAP) -> None:
@@ -106,6 +108,8 @@ class TransactionLog:
             e.response_dataset_bytes,
             e.complete,
             e.error_comment[:_COMMENT_CAP],
+            e.response_transfer_seconds,
+            e.request_sender,
         )
 
     def records(self) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from dicomsniffd.dicom.transactions import IN_FLIGHT
 from dicomsniffd.findings.facts import TIMINGS, AssociationTotals, Command, percentiles
 from dicomsniffd.findings.quantiles import Distribution
 from dicomsniffd.names import status_hex
@@ -36,15 +37,17 @@ class PairTimings:
         self.commands: dict[str, Command] = {}
 
 
-def record_transaction(pair: PairTimings, event: Any) -> None:
-    """Count one ``DimseTransaction`` in its command's row of the pair (once per
-    transaction, not per packet; the timings found by name so a new phase in TIMINGS
-    is picked up)."""
-    stats = pair.commands.get(event.command)
+def record_transaction(pair: PairTimings, event: Any, command: str) -> None:
+    """Count one ``DimseTransaction`` in the row of ``command`` (its name by role, e.g.
+    "C-STORE (get)") of the pair (once per transaction, not per packet; the timings found
+    by name so a new phase in TIMINGS is picked up)."""
+    stats = pair.commands.get(command)
     if stats is None:
-        stats = pair.commands[event.command] = Command(PAIR_EXACT_LIMIT)
+        stats = pair.commands[command] = Command(PAIR_EXACT_LIMIT)
     stats.requests += 1
-    if event.status is None:
+    if event.outcome == IN_FLIGHT:
+        stats.in_flight += 1  # open when the capture stopped: not unanswered
+    elif event.status is None:
         stats.unanswered += 1
     else:
         status = status_hex(event.status)

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from dicomsniffd.dicom.events import (
+    ACCEPTOR,
+    REQUESTOR,
     Aborted,
     AssociationAccepted,
     AssociationEnded,
@@ -28,14 +30,17 @@ from dicomsniffd.dicom.events import (
     Resynchronised,
 )
 from dicomsniffd.dicom.problems import RESYNC
+from dicomsniffd.dicom.transactions import IN_FLIGHT
 from dicomsniffd.findings import Collected, evaluate
 from dicomsniffd.findings.facts import Association, Command, StallTime, sender_counts
 from dicomsniffd.findings.quantiles import Distribution, percentiles
-from dicomsniffd.names import is_out_of_resources, status_hex
+from dicomsniffd.names import command_by_role, is_out_of_resources, status_hex
 from dicomsniffd.sinks.dispatch import EventSink
 from dicomsniffd.sinks.report.trace import TransactionLog
 from dicomsniffd.sinks.summary.kept import KeptAssociations
+from dicomsniffd.sinks.summary.moves import MoveLinks
 from dicomsniffd.sinks.summary.pairs import Pair, PairTimings, record_transaction, rollup
+from dicomsniffd.sinks.summary.rates import OBJECT_COMMANDS, BusyTime
 from dicomsniffd.sinks.summary.software import implementations
 from dicomsniffd.sinks.summary.text import render_text
 
@@ -95,6 +100,8 @@ class Summary(EventSink):
         self._unanswered_by: dict[tuple[str, str, str, str], int] = {}
         self._pairs: dict[Pair, PairTimings] = {}  # the per-AE-pair rollup (pairs.py)
         self._stalls = StallTime()  # stalls inside transfers, per pair and command
+        self._moves = MoveLinks()  # C-MOVEs and their sub-associations (moves.py)
+        self._busy = BusyTime()  # the effective transfer rate of the objects (rates.py)
         # Per-transaction records for the HTML report (bounded, see TransactionLog).
         self.transactions = TransactionLog()
         self._until_compact = _COMPACT_EVERY
@@ -227,19 +234,23 @@ class Summary(EventSink):
 
     def _on_request(self, event: DimseRequestSeen, assoc: Association) -> None:
         assoc.requests += 1
-        self._command(event.command).requests += 1
-        if event.command == "C-STORE":
+        command = command_by_role(event.command, event.sender == ACCEPTOR)
+        self._command(command).requests += 1
+        if command == "C-STORE":
             self._pair(assoc).objects += 1
             assoc.stores += 1
+            self._moves.store_request(assoc.flow_id, event.ts)
 
     def _on_response(self, event: DimseResponseSeen, assoc: Association) -> None:
         status = status_hex(event.status)
-        statuses = assoc.dimse.setdefault(event.command, {})
+        # a response from the requestor answers a request of the acceptor (C-GET's stores)
+        command = command_by_role(event.command, event.sender == REQUESTOR)
+        statuses = assoc.dimse.setdefault(command, {})
         statuses[status] = statuses.get(status, 0) + 1
-        responses = self._command(event.command).responses
+        responses = self._command(command).responses
         responses[status] = responses.get(status, 0) + 1
         if event.status_class == "failure" or is_out_of_resources(event.status):
-            key = (event.command, event.status, assoc.calling_ae, assoc.called_ae)
+            key = (command, event.status, assoc.calling_ae, assoc.called_ae)
             self._failures[key] = self._failures.get(key, 0) + 1
 
     def _on_transaction(self, event: DimseTransaction, assoc: Association) -> None:
@@ -247,15 +258,21 @@ class Summary(EventSink):
         if event.outcome == "answered":
             pair = (assoc.calling_ae, assoc.called_ae)
             self._stalls.add(pair, event.command, event.duration_seconds, event.stalls)
-        stats = self._command(event.command)
+        command = command_by_role(event.command, event.request_sender == ACCEPTOR)
+        stats = self._command(command)
+        if command == "C-MOVE":
+            self._moves.move(assoc, event)
         if event.outcome.startswith("unanswered"):
             assoc.unanswered += 1
             stats.unanswered += 1
-            key = (event.command, event.outcome, assoc.calling_ae, assoc.called_ae)
+            key = (command, event.outcome, assoc.calling_ae, assoc.called_ae)
             self._unanswered_by[key] = self._unanswered_by.get(key, 0) + 1
+        elif event.outcome == IN_FLIGHT:
+            assoc.in_flight += 1
+            stats.in_flight += 1
         if not event.complete:
             stats.incomplete += 1
-        # the three _TIMINGS, unrolled (no zip and tuple per transaction), per command
+        # the four TIMINGS, unrolled (no zip and tuple per transaction), per command
         # and per AE pair
         samples = stats.buffers
         pair_timings = self._pair(assoc)
@@ -268,6 +285,10 @@ class Summary(EventSink):
         if seconds is not None:
             samples["response_latency_ms"].append(seconds * 1000.0)
             by_pair["response_latency_ms"].append(seconds * 1000.0)
+        seconds = event.response_transfer_seconds
+        if seconds is not None:
+            samples["response_transfer_ms"].append(seconds * 1000.0)
+            by_pair["response_transfer_ms"].append(seconds * 1000.0)
         seconds = event.duration_seconds
         if seconds is not None:
             samples["duration_ms"].append(seconds * 1000.0)
@@ -277,12 +298,15 @@ class Summary(EventSink):
         if event.request_dataset_bytes and event.request_transfer_seconds:
             stats.throughput_bytes += event.request_dataset_bytes
             stats.throughput_seconds += event.request_transfer_seconds
-        record_transaction(pair_timings, event)  # the pair's per-command row
+        record_transaction(pair_timings, event, command)  # the pair's per-command row
         self._until_compact -= 1
         if not self._until_compact:
             self._compact()
+        if event.request_dataset_bytes and event.request_complete_ts is not None:
+            end = event.response_complete_ts or event.request_complete_ts
+            self._busy.add(command, event.request_ts, end, event.request_dataset_bytes)
         if event.error_comment and event.status is not None:
-            comments = self._error_comments.setdefault((event.command, event.status), [])
+            comments = self._error_comments.setdefault((command, event.status), [])
             if len(comments) < 3 and event.error_comment not in comments:
                 comments.append(event.error_comment)
 
@@ -339,7 +363,7 @@ class Summary(EventSink):
                 "listed": len(associations),
                 "sampled": len(associations) < totals.associations,
             },
-            "dimse": {cmd: s.to_dict() for cmd, s in sorted(self._commands.items())},
+            "dimse": {cmd: self._command_dict(cmd, s) for cmd, s in sorted(self._commands.items())},
             "tcp": {
                 "retransmissions": dict(self._tcp["retransmissions"]),
                 "lost_before_capture": dict(self._tcp["lost_before_capture"]),
@@ -374,10 +398,22 @@ class Summary(EventSink):
                     self._violations.items()
                 )
             ],
+            "moves": self._moves.link(associations),
+            "moves_dropped": self._moves.dropped,
             "protocol_errors_by_flow": {
                 str(a.flow_id): a.protocol_errors for a in associations if a.protocol_errors
             },
         }
+
+    def _command_dict(self, command: str, stats: Command) -> dict[str, Any]:
+        """``Command.to_dict`` with the rates that mean one thing each: ``throughput_mbps``
+        the per-object rate on the wire, ``effective_mbps`` bytes ÷ wall time (rates.py);
+        both None for commands whose data sets are not objects."""
+        out = stats.to_dict()
+        if command not in OBJECT_COMMANDS:
+            out["throughput_mbps"] = None
+        out["effective_mbps"] = self._busy.effective_mbps(command)
+        return out
 
     def findings(self, capture_info: dict[str, Any]) -> list[dict[str, Any]]:
         """All findings, most severe first; within a severity, the most frequent first."""

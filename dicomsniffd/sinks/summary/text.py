@@ -13,6 +13,7 @@ from dicomsniffd.formatting import (
     REORDERED_NOTE,
     byte_size,
     format_break,
+    move_lines,
     one_decimal,
     plural,
     problem_score,
@@ -20,7 +21,7 @@ from dicomsniffd.formatting import (
     timing_rows,
     utc,
 )
-from dicomsniffd.names import status_text
+from dicomsniffd.names import GET_SUBOPERATION_STORE, REVERSED_ROLE, status_text
 from dicomsniffd.sinks.summary.software import render_software
 
 _WIDTH = 100
@@ -34,6 +35,7 @@ def render_text(data: dict[str, Any]) -> str:
         _render_findings(data["findings"]),
         _render_associations(data),
         _render_dimse(data["dimse"]),
+        _render_moves(data.get("moves") or [], data.get("moves_dropped", 0)),
         _render_tcp(data["tcp"], data["protocol_errors"]),
         _render_violations(data.get("protocol_violations") or []),
     ]
@@ -138,19 +140,38 @@ def pick_rows(
     )
 
 
+def _responses_column(dimse: dict[str, dict[str, int]]) -> str:
+    """The SCP's responses; "+N" the requestor's (its answers to C-GET's C-STOREs), never
+    summed with them: they answer requests going the other way."""
+    scp = sum(sum(s.values()) for c, s in dimse.items() if c not in REVERSED_ROLE)
+    scu = sum(sum(s.values()) for c, s in dimse.items() if c in REVERSED_ROLE)
+    return f"{scp}+{scu}" if scu else str(scp)
+
+
+# AssociationEnded.how values wider than the "end" column, and the legend printed under it
+_END_SHORT = {"capture-ended": "cap-end*"}
+_RESP_LEGEND = (
+    "resp = responses from the SCP; +N = from the SCU (to C-GET's sub-operation C-STOREs)"
+)
+_END_LEGEND = (
+    "cap-end* = still open when the capture ended (its requests in flight, not unanswered)"
+)
+
+
 def _assoc_rows(assocs: list[dict[str, Any]]) -> list[str]:
     lines = [
         f"{'flow':>4} {'start':8} {'calling → called':30} {'server':21} "
         f"{'outcome':9} {'end':8} {'resp':>5} {'data':>8}"
     ]
     for a in assocs:
-        responses = sum(sum(s.values()) for s in a["dimse"].values())
+        responses = _responses_column(a["dimse"])
         outcome = "aborted*" if a["outcome"] == "aborted-before-accept" else a["outcome"]
+        end = _END_SHORT.get(a["end"], a["end"])
         data = byte_size(sum(a["pdata_bytes"].values()))
         pair = _fit(f"{a['calling_ae']} → {a['called_ae']}", 30)
         lines.append(
             f"{a['flow_id']:>4} {utc(a['start_ts'], date=False):8} {pair:30} "
-            f"{_fit(a['server'], 21):21} {outcome:9} {a['end'] or '-':8} {responses:>5} {data:>8}"
+            f"{_fit(a['server'], 21):21} {outcome:9} {end or '-':8} {responses:>5} {data:>8}"
         )
     return lines
 
@@ -158,16 +179,17 @@ def _assoc_rows(assocs: list[dict[str, Any]]) -> list[str]:
 def _pair_rows(pairs: list[dict[str, Any]]) -> list[str]:
     lines = [
         f"By AE pair ({len(pairs)}), p95 in ms",
-        f"{'calling → called':36} {'assocs':>7} {'objects':>8} {'failures':>8} "
-        f"{'transfer':>11} {'service':>11} {'duration':>11}",
+        f"{'calling → called':30} {'assocs':>6} {'objects':>7} {'failures':>8} "
+        f"{'transfer':>10} {'service':>10} {'response':>10} {'duration':>10}",
     ]
     for p in pairs[:_MAX_PAIRS]:
-        pair = _fit(f"{p['calling_ae']} → {p['called_ae']}", 36)
+        pair = _fit(f"{p['calling_ae']} → {p['called_ae']}", 30)
         lines.append(
-            f"{pair:36} {p['associations']:>7} {p['objects']:>8} {p['failures']:>8} "
-            f"{one_decimal(p['request_transfer_ms']['p95']):>11} "
-            f"{one_decimal(p['response_latency_ms']['p95']):>11} "
-            f"{one_decimal(p['duration_ms']['p95']):>11}"
+            f"{pair:30} {p['associations']:>6} {p['objects']:>7} {p['failures']:>8} "
+            f"{one_decimal(p['request_transfer_ms']['p95']):>10} "
+            f"{one_decimal(p['response_latency_ms']['p95']):>10} "
+            f"{one_decimal(p.get('response_transfer_ms', {}).get('p95')):>10} "
+            f"{one_decimal(p['duration_ms']['p95']):>10}"
         )
     if len(pairs) > _MAX_PAIRS:
         lines.append(f"… {len(pairs) - _MAX_PAIRS} more AE pairs (use --json for all)")
@@ -232,6 +254,10 @@ def _render_associations(data: dict[str, Any]) -> str:
     software = render_software(data.get("implementations", []))
     if software:
         lines += ["", *software]
+    if any(a["end"] in _END_SHORT for a in problems + others):
+        lines.append(_END_LEGEND)
+    if any(c in REVERSED_ROLE for a in problems + others for c in a["dimse"]):
+        lines.append(_RESP_LEGEND)
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
@@ -250,10 +276,26 @@ def _render_dimse(dimse: dict[str, Any]) -> str:
         wrapped = textwrap.wrap(statuses or "-", _WIDTH - 37) or ["-"]
         lines.append(f"{command:14} {s['requests']:>8} {s['unanswered']:>10}  {wrapped[0]}")
         lines.extend(f"{'':36}{more}" for more in wrapped[1:])
+    in_flight = [
+        f"{command} {s['in_flight']}" for command, s in dimse.items() if s.get("in_flight")
+    ]
+    if in_flight:
+        lines.append(
+            "In flight at capture end (not answered yet, not unanswered): " + ", ".join(in_flight)
+        )
     lines += [
         "",
         "Timing (ms): transfer = network upload of the request, "
-        "service = SCP time to first response",
+        "service = SCP time to first response,",
+        "response = transfer of the final response, total = request start to response end",
+        *(
+            [
+                f"{GET_SUBOPERATION_STORE} = C-GET sub-operations, SCP → SCU: download = their "
+                "transfer, SCU time = storing"
+            ]
+            if GET_SUBOPERATION_STORE in dimse
+            else []
+        ),
         f"{'command':14} {'phase':9} {'count':>7} {'p50':>10} {'p95':>10} {'p99':>10} {'max':>10}",
     ]
     rows = list(timing_rows(dimse))
@@ -264,13 +306,40 @@ def _render_dimse(dimse: dict[str, Any]) -> str:
         )
     lines += _sketch_note(p for _command, _label, p in rows)
     throughput = [
-        f"{command}: {byte_size(s['dataset_bytes'])} of data sets, "
-        f"upload throughput {s['throughput_mbps']:.1f} Mbit/s"
+        f"{command} ({'download' if command in REVERSED_ROLE else 'upload'}): "
+        f"{byte_size(s['dataset_bytes'])}, effective "
+        f"{one_decimal(s.get('effective_mbps'))} Mbit/s, per object on the wire "
+        f"{one_decimal(s['throughput_mbps'])} Mbit/s"
         for command, s in dimse.items()
-        if s["throughput_mbps"] is not None
+        if s["throughput_mbps"] is not None or s.get("effective_mbps") is not None
     ]
     if throughput:
-        lines += ["", "Throughput", *throughput]
+        lines += [
+            "",
+            "Throughput: effective = data set bytes ÷ wall time with an operation in progress,",
+            "per object on the wire = data set bytes ÷ the summed per-object transfer times",
+            *throughput,
+        ]
+    return "\n".join(lines) + "\n"
+
+
+_MAX_MOVES = 20  # C-MOVEs listed; --json lists all kept
+
+
+def _render_moves(moves: list[dict[str, Any]], dropped: int) -> str:
+    if not moves:
+        return ""
+    lines = [
+        _heading(f"C-MOVE ({len(moves) + dropped})"),
+        "Times from the C-MOVE-RQ; sub-operation counts from the final response",
+    ]
+    for m in moves[:_MAX_MOVES]:
+        what, where = move_lines(m)
+        lines.extend(_wrap(what, ""))
+        lines.extend(_wrap(where, "    "))
+    more = len(moves) + dropped - min(len(moves), _MAX_MOVES)
+    if more:
+        lines.append(f"… {more} more C-MOVEs (use --json for the first {len(moves)})")
     return "\n".join(lines) + "\n"
 
 
