@@ -286,11 +286,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     try:
         if args.metrics is not None:
             outputs.write(args.metrics, metrics.exposition())
+        # first: the summary and the report list the evidence files written
+        evidence_note = _write_evidence(args, summary, info)
         if args.report is not None:
             from dicomsniffd.sinks.report import write_report
 
             write_report(args.report, summary, info)
-        evidence_note = _write_evidence(args, summary, info)
     except outputs.OutputError as exc:
         return _fail(str(exc))
     if args.json:
@@ -333,7 +334,8 @@ def _check_evidence(args: argparse.Namespace) -> None:
 
 
 def _write_evidence(args: argparse.Namespace, summary, info: dict) -> str | None:
-    """analyze --evidence: the scrubbed pcaps; the note to print (OutputError on failure)."""
+    """analyze --evidence: the scrubbed pcaps; the note to print (OutputError on failure).
+    What was written goes into ``info["evidence"]`` (the summary's ``capture.evidence``)."""
     if args.evidence is None:
         return None
     from dicomsniffd import outputs
@@ -341,13 +343,14 @@ def _write_evidence(args: argparse.Namespace, summary, info: dict) -> str | None
     from dicomsniffd.evidence.offline import for_analyze
 
     try:
-        return for_analyze(
+        note, info["evidence"] = for_analyze(
             args.evidence,
             summary.to_dict(info),
             info["files"],
             every=args.evidence_all,
             numbers=args.evidence_association,
         )
+        return note
     except EvidenceError as exc:
         raise outputs.OutputError(str(exc)) from None
 

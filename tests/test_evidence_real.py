@@ -6,6 +6,7 @@ the original's."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -168,3 +169,23 @@ def test_user_identity_lengths_kept_values_gone(scrubbed_all):
     argv += ["-e", "dicom.userinfo.user_identify.secondary_field_length"]
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout.split()
     assert out == [str(len(USER)), str(len(PASSWORD))]
+
+
+def test_the_summary_and_the_report_list_the_evidence_written(capture, tmp_path):
+    """The text summary, the HTML report and --json name each scrubbed pcap (the failing
+    association only, by default) and where its README is."""
+    directory = str(tmp_path / "ev")
+    report = str(tmp_path / "report.html")
+    p = _analyze(capture, directory, "--report", report)
+    assert p.returncode == 0, p.stderr
+    [pcap] = _pcaps(directory)
+    name = os.path.basename(pcap)
+    assert "Evidence for the vendor (PHI-scrubbed)" in p.stdout
+    assert f"{name}: flow " in p.stdout and "MODALITY → PYSCP" in p.stdout
+    html = Path(report).read_text(encoding="utf-8")
+    assert "id='evidence'" in html and name in html
+    j = _analyze(capture, str(tmp_path / "ev2"), "--json")
+    assert j.returncode == 0, j.stderr
+    listed = json.loads(j.stdout)["capture"]["evidence"]
+    assert [f["file"] for f in listed["files"]] == [name]
+    assert listed["readme"] == "README.txt"

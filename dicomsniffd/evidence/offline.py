@@ -214,9 +214,10 @@ def for_analyze(
     *,
     every: bool = False,
     numbers: Sequence[int] = (),
-) -> str:
+) -> tuple[str, dict[str, Any]]:
     """``analyze --evidence``: choose from the summary (``Summary.to_dict``), write, and
-    return the one line that tells the user what was written."""
+    return the one line that tells the user what was written, and what the summary and
+    the report list of it (``capture.evidence``: the directory and one row per file)."""
     chosen = choose(
         summary.get("associations", []),
         summary.get("protocol_errors_by_flow", {}),
@@ -224,12 +225,27 @@ def for_analyze(
         numbers=numbers,
     )
     written = write_evidence(files, chosen, directory)
+    listed = {
+        "directory": directory,
+        "readme": folder.README,
+        "files": [
+            {
+                "file": w.name,
+                "flow_id": w.association.get("flow_id"),
+                "calling_ae": w.association.get("calling_ae"),
+                "called_ae": w.association.get("called_ae"),
+                "frames": w.frames,
+                "bytes": w.bytes,
+            }
+            for w in written
+        ],
+    }
     if not written:
         return (
             f"evidence: no association with a problem, nothing written to {directory} but "
             "its README (--evidence-all writes every association)"
-        )
+        ), listed
     return (
         f"evidence: {len(written)} scrubbed pcap(s) written to {directory} "
         f"({folder.README} says what was scrubbed)"
-    )
+    ), listed

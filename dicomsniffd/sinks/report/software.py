@@ -1,4 +1,5 @@
-"""The report's "Software each AE runs" table (the summary's ``implementations`` rows)."""
+"""The report's "Software each AE runs" table (the summary's ``implementations`` rows),
+and the list of evidence pcaps ``analyze --evidence`` wrote for the vendor."""
 
 from __future__ import annotations
 
@@ -35,4 +36,26 @@ def software_section(rows: list[dict[str, Any]]) -> str:
         "<th>product</th><th>implementation class UID</th><th>version name</th>"
         "<th>max PDU length</th><th>associations</th></tr></thead>"
         f"<tbody>{body}</tbody></table></section>"
+    )
+
+
+def evidence_section(evidence: dict[str, Any] | None) -> str:
+    """The PHI-scrubbed pcaps of ``analyze --evidence`` (the summary's capture.evidence)."""
+    if evidence is None:
+        return ""
+    body = "".join(
+        f"<tr><td><code>{esc(f['file'])}</code></td><td class='num'>{esc(f['flow_id'])}</td>"
+        f"<td>{esc(f['calling_ae'])} → {esc(f['called_ae'])}</td>"
+        f"<td class='num'>{esc(f['frames'])}</td></tr>"
+        for f in evidence["files"]
+    )
+    return (
+        "<section id='evidence'><h2>Evidence for the vendor (PHI-scrubbed)</h2>"
+        f"<p class='note'>In <code>{esc(evidence['directory'])}</code>; its "
+        f"<code>{esc(evidence['readme'])}</code> says what was scrubbed: every data set byte "
+        "and user-identity value overwritten in place, lengths and timing kept.</p>"
+        "<table id='evidence-table' class='grid'><thead><tr><th>file</th><th>flow</th>"
+        "<th>AE pair</th><th>frames</th></tr></thead>"
+        f"<tbody>{body or '<tr><td colspan=4>none: no association with a problem</td></tr>'}"
+        "</tbody></table></section>"
     )

@@ -38,6 +38,7 @@ def render_text(data: dict[str, Any]) -> str:
         _render_moves(data.get("moves") or [], data.get("moves_dropped", 0)),
         _render_tcp(data["tcp"], data["protocol_errors"]),
         _render_violations(data.get("protocol_violations") or []),
+        _render_evidence(data["capture"].get("evidence")),
     ]
     return "\n".join(part for part in parts if part) + "\n"
 
@@ -355,6 +356,25 @@ def _render_violations(rows: list[dict[str, Any]]) -> str:
             f"{r['kind']}: {r['count']} by the {r['sender']} {side} "
             f"({r['calling_ae']} → {r['called_ae']}), software {software}"
         )
+    return "\n".join(lines) + "\n"
+
+
+def _render_evidence(evidence: dict[str, Any] | None) -> str:
+    """analyze --evidence: the PHI-scrubbed pcaps written for the vendor."""
+    if evidence is None:
+        return ""
+    lines = [_heading("Evidence for the vendor (PHI-scrubbed)")]
+    for f in evidence["files"]:
+        lines.append(
+            f"{f['file']}: flow {f['flow_id']} {f['calling_ae']} → {f['called_ae']}, "
+            f"{f['frames']} frames"
+        )
+    if not evidence["files"]:
+        lines.append("No association with a problem: no pcap written (--evidence-all).")
+    lines.append(
+        f"In {evidence['directory']}; {evidence['readme']} there says what was scrubbed "
+        "(every data set byte and user-identity value overwritten, lengths kept)."
+    )
     return "\n".join(lines) + "\n"
 
 
