@@ -4,8 +4,9 @@ between network namespaces and analysed by ``dicomsniffd analyze``.
 
 Each rule must give exactly its violation kind, blamed on the requestor and its software
 (the peer's Implementation Version Name), and nothing else; the same exchange without the
-violation (``clean``) none. The three legal oddities (an RQ over 64 KiB, protocol version 2,
-unknown items) must be decoded from their first byte, with no protocol error. tshark's
+violation (``clean``) none. The legal oddities (an RQ over 64 KiB, protocol version 2,
+unknown items, command and data set in one P-DATA-TF) must be decoded from their first
+byte, with no protocol error and no violation. tshark's
 DICOM dissector is the second opinion where it has an expert info for the same rule.
 Expected values come from what the peer was told to send, never from the analyser.
 """
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.netns
 REPO = Path(__file__).resolve().parent.parent
 PEER = str(REPO / "tests" / "peers" / "rulebreaker.py")
 PORT = 11112
-LEGAL = ["clean", "protocol-version-2", "large-rq", "unknown-items"]
+LEGAL = ["clean", "protocol-version-2", "large-rq", "unknown-items", "command-with-dataset"]
 VIOLATIONS = [rule for rule in RULES if rule not in LEGAL]  # one broken rule each
 # tshark's DICOM expert infos for the same rules (packet-dcm.c)
 TSHARK_EXPERT = {
@@ -132,6 +133,9 @@ def test_legal_exchanges_give_no_violation_and_are_decoded(captures, rule):
     if rule == "protocol-version-2":
         assert peer["received"] == ["0x03"]
         assert summary["associations"][0]["outcome"] == "rejected"
+    elif rule == "command-with-dataset":  # a C-STORE, its command and data set in one PDU
+        assert peer["received"][:2] == ["0x02", "0x04"]
+        assert summary["dimse"]["C-STORE"]["responses"] == {"0x0000": 1}
     else:
         assert peer["received"][:2] == ["0x02", "0x04"]
         assert summary["dimse"]["C-ECHO"]["responses"] == {"0x0000": 1}
