@@ -29,7 +29,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#define MSS 1460
+#define MSS 1460 /* the super-packet limit until a SYN announces a larger MSS */
+#define TCP_SYN 0x02
 #define ETH_IPV4 0x0800
 #define ETH_IPV6 0x86DD
 #define TCP_FIN_SYN_RST 0x07
@@ -52,8 +53,27 @@ typedef struct {
     uint32_t seq, ack;
     uint8_t flags;
     long ip_id;            /* -1 for IPv6, as the Python decoder */
+    Py_ssize_t opts;       /* TCP options [opts, start) within the frame */
     Py_ssize_t start, end; /* payload [start, end) within the frame */
 } Parsed;
+
+/* The MSS option among a SYN's TCP options o[0:n], or 0 (decode.syn_mss, exactly). */
+static long syn_mss(const uint8_t *o, Py_ssize_t n)
+{
+    Py_ssize_t i = 0;
+    while (i < n) {
+        uint8_t kind = o[i];
+        if (kind == 0) return 0;
+        if (kind == 1) {
+            i++;
+            continue;
+        }
+        if (i + 1 >= n || o[i + 1] < 2) return 0;
+        if (kind == 2 && o[i + 1] == 4 && i + 4 <= n) return rd16(o + i + 2);
+        i += o[i + 1];
+    }
+    return 0;
+}
 
 /* The clean shapes, exactly as decode.Decoder's fast paths accept them (_ipv4, _ipv6
  * after _ethertype's VLAN loop). Returns 1 if the frame is one; 0 sends it to the
@@ -114,6 +134,7 @@ static int parse_clean(const uint8_t *f, Py_ssize_t caplen, int link, Parsed *p)
     p->ack = rd32(t + 8);
     p->flags = t[13];
     p->window = rd16(t + 14);
+    p->opts = tcp + 20;
     p->start = start;
     p->end = end;
     return 1;
@@ -739,12 +760,33 @@ static PyObject *call_emit(PyObject *emit, double ts, PyObject *seg)
     return r;
 }
 
+/* owner.mss as a long (>= 0), or -1 with an exception set. */
+static long owner_mss(PyObject *owner)
+{
+    PyObject *v = PyObject_GetAttrString(owner, "mss");
+    if (v == NULL) return -1;
+    long m = PyLong_AsLong(v);
+    Py_DECREF(v);
+    if (m < 0 && !PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "mss is negative");
+    return PyErr_Occurred() ? -1 : m;
+}
+
+static int set_owner_mss(PyObject *owner, long mss)
+{
+    PyObject *v = PyLong_FromLong(mss);
+    if (v == NULL) return -1;
+    int r = PyObject_SetAttrString(owner, "mss", v);
+    Py_DECREF(v);
+    return r;
+}
+
 static PyObject *decode_batch(PyObject *Py_UNUSED(module), PyObject *args)
 {
     int link;
-    PyObject *general, *emit;
+    PyObject *general, *emit, *owner = Py_None;
     Py_buffer buf, meta;
-    if (!PyArg_ParseTuple(args, "iOy*y*O", &link, &general, &buf, &meta, &emit)) return NULL;
+    if (!PyArg_ParseTuple(args, "iOy*y*O|O", &link, &general, &buf, &meta, &emit, &owner))
+        return NULL;
     if (link < LINK_ETHERNET || link > LINK_SLL2) {
         PyBuffer_Release(&buf);
         PyBuffer_Release(&meta);
@@ -766,6 +808,11 @@ static PyObject *decode_batch(PyObject *Py_UNUSED(module), PyObject *args)
     long long packets = 0, nbytes = 0, super_packets = 0;
     double ts = 0.0;
     int failed = 0;
+    /* owner.mss: the largest MSS a SYN announced (the Decoder). Read once, written back
+     * before the general path runs (it counts super packets too) and at the end; read
+     * again after it, which may have seen a SYN. */
+    long mss = MSS, shared = MSS;
+    if (owner != Py_None && (shared = mss = owner_mss(owner)) < 0) failed = 1;
 
     for (Py_ssize_t i = 0; i < nrec && !failed; i++) {
         uint32_t w[4]; /* sec, usec, offset, caplen; memcpy: the buffer may be unaligned */
@@ -782,7 +829,11 @@ static PyObject *decode_batch(PyObject *Py_UNUSED(module), PyObject *args)
         Parsed p;
         PyObject *seg = NULL;
         if (parse_clean(f, caplen, link, &p)) {
-            if (p.end - p.start > MSS) super_packets++;
+            if (p.flags & TCP_SYN) {
+                long m = syn_mss(f + p.opts, p.start - p.opts);
+                if (m > mss) mss = m;
+            }
+            if (p.end - p.start > mss) super_packets++;
             if (bp && bp->nleases) {
                 Key k;
                 key_set(&k, p.alen, p.src, p.sport, p.dst, p.dport);
@@ -809,9 +860,19 @@ static PyObject *decode_batch(PyObject *Py_UNUSED(module), PyObject *args)
                 failed = 1;
                 break;
             }
+            if (owner != Py_None && mss != shared && set_owner_mss(owner, mss) < 0) {
+                Py_DECREF(frame);
+                failed = 1;
+                break;
+            }
             seg = PyObject_CallOneArg(general, frame);
             Py_DECREF(frame);
             if (seg == NULL) {
+                failed = 1;
+                break;
+            }
+            if (owner != Py_None && (shared = mss = owner_mss(owner)) < 0) {
+                Py_DECREF(seg);
                 failed = 1;
                 break;
             }
@@ -839,6 +900,8 @@ static PyObject *decode_batch(PyObject *Py_UNUSED(module), PyObject *args)
     Py_XDECREF(target);
     PyBuffer_Release(&buf);
     PyBuffer_Release(&meta);
+    if (!failed && owner != Py_None && mss != shared && set_owner_mss(owner, mss) < 0)
+        failed = 1;
     if (bp) {
         if (failed) {
             /* keep the original exception; still write the leases back */
@@ -856,8 +919,10 @@ static PyObject *decode_batch(PyObject *Py_UNUSED(module), PyObject *args)
 
 static PyMethodDef module_methods[] = {
     {"decode_batch", decode_batch, METH_VARARGS,
-     "decode_batch(link, general, packet_bytes, packed_records, emit) -> "
+     "decode_batch(link, general, packet_bytes, packed_records, emit, owner=None) -> "
      "(packets, bytes, last_ts, super_packets)\n"
+     "owner: an object whose int attribute mss is the super-packet limit, raised by the "
+     "MSS option of every SYN (a Decoder); None: 1460 at the start of each call.\n"
      "link: 0 Ethernet, 1 Linux SLL, 2 SLL2. general(frame) -> Segment | None decodes "
      "every frame that is not a clean TCP/IP shape. emit: a callable(ts, seg), or a "
      "Bypass (its segment callable receives what it does not consume)."},

@@ -1,6 +1,6 @@
 """Decode layer: link/IP/TCP headers of one captured frame into a Segment tuple.
 
-Measured on the dev box (2 shared cores, Python 3.11.7; `python -m dicomsniffd.decode`,
+Measured on the dev box (2 shared cores, Python 3.11.7; `benchmarks/decode_frames.py`,
 best of 3 x 500k calls, includes the timeit lambda call):
     Ethernet/IPv4/TCP, 1460-byte payload ...... ~0.85 us per frame
     Ethernet/IPv4/TCP, pure ACK ............... ~0.68 us per frame
@@ -62,8 +62,29 @@ _VLAN_ETHERTYPES = frozenset((0x8100, 0x88A8, 0x9100, 0x9200))
 _IPPROTO_TCP = 6
 _IP6_EXTENSION_HEADERS = frozenset(dpkt.ip6.EXT_HDRS)
 # A standard-MTU TCP segment carries at most 1460 bytes; more means GRO/LRO/TSO merged
-# segments (or jumbo frames) -- counted so the user can be told to turn offloads off.
+# segments -- counted so the user can be told to turn offloads off. Jumbo-frame and
+# loopback links are not merging: the limit is the largest MSS option any SYN announced
+# (Decoder.mss), 1460 until one is seen. Options are read only when the SYN flag is set.
 MSS = 1460
+_SYN = 0x02
+
+
+def syn_mss(buf: bytes, lo: int, hi: int) -> int:
+    """The MSS option among the TCP options in ``buf[lo:hi]``, or 0 (none, or cut off)."""
+    while lo < hi:
+        kind = buf[lo]
+        if kind == 0:  # end of option list
+            return 0
+        if kind == 1:  # NOP
+            lo += 1
+            continue
+        if lo + 1 >= hi or buf[lo + 1] < 2:
+            return 0
+        if kind == 2 and buf[lo + 1] == 4 and lo + 4 <= hi:
+            return buf[lo + 2] << 8 | buf[lo + 3]
+        lo += buf[lo + 1]
+    return 0
+
 
 # pcap DLT / LINKTYPE numbers.
 DLT_NULL = 0
@@ -164,8 +185,10 @@ def _link_fast_path(
             # IP length, IP length inside the capture (so Ethernet padding is never
             # payload); and the datagram is not a fragment.
             if min_start <= start <= end <= len(frame) and not frag & 0x3FFF:
+                if flags & _SYN:
+                    self._syn(frame, min_start, start)
                 seg_len = end - start
-                if seg_len > MSS:
+                if seg_len > self.mss:
                     self.super_packets += 1
                 return (src, sport, dst, dport, seq, ack, flags, window,
                         frame[start:end], seg_len, ip_id)  # fmt: skip
@@ -211,8 +234,10 @@ def _link_fast_batch(
                     end = ip_off + tot_len
                     start = tcp_off + ((doff >> 4) << 2)
                     if min_start <= start <= end <= caplen and not frag & 0x3FFF:
+                        if flags & _SYN:
+                            self._syn(buf, off + min_start, off + start)
                         seg_len = end - start
-                        if seg_len > MSS:
+                        if seg_len > self.mss:
                             self.super_packets += 1
                         emit(ts, (src, sport, dst, dport, seq, ack, flags, window,
                                   buf[off + start : off + end], seg_len, ip_id))  # fmt: skip
@@ -234,7 +259,7 @@ def _compiled_batch(self: Decoder, buf: bytes, records: Any, emit: Any) -> Batch
     if packed is None:  # a plain sequence of records (tests, tools)
         packed = array.array("I", [word for record in records for word in record])
     packets, nbytes, ts, super_packets = accel.fastpath.decode_batch(  # type: ignore[union-attr]
-        self._c_link, self._c_general, buf, packed, emit
+        self._c_link, self._c_general, buf, packed, emit, self
     )
     self.packets += packets
     self.super_packets += super_packets
@@ -280,7 +305,8 @@ class Decoder:
         self.ip_fragments = 0  # IPv4/IPv6 fragments: skipped, we do not reassemble IP
         self.truncated = 0  # cut by the snaplen (segment may still be returned)
         self.malformed = 0  # impossible header values; dropped
-        self.super_packets = 0  # GRO/LRO/TSO merged segments (> MSS or IP length 0)
+        self.super_packets = 0  # GRO/LRO/TSO merged segments (> mss or IP length 0)
+        self.mss = MSS  # the largest MSS option a SYN announced so far (1460 before any)
         self.fallback = 0  # frames that needed dpkt (IPv6 extension headers)
         self.decode = getattr(self, method)
         batch = _BATCH_METHODS.get(linktype)
@@ -422,8 +448,10 @@ class Decoder:
             # One chain checks it all: TCP data offset >= 5 words, TCP header inside the IP
             # length, IP length inside the capture (so Ethernet padding is never payload).
             if off + 40 <= start <= end <= len(frame):
+                if flags & _SYN:
+                    self._syn(frame, off + 40, start)
                 seg_len = end - start
-                if seg_len > MSS:
+                if seg_len > self.mss:
                     self.super_packets += 1
                 return (src, sport, dst, dport, seq, ack, flags, window,
                         frame[start:end], seg_len, ip_id)  # fmt: skip
@@ -464,8 +492,10 @@ class Decoder:
             start = off + 40 + ((doff >> 4) << 2)
             # Payload length 0 (jumbo/GSO) makes end < start and takes the slow path.
             if off + 60 <= start <= end <= len(frame):
+                if flags & _SYN:
+                    self._syn(frame, off + 60, start)
                 seg_len = end - start
-                if seg_len > MSS:
+                if seg_len > self.mss:
                     self.super_packets += 1
                 return (src, sport, dst, dport, seq, ack, flags, window,
                         frame[start:end], seg_len, -1)  # fmt: skip
@@ -518,6 +548,12 @@ class Decoder:
 
     # -- shared slow-path pieces -------------------------------------------------------
 
+    def _syn(self, buf: bytes, lo: int, hi: int) -> None:
+        """A SYN's options are ``buf[lo:hi]``: raise ``mss`` to the MSS it announces."""
+        mss = syn_mss(buf, lo, hi)
+        if mss > self.mss:
+            self.mss = mss
+
     def _short_header(self, frame: bytes, off: int, version: int) -> None:
         """A frame that ends inside the fixed IP header."""
         if len(frame) > off and frame[off] >> 4 != version:
@@ -552,42 +588,11 @@ class Decoder:
             # Cut by the snaplen: hand over what we have, but keep the wire length so the
             # stream layer counts the rest as missed bytes rather than losing sync.
             self.truncated += 1
+        if flags & _SYN:
+            self._syn(frame, tcp_off + 20, min(start, captured))
         seg_len = wire_end - start
-        if oversize or seg_len > MSS:
+        if oversize or seg_len > self.mss:
             self.super_packets += 1
         # Slicing clamps to the captured length (and gives b'' if even the options are cut).
         return (src, sport, dst, dport, seq, ack, flags, window,
                 frame[start:wire_end], seg_len, ip_id)  # fmt: skip
-
-
-def _benchmark() -> None:
-    """Print the per-frame decode time for a few typical frames."""
-    import timeit
-
-    payload = bytes(1460)
-    tcp = struct.pack("!HHIIBBHHH", 40000, 104, 1, 2, 0x50, 0x18, 65535, 0, 0)
-    ip4 = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40 + len(payload), 7, 0x4000, 64, 6, 0,
-                      b"\x0a\x00\x00\x01", b"\x0a\x00\x00\x02")  # fmt: skip
-    ip6 = struct.pack("!IHBB16s16s", 6 << 28, 20 + len(payload), 6, 64, bytes(16), bytes(16))
-    mac = bytes(12)
-    frames = {
-        "ethernet/ipv4/tcp 1460B": mac + b"\x08\x00" + ip4 + tcp + payload,
-        "ethernet/ipv4/tcp ack": mac + b"\x08\x00" + ip4[:2] + b"\x00\x28" + ip4[4:] + tcp,
-        "ethernet/802.1q/ipv4/tcp 1460B": mac + b"\x81\x00\x00\x05\x08\x00" + ip4 + tcp + payload,
-        "ethernet/ipv6/tcp 1460B": mac + b"\x86\xdd" + ip6 + tcp + payload,
-        "ethernet/802.1q/ipv6/tcp 1460B": mac + b"\x81\x00\x00\x05\x86\xdd" + ip6 + tcp + payload,
-    }
-    decoder = Decoder(DLT_EN10MB)
-    number = 500_000
-    for name, frame in frames.items():
-        assert decoder.decode(frame) is not None, name
-        seconds = min(timeit.repeat(lambda f=frame: decoder.decode(f), number=number, repeat=3))
-        print(f"{name:32s} {seconds / number * 1e6:.3f} us/frame")
-    dpkt_seconds = timeit.timeit(
-        lambda: dpkt.ethernet.Ethernet(frames["ethernet/ipv4/tcp 1460B"]), number=50_000
-    )
-    print(f"{'dpkt Ethernet(), first frame':32s} {dpkt_seconds / 50_000 * 1e6:.3f} us/frame")
-
-
-if __name__ == "__main__":
-    _benchmark()

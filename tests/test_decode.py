@@ -529,3 +529,106 @@ def test_decode_batch_equals_decode_on_damaged_batches(linktype, frames, tail) -
         off += len(frame)
     buf += bytes(tail) + _BASE_FRAME
     _batch_matches_frame_by_frame(linktype, buf, records)
+
+
+# -- the super-packet limit follows the MSS the SYNs announce ----------------------------
+
+
+def _mss_option(mss: int) -> bytes:
+    # NOPs first, then MSS, SACK-permitted, window scale: the walk must skip to it.
+    return b"\x01\x01" + struct.pack("!BBH", 2, 4, mss) + b"\x04\x02\x01\x03\x03\x07"
+
+
+def _syn(mss: int | None, wrap=lambda l4: ethernet(ipv4(l4, SRC4, DST4))) -> bytes:
+    options = _mss_option(mss) if mss is not None else b"\x01\x01\x04\x02"
+    return wrap(tcp(flags=SYN, seq=999, ack=0, options=options))
+
+
+def _data(size: int, wrap=lambda l4: ethernet(ipv4(l4, SRC4, DST4))) -> bytes:
+    return wrap(tcp(payload=bytes(size)))
+
+
+def _v6(l4: bytes) -> bytes:
+    return ethernet(ipv6(l4, SRC6, DST6), etype=0x86DD)
+
+
+def _v4_ip_options(l4: bytes) -> bytes:  # IHL 6: the IPv4 slow path (_tcp)
+    return ethernet(ipv4(l4, SRC4, DST4, options=b"\x01\x01\x01\x00"))
+
+
+def _vlan(l4: bytes) -> bytes:  # the general path, then the IPv4 fast path
+    return ethernet(ipv4(l4, SRC4, DST4), vlans=[(0x8100, 5)])
+
+
+def _super_packets(frames: list[bytes], path: str) -> Decoder:
+    decoder = Decoder(DLT_EN10MB, accelerate=False)
+    if path == "decode":
+        for frame in frames:
+            assert decoder.decode(frame) is not None
+    else:
+        buf, records, off = b"", [], 0
+        for i, frame in enumerate(frames):
+            records.append((1_700_000_000, i, off, len(frame)))
+            buf += frame
+            off += len(frame)
+        decoder.decode_batch(buf, records, lambda ts, seg: None)
+    return decoder
+
+
+WRAPS = [
+    pytest.param(lambda l4: ethernet(ipv4(l4, SRC4, DST4)), id="ipv4"),
+    pytest.param(_v6, id="ipv6"),
+    pytest.param(_v4_ip_options, id="ipv4-options"),
+    pytest.param(_vlan, id="vlan"),
+]
+
+
+@pytest.mark.parametrize("path", ["decode", "decode_batch"])
+@pytest.mark.parametrize("wrap", WRAPS)
+def test_a_jumbo_syn_mss_makes_jumbo_segments_ordinary(path, wrap) -> None:
+    frames = [_syn(8960, wrap)] + [_data(8960, wrap)] * 3
+    d = _super_packets(frames, path)
+    assert d.mss == 8960 and d.super_packets == 0
+    # One byte more than the announced MSS is still a merged segment.
+    d = _super_packets([*frames, _data(8961, wrap)], path)
+    assert d.super_packets == 1
+
+
+@pytest.mark.parametrize("path", ["decode", "decode_batch"])
+@pytest.mark.parametrize("wrap", WRAPS)
+def test_a_standard_syn_mss_keeps_larger_segments_super_packets(path, wrap) -> None:
+    d = _super_packets([_syn(1460, wrap), _data(1460, wrap), _data(3000, wrap)], path)
+    assert d.mss == 1460 and d.super_packets == 1
+    # No SYN, or a SYN without an MSS option: the 1460 default.
+    d = _super_packets([_syn(None, wrap), _data(1461, wrap)], path)
+    assert d.mss == 1460 and d.super_packets == 1
+
+
+@pytest.mark.parametrize("path", ["decode", "decode_batch"])
+def test_the_largest_mss_any_syn_announced_is_the_limit(path) -> None:
+    # Loopback: Linux announces 65495 (MTU 65536); a later smaller SYN does not lower it.
+    frames = [_syn(65495), _syn(536), _data(65495), _data(8960)]
+    d = _super_packets(frames, path)
+    assert d.mss == 65495 and d.super_packets == 0
+
+
+@pytest.mark.parametrize("path", ["decode", "decode_batch"])
+def test_only_syn_segments_have_their_mss_option_read(path) -> None:
+    ack_with_mss = ethernet(ipv4(tcp(options=_mss_option(8960)), SRC4, DST4))
+    d = _super_packets([ack_with_mss, _data(3000)], path)
+    assert d.mss == 1460 and d.super_packets == 1
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        b"\x01\x01\x02\x04",  # cut: the header ends inside it (the payload is \x23\x00)
+        b"\x00\x00\x00\x00" + struct.pack("!BBH", 2, 4, 8960),  # after end-of-list
+        b"\x08\x01\x00\x00" + struct.pack("!BBH", 2, 4, 8960),  # a length < 2 stops
+        b"\x02\x03\x23\x00",  # MSS with a wrong length
+    ],
+)
+def test_malformed_syn_options_announce_no_mss(options) -> None:
+    syn = ethernet(ipv4(tcp(flags=SYN, options=options, payload=b"\x23\x00"), SRC4, DST4))
+    d = _super_packets([syn, _data(3000)], "decode")
+    assert d.mss == 1460 and d.super_packets == 1 and d.malformed == 0

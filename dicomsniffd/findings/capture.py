@@ -110,12 +110,18 @@ def capture_offloads(c: Collected, info: Mapping[str, Any]) -> list[Found]:
     super_packets = int((info.get("decode") or {}).get("super_packets") or 0)
     if not super_packets:
         return []
+    # A segment counts only when it exceeds the largest MSS a SYN announced (1460 when no
+    # SYN was seen): jumbo-frame and loopback links are not told to turn offloads off.
     detail = (
-        "Some captured packets are larger than the wire MTU: the capturing host merged "
-        "frames (GRO/LRO) or captured before segmentation (TSO/GSO). Nothing is lost, "
-        "but merged frames share one timestamp, which blurs sub-millisecond timings."
+        "Some captured packets are larger than the connections' MSS allows: the "
+        "capturing host merged frames (GRO/LRO) or captured before segmentation "
+        "(TSO/GSO). Nothing is lost, but merged frames share one timestamp, which blurs "
+        "sub-millisecond timings."
     )
-    evidence = [f"{super_packets} packets larger than a 1500-byte MTU frame"]
+    evidence = [
+        f"{super_packets} packets larger than the largest MSS the SYNs announced "
+        "(1460 bytes when the capture holds no SYN)"
+    ]
     return [CAPTURE_OFFLOADS.found(detail, evidence, super_packets)]
 
 
