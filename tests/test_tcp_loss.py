@@ -89,7 +89,10 @@ def test_loss_before_the_capture_point_counts_the_holes_filled(routed_loss):
     flagged = tshark_count(
         routed_loss["far"], "tcp.analysis.retransmission or tcp.analysis.out_of_order"
     )
-    assert ours == flagged
+    # tshark flags every late segment; we do not count a hole filled within half the
+    # handshake RTT (reordering, DESIGN §3), and a loaded machine's handshake RTT can be
+    # long enough for a fast retransmit to fall under it: at most a few such.
+    assert 0.9 * flagged <= ours <= flagged, (ours, flagged)
     found = {f["code"]: f for f in s["findings"]}
     assert any(
         "lost between the requestor and the capture point" in line
