@@ -20,9 +20,6 @@ from dicomsniffd.names import status_hex
 Pair = tuple[str, str]
 PAIR_EXACT_LIMIT = 1_000  # samples per pair (and per pair and command) and phase kept exactly
 
-# the DimseTransaction attribute of each timing: "duration_ms" <- duration_seconds
-_SECONDS = tuple((name, name.removesuffix("_ms") + "_seconds") for name in TIMINGS)
-
 
 class PairTimings:
     """Objects and timing samples (ms) of one AE pair, filled while the capture replays."""
@@ -37,10 +34,11 @@ class PairTimings:
         self.commands: dict[str, Command] = {}
 
 
-def record_transaction(pair: PairTimings, event: Any, command: str) -> None:
+def record_transaction(pair: PairTimings, event: Any, command: str) -> dict[str, Any]:
     """Count one ``DimseTransaction`` in the row of ``command`` (its name by role, e.g.
-    "C-STORE (get)") of the pair (once per transaction, not per packet; the timings found
-    by name so a new phase in TIMINGS is picked up)."""
+    "C-STORE (get)") of the pair, once per transaction; returns the row's timing buffers,
+    which ``Summary._on_transaction`` fills with the samples it appends anyway (and
+    compacts with the others)."""
     stats = pair.commands.get(command)
     if stats is None:
         stats = pair.commands[command] = Command(PAIR_EXACT_LIMIT)
@@ -52,19 +50,17 @@ def record_transaction(pair: PairTimings, event: Any, command: str) -> None:
     else:
         status = status_hex(event.status)
         stats.responses[status] = stats.responses.get(status, 0) + 1
-    samples = stats.samples
-    for name, attribute in _SECONDS:
-        seconds = getattr(event, attribute, None)
-        if seconds is not None:
-            samples[name].append(seconds * 1000.0)  # Distribution.append: bounded
     stats.dataset_bytes += event.request_dataset_bytes
     if event.request_dataset_bytes and event.request_transfer_seconds:
         stats.throughput_bytes += event.request_dataset_bytes
         stats.throughput_seconds += event.request_transfer_seconds
+    return stats.buffers
 
 
 def _command_row(stats: Command) -> dict[str, Any]:
     """The global command row's shape, but its statuses are final ones (no pendings)."""
+    for distribution in stats.samples.values():
+        distribution.compact()  # appended to directly: over its limit, it is a sketch
     row = stats.to_dict()
     row["statuses"] = row.pop("responses")
     row["bytes"] = row.pop("dataset_bytes")

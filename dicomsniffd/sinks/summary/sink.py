@@ -272,33 +272,41 @@ class Summary(EventSink):
             stats.in_flight += 1
         if not event.complete:
             stats.incomplete += 1
-        # the four TIMINGS, unrolled (no zip and tuple per transaction), per command
-        # and per AE pair
+        # the four TIMINGS, unrolled (no zip and tuple per transaction), per command,
+        # per AE pair and per command of the AE pair (its row counted by pairs.py)
         samples = stats.buffers
         pair_timings = self._pair(assoc)
         by_pair = pair_timings.buffers
+        by_pair_command = record_transaction(pair_timings, event, command)
         seconds = event.request_transfer_seconds
         if seconds is not None:
-            samples["request_transfer_ms"].append(seconds * 1000.0)
-            by_pair["request_transfer_ms"].append(seconds * 1000.0)
+            ms = seconds * 1000.0
+            samples["request_transfer_ms"].append(ms)
+            by_pair["request_transfer_ms"].append(ms)
+            by_pair_command["request_transfer_ms"].append(ms)
         seconds = event.response_latency_seconds
         if seconds is not None:
-            samples["response_latency_ms"].append(seconds * 1000.0)
-            by_pair["response_latency_ms"].append(seconds * 1000.0)
+            ms = seconds * 1000.0
+            samples["response_latency_ms"].append(ms)
+            by_pair["response_latency_ms"].append(ms)
+            by_pair_command["response_latency_ms"].append(ms)
         seconds = event.response_transfer_seconds
         if seconds is not None:
-            samples["response_transfer_ms"].append(seconds * 1000.0)
-            by_pair["response_transfer_ms"].append(seconds * 1000.0)
+            ms = seconds * 1000.0
+            samples["response_transfer_ms"].append(ms)
+            by_pair["response_transfer_ms"].append(ms)
+            by_pair_command["response_transfer_ms"].append(ms)
         seconds = event.duration_seconds
         if seconds is not None:
-            samples["duration_ms"].append(seconds * 1000.0)
-            by_pair["duration_ms"].append(seconds * 1000.0)
+            ms = seconds * 1000.0
+            samples["duration_ms"].append(ms)
+            by_pair["duration_ms"].append(ms)
+            by_pair_command["duration_ms"].append(ms)
             assoc.busy_seconds += seconds
         stats.dataset_bytes += event.request_dataset_bytes
         if event.request_dataset_bytes and event.request_transfer_seconds:
             stats.throughput_bytes += event.request_dataset_bytes
             stats.throughput_seconds += event.request_transfer_seconds
-        record_transaction(pair_timings, event, command)  # the pair's per-command row
         self._until_compact -= 1
         if not self._until_compact:
             self._compact()
@@ -314,7 +322,8 @@ class Summary(EventSink):
         """Move the timing samples appended since the last time into their sketches (a
         ``Distribution`` stays exact while it is under its limit)."""
         self._until_compact = _COMPACT_EVERY
-        for owner in (*self._commands.values(), *self._pairs.values()):
+        pair_commands = [c for p in self._pairs.values() for c in p.commands.values()]
+        for owner in (*self._commands.values(), *self._pairs.values(), *pair_commands):
             for distribution in owner.samples.values():
                 distribution.compact()
 
