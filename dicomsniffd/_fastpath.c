@@ -198,6 +198,13 @@ typedef struct {
     uint32_t rev_next;  /* ... when their sequence number is this */
     double data_ts;     /* the skipping direction's last data segment (flows/stalls.py) */
     double stall_after; /* a longer gap is a stall: never consumed, Python judges it */
+    /* The chain (dicom/pdvchain.py): past the budget, P-DATA-TFs of one dataset PDV of
+     * context ctx, not the last fragment, at most pdu_limit long, are walked here. */
+    int chain;
+    uint8_t ctx;
+    int64_t pdu_limit;
+    int64_t pdv_len;    /* data bytes of the PDV being skipped (its DATA item's count) */
+    double hdr_ts;      /* when its PDU header came (the framer's _pdu_ts) */
     /* since the last write-back */
     int64_t taken;      /* payload bytes consumed */
     long nrec;          /* data segments consumed */
@@ -206,6 +213,10 @@ typedef struct {
     uint32_t fwd_ack, rev_ack;  /* the latest pure ACK of each direction, and when */
     double fwd_ack_ts, rev_ack_ts;
     int fwd_acked, rev_acked;
+    int walked;         /* the chain moved the framer's state (a write-back says where) */
+    long pdvs;          /* PDVs the chain ended */
+    int64_t pdv_bytes;  /* ... their data bytes */
+    double done_ts;     /* ... when the last one ended */
     int touched;        /* in the dirty list */
     int used;
 } Lease;
@@ -359,9 +370,22 @@ static int lease_sync(Bypass *b, Lease *l, int ended, int fresh)
         Py_XDECREF(rev);
         return -1;
     }
-    PyObject *r = PyObject_CallFunction(b->on_sync, "OkLOlOOiOO", l->half, (unsigned long)l->next,
-                                        (long long)l->taken, seen, l->nrec, last, prev, ended,
-                                        fwd, rev);
+    PyObject *chained = l->walked ? Py_BuildValue("(lLddLL)", l->pdvs, (long long)l->pdv_bytes,
+                                                l->done_ts, l->hdr_ts, (long long)l->budget,
+                                                (long long)l->pdv_len)
+                                : Py_NewRef(Py_None);
+    if (chained == NULL) {
+        Py_DECREF(last);
+        Py_DECREF(prev);
+        Py_DECREF(seen);
+        Py_DECREF(fwd);
+        Py_DECREF(rev);
+        return -1;
+    }
+    PyObject *r = PyObject_CallFunction(b->on_sync, "OkLOlOOiOOO", l->half,
+                                        (unsigned long)l->next, (long long)l->taken, seen,
+                                        l->nrec, last, prev, ended, fwd, rev, chained);
+    Py_DECREF(chained);
     Py_DECREF(seen);
     Py_DECREF(last);
     Py_DECREF(prev);
@@ -370,6 +394,9 @@ static int lease_sync(Bypass *b, Lease *l, int ended, int fresh)
     l->taken = 0;
     l->nrec = 0;
     l->fwd_acked = l->rev_acked = 0;
+    l->walked = 0;
+    l->pdvs = 0;
+    l->pdv_bytes = 0;
     if (r == NULL) return -1;
     Py_DECREF(r);
     return 0;
@@ -439,8 +466,55 @@ static inline void touch(Bypass *b, int32_t idx, Lease *l, double ts)
     }
 }
 
-/* Consume the packet if the lease allows it. 1: consumed; 0: not (lease left alone). */
-static int try_consume(Bypass *b, Slot *s, const Parsed *p, double ts)
+/* The segment d[0:n] ends the PDV being skipped at d[budget] (n >= budget; budget 0: the
+ * lease is at a PDU boundary, that PDV already counted): walk the PDU headers after it
+ * (PS3.8 9.3.5: type 0x04, reserved, length(4); PDV length(4), context id, message control
+ * header) while each is a P-DATA-TF holding exactly one dataset PDV of the chain's
+ * context, not the last fragment, even length, the PDU at most pdu_limit long: what
+ * PduFramer._feed's 12-byte header path takes with no item but the DATA item of the PDV
+ * it ends, none of them the last (dicom/pdvchain.py). 1 when the segment ends inside
+ * such a PDV or at its end, with the lease updated; 0 (nothing changed) when anything
+ * else comes first, even a header split by the segment's end: Python frames it. */
+static int chain_walk(Lease *l, const uint8_t *d, Py_ssize_t n, double ts)
+{
+    int64_t pos = l->budget, dlen = l->pdv_len, budget = 0, ended = 0;
+    long pdvs = 0;
+    int headers = 0;
+    if (pos > 0) { /* the PDV being skipped ends here */
+        ended = dlen;
+        pdvs = 1;
+    }
+    while (pos < n) {
+        if (n - pos < 12) return 0;
+        const uint8_t *h = d + pos;
+        int64_t length = rd32(h + 2), pdv = rd32(h + 6);
+        dlen = pdv - 2;
+        if (h[0] != 0x04 || h[10] != l->ctx || h[11] != 0 || (pdv & 1) || dlen <= 0 ||
+            dlen != length - 6 || length > l->pdu_limit)
+            return 0;
+        pos += 12;
+        headers = 1;
+        if (n - pos < dlen) { /* the segment ends inside this PDV */
+            budget = dlen - (n - pos);
+            break;
+        }
+        pos += dlen; /* ... or ends it too */
+        ended += dlen;
+        pdvs++;
+    }
+    l->budget = budget;
+    l->pdv_len = dlen;
+    if (headers) l->hdr_ts = ts;
+    if (pdvs) l->done_ts = ts;
+    l->pdvs += pdvs;
+    l->pdv_bytes += ended;
+    l->walked = 1;
+    return 1;
+}
+
+/* Consume the packet if the lease allows it. 1: consumed; 0: not (lease left alone).
+ * d: the segment's payload. */
+static int try_consume(Bypass *b, Slot *s, const Parsed *p, const uint8_t *d, double ts)
 {
     Lease *l = &b->leases[s->lease];
     Py_ssize_t n = p->end - p->start;
@@ -455,10 +529,12 @@ static int try_consume(Bypass *b, Slot *s, const Parsed *p, double ts)
     }
     if (p->seq != l->next) return 0;
     if (n) {
-        if ((int64_t)n >= l->budget) return 0; /* the handler must see the PDV's end */
         if (ts - l->data_ts > l->stall_after) return 0; /* a stall: Python names its cause */
+        if ((int64_t)n < l->budget)
+            l->budget -= n;
+        else if (!l->chain || !chain_walk(l, d, n, ts))
+            return 0; /* the handler must see the PDV's end */
         l->data_ts = ts;
-        l->budget -= n;
         l->taken += n;
         l->next = (uint32_t)(l->next + (uint32_t)n);
         l->prev = l->last;
@@ -587,8 +663,15 @@ static PyObject *Bypass_grant(Bypass *self, PyObject *args)
     unsigned long next;
     long long budget, rev_next;
     double data_ts = Py_HUGE_VAL, stall_after = Py_HUGE_VAL;
-    if (!PyArg_ParseTuple(args, "OOOOOkLL|dd", &half, &src, &sport, &dst, &dport, &next, &budget,
-                          &rev_next, &data_ts, &stall_after))
+    PyObject *chain = Py_None;
+    if (!PyArg_ParseTuple(args, "OOOOOkLL|ddO", &half, &src, &sport, &dst, &dport, &next, &budget,
+                          &rev_next, &data_ts, &stall_after, &chain))
+        return NULL;
+    int ctx = 0;
+    long long pdu_limit = 0, pdv_len = 0;
+    double hdr_ts = 0.0;
+    if (chain != Py_None &&
+        !PyArg_ParseTuple(chain, "iLLd", &ctx, &pdu_limit, &pdv_len, &hdr_ts))
         return NULL;
     Key k, rk;
     if (key_from_py(src, sport, dst, dport, &k) < 0 || budget <= 0 || next > 0xFFFFFFFFUL) {
@@ -623,6 +706,11 @@ static PyObject *Bypass_grant(Bypass *self, PyObject *args)
     l->budget = budget;
     l->data_ts = data_ts;
     l->stall_after = stall_after;
+    l->chain = chain != Py_None && ctx >= 0 && ctx <= 255;
+    l->ctx = (uint8_t)ctx;
+    l->pdu_limit = pdu_limit;
+    l->pdv_len = pdv_len;
+    l->hdr_ts = hdr_ts;
     l->rev_ok = rev_next >= 0 && rev_next <= 0xFFFFFFFFLL;
     l->rev_next = l->rev_ok ? (uint32_t)rev_next : 0;
     slot_insert(self, &k, idx, 0);
@@ -677,11 +765,12 @@ static PyObject *Bypass_get_leases(Bypass *self, void *Py_UNUSED(c)) { return Py
 static PyMethodDef Bypass_methods[] = {
     {"grant", (PyCFunction)Bypass_grant, METH_VARARGS,
      "grant(half, src, sport, dst, dport, next, budget, rev_next, data_ts=inf, "
-     "stall_after=inf) -> bool\n"
+     "stall_after=inf, chain=None) -> bool\n"
      "Lease the direction (src, sport) -> (dst, dport): consume its in-order segments while "
      "they are shorter than what is left of budget and follow the previous data segment "
      "(data_ts) within stall_after seconds; rev_next < 0: none of the reverse direction's "
-     "packets may be consumed."},
+     "packets may be consumed. chain: (ctx, pdu_limit, pdv_len, header_ts), the PDVs after the budget "
+     "that may be walked too (dicom/pdvchain.py)."},
     {"revoke", (PyCFunction)Bypass_revoke, METH_VARARGS,
      "revoke(src, sport, dst, dport) -> bool: end the lease holding this key (either "
      "direction), writing its state back first."},
@@ -839,7 +928,7 @@ static PyObject *decode_batch(PyObject *Py_UNUSED(module), PyObject *args)
                 key_set(&k, p.alen, p.src, p.sport, p.dst, p.dport);
                 Slot *s = slot_find(bp, &k);
                 if (s != NULL) {
-                    if (try_consume(bp, s, &p, ts)) {
+                    if (try_consume(bp, s, &p, f + p.start, ts)) {
                         bp->consumed++;
                         continue;
                     }

@@ -196,8 +196,8 @@ def test_bypass_consumes_in_order_skipped_bytes_and_hands_back_the_rest():
     accel.fastpath.decode_batch(0, lambda f: None, buf, array_of(records), b)
     assert b.consumed == 3 and b.leases == 0
     # ended by packet 4, before it went to Python: next seq, 2000 bytes taken, 2 records
-    (half, nxt, taken, last_seen, nrec, last, prev, ended, fwd_ack, rev_ack) = synced[0]
-    assert half is h and ended == 1
+    (half, nxt, taken, last_seen, nrec, last, prev, ended, fwd_ack, rev_ack, chained) = synced[0]
+    assert half is h and ended == 1 and chained is None  # no chain was granted
     # the reverse direction's pure ACK, for the stall causes; no forward pure ACK
     assert fwd_ack is None and rev_ack == (2000, records[1][0] + records[1][1] * 1e-6)
     assert (nxt, taken, nrec) == (3000, 2000, 2)
@@ -222,7 +222,7 @@ def test_bypass_leaves_a_gap_longer_than_stall_after_to_python():
     assert b.grant(h, A, 40000, B, 104, 1000, 100_000, 5000, ts[0] - 0.0001, 0.0005)
     accel.fastpath.decode_batch(0, lambda f: None, buf, array_of(records), b)
     assert b.consumed == 2 and [seg[4] for _, seg in sent] == [1100]
-    half, nxt, taken, last_seen, nrec, last, prev, ended, fwd_ack, rev_ack = synced[0]
+    half, nxt, taken, last_seen, nrec, last, prev, ended, fwd_ack, rev_ack, _chained = synced[0]
     assert (nxt, taken, nrec, ended) == (1100, 100, 1, 1) and last[4] == ts[0]
     assert fwd_ack == (5000, ts[1]) and rev_ack is None
 

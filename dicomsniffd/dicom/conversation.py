@@ -214,6 +214,32 @@ class DicomConversation:
         framer.skip -= nbytes
         framer.pdata_bytes += nbytes
 
+    def skip_chain(self, direction: int) -> tuple[int, int, int, float] | None:
+        """What the compiled lease may walk past the budget (pdvchain.py), or None."""
+        return self._framers[direction].chain_spec()
+
+    def skip_chained(
+        self,
+        direction: int,
+        nbytes: int,
+        pdvs: int,
+        pdv_bytes: int,
+        done_ts: float,
+        header_ts: float,
+        skip_left: int,
+        pdv_len: int,
+    ) -> None:
+        """Account for ``nbytes`` fed elsewhere that ended ``pdvs`` dataset PDVs (of
+        ``pdv_bytes`` data bytes, the last at ``done_ts``) of the context skip_chain gave,
+        and stopped inside the next one or at its end: exactly what ``feed`` does for them. The DATA
+        items of those PDVs are not the last of their data set, so the DIMSE layer only
+        adds their bytes and keeps the latest time: one item for all does the same."""
+        framer = self._framers[direction]
+        framer.chained(nbytes, skip_left, pdv_len, header_ts)
+        if pdvs:
+            item = (DATA, framer._ctx, False, pdv_bytes, header_ts, False)
+            self._on_data(direction, item, done_ts, [])
+
     def stall(self, direction: int, cause: str, seconds: float, ts: float) -> Sequence[Event]:
         """Data of ``direction`` resumes at ``ts`` after ``seconds`` without any (the
         transport's ``cause``, a plain name). A stall only if it fell inside a request or

@@ -43,6 +43,7 @@ import re
 import struct
 
 from .headerchecks import ANY_CONTEXT, UNLIMITED, VIOLATION, HeaderChecks
+from .pdvchain import DATA_STATE, HDR_STATE, ChainedPdvs
 from .problems import BAD_PDU_LENGTH, BAD_PDU_TYPE, BAD_PDV_LENGTH, COMMAND_TOO_LARGE
 
 PDU, CMD, DATA, LOST, RESYNC, ERROR, PARTIAL = range(VIOLATION)  # VIOLATION: headerchecks
@@ -51,6 +52,7 @@ DATASET_HEAD = VIOLATION + 1
 # framer states; the three skipping states must stay contiguous (_DATA.._SKIPPDU)
 _HDR, _BODY, _PDVH, _CMD, _DATA, _DISCARD, _SKIPPDU, _SKIPBODY, _UNSYNC, _DEAD = range(10)
 _DSHEAD = 10  # buffering the first bytes of a data set (its first element header)
+assert (_HDR, _DATA) == (HDR_STATE, DATA_STATE)
 DATASET_HEAD_BYTES = 8  # tag(4) + VR(2) or length(4): PS3.5 7.1.1/7.1.3
 
 # The fixed fields of an A-ASSOCIATE-RQ/AC body (PS3.8 9.3.2, 9.3.3): protocol version(2)
@@ -77,7 +79,7 @@ _U32 = struct.Struct(">I")
 _CANDIDATE = re.compile(rb"[\x01-\x07]\x00")
 
 
-class PduFramer(HeaderChecks):
+class PduFramer(HeaderChecks, ChainedPdvs):
     """Frames one direction of a DICOM UL connection. Not thread safe; no I/O, no clock."""
 
     __slots__ = (

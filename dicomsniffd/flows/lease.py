@@ -16,8 +16,8 @@ from typing import Any
 from dicomsniffd import accel
 from dicomsniffd.flows.state import Flow, _Half, _key
 
-# Lease only when more than a full segment is left to skip: a lease that consumes nothing
-# costs two C calls and a write-back for no packet saved.
+# Without a chain, lease only when more than a full segment is left to skip: a lease that
+# consumes nothing costs two C calls and a write-back for no packet saved.
 LEASE_MIN_BUDGET = 1460
 MAX_LEASES = 4096  # bounded C table: beyond it, flows simply take the Python path
 
@@ -68,14 +68,20 @@ class Leases:
         if not self._leasing:
             return
         budget = h.budget(h.d)  # type: ignore[misc]
-        if budget <= LEASE_MIN_BUDGET or not h.fast:
+        if budget <= 0 or not h.fast:
+            return
+        # What the lease may walk past the budget: the same data set's next PDUs. With
+        # them a lease is worth it however little is left of this PDV (small PDUs).
+        chain = h.chain(h.d) if h.chain is not None else None
+        if budget <= LEASE_MIN_BUDGET and chain is None:
             return
         flow = h.flow
         opp = flow.h1 if h.d == 0 else flow.h0
         # The other direction's pure ACKs are consumed too, if it is on the hot path.
         rev_next = opp.next if opp.fast and opp.next is not None else -1
         grant = self._bypass.grant  # type: ignore[union-attr]
-        if grant(h, *_key(flow, h.d), h.next, budget, rev_next, h.data_ts, h.stall_after):
+        key = _key(flow, h.d)
+        if grant(h, *key, h.next, budget, rev_next, h.data_ts, h.stall_after, chain):
             h.leased = True
 
     def _lease_synced(
@@ -90,11 +96,12 @@ class Leases:
         ended: int,
         fwd_ack: tuple | None = None,
         rev_ack: tuple | None = None,
+        chained: tuple | None = None,
     ) -> None:
         """The bypass writes a lease back: exactly what the hot path would have done for
         the packets it consumed (next seq, SPAN-duplicate history, last data time,
         last_seen, the latest pure ACK of each direction, and the handler's skipped
-        bytes)."""
+        bytes; ``chained``: the PDVs it walked past the budget, see StreamHandler)."""
         h.next = nxt
         if nrec:
             h.prev = prev if nrec >= 2 else h.last
@@ -109,7 +116,9 @@ class Leases:
             if rev_ack is not None:
                 opp = flow.h1 if h.d == 0 else flow.h0
                 opp.ack_no, opp.ack_ts = rev_ack
-        if taken:
+        if chained is not None:
+            h.chained(h.d, taken, *chained)  # type: ignore[misc]
+        elif taken:
             h.taken(h.d, taken)  # type: ignore[misc]
         if ended:
             h.leased = False

@@ -131,6 +131,8 @@ class _Half:
         "fast",
         "budget",
         "taken",
+        "chain",
+        "chained",
         "leased",
         "next",
         "prov",
@@ -162,6 +164,9 @@ class _Half:
         # handler.skip_budget / skip_taken when the compiled bypass may lease this half
         self.budget: Callable[[int], int] | None = None
         self.taken: Callable[[int, int], None] | None = None
+        # handler.skip_chain / skip_chained: what the lease may walk past the budget's end
+        self.chain: Callable[[int], tuple | None] | None = None
+        self.chained: Callable[..., None] | None = None
         self.leased = False  # the C bypass holds this flow's in-order state right now
         self.next: int | None = None  # next expected sequence number
         self.prov: int | None = None  # provisional midstream anchor (pure ACKs only so far)
@@ -215,6 +220,13 @@ class StreamHandler(Protocol):
     is N such that ``data``/``deliver`` of any chunk shorter than N would produce nothing
     and only count it; ``skip_taken(direction, nbytes)`` must then be exactly equivalent
     to having delivered chunks totalling ``nbytes`` (< N).
+
+    Optional, on top of it: ``skip_chain(direction) -> (ctx, pdu_limit, pdv_len, ts) | None``
+    says that the bytes after the budget may be further P-DATA-TFs of the same data set
+    (PS3.8 9.3.5: one dataset PDV each, context ``ctx``, not the last fragment, at most
+    ``pdu_limit`` long), which the compiled lease then walks too; ``skip_chained(direction,
+    nbytes, pdvs, pdv_bytes, done_ts, header_ts, skip_left, pdv_len)`` must be exactly
+    equivalent to having delivered those ``nbytes`` (see ``_fastpath.c``, chain_walk).
     """
 
     def data(self, direction: int, data: bytes, ts: float) -> None: ...

@@ -247,6 +247,10 @@ class FlowTable(Handshake, Reassembly, Timers, Leases, Stalls):
         if budget is not None:
             flow.h0.budget = flow.h1.budget = budget
             flow.h0.taken = flow.h1.taken = handler.skip_taken  # type: ignore[attr-defined]
+            chain = getattr(handler, "skip_chain", None)
+            if chain is not None:
+                flow.h0.chain = flow.h1.chain = chain
+                flow.h0.chained = flow.h1.chained = handler.skip_chained  # type: ignore[attr-defined]
         if flow.rtt is not None:
             self._event(flow, "handshake-rtt", 0, flow.rtt_ts, flow.rtt)
         for h in (flow.h0, flow.h1):
@@ -332,7 +336,7 @@ class FlowTable(Handshake, Reassembly, Timers, Leases, Stalls):
             h.feed = None
             h.dispatch = _no_results
             h.fast = False
-            h.budget = h.taken = None
+            h.budget = h.taken = h.chain = h.chained = None
             h.stall_after = INF
         flow.on_stall = None
         self._buffering.pop(flow, None)

@@ -31,6 +31,8 @@ class DicomFlowHandler:
         "deliver",
         "skip_budget",
         "skip_taken",
+        "skip_chain",
+        "skip_chained",
         "_on_close",
         "_learn_server",
         "_flushed_pdata",
@@ -58,6 +60,8 @@ class DicomFlowHandler:
         # unseen may be consumed by the compiled bypass and handed over as a count.
         self.skip_budget = conv.skip_budget
         self.skip_taken = conv.skip_taken
+        self.skip_chain = conv.skip_chain
+        self.skip_chained = conv.skip_chained
         self._on_close = on_close
         self._learn_server = learn_server
         self._flushed_pdata = [0, 0]

@@ -17,6 +17,8 @@ Config keys (all optional):
   get                 {"files": [paths]}  C-GET: one C-STORE sub-operation per file, sent
                       back on the requestor's own association (it must propose the SCP role)
   log                 path of a JSON-lines log of what was answered (optional)
+  max_pdu             pynetdicom's default (16382)  the Maximum Length it announces: the
+                      largest P-DATA-TF the SCU may send it (PS3.8 D.1)
 
 Status selection by SOPInstanceUID is the reliable one (it does not depend on the order
 the SCU sends in). Everything is answered from the config: the test knows the truth.
@@ -137,6 +139,8 @@ def build_ae(cfg: dict, scp: Scp) -> AE:
     ae.acse_timeout = 30
     ae.dimse_timeout = 30
     ae.network_timeout = 30
+    if "max_pdu" in cfg:
+        ae.maximum_pdu_size = int(cfg["max_pdu"])
     ts = cfg.get("transfer_syntaxes", "uncompressed")
     syntaxes = UNCOMPRESSED if ts == "uncompressed" else list(ts)
     for abstract in (
