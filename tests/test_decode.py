@@ -25,6 +25,7 @@ from helpers_pcap import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dicomsniffd import decode_ip6
 from dicomsniffd.capture import CaptureError
 from dicomsniffd.decode import (
     COUNTER_NAMES,
@@ -363,6 +364,12 @@ def test_ipv6_non_tcp() -> None:
     assert seg is None and nonzero(d) == {"non_tcp": 1, "fallback": 1}
     seg, d = decode_one(DLT_IPV6, ipv6(ipv6_ext(17, bytes(6)) + bytes(8), nxt=0))
     assert seg is None and nonzero(d) == {"non_tcp": 1, "fallback": 1}
+
+
+def test_ipv6_extension_header_numbers_are_dpkts() -> None:
+    """decode writes dpkt's ``ip6.EXT_HDRS`` down (so as not to import dpkt at start-up):
+    the chains it hands to dpkt must be exactly the ones dpkt walks."""
+    assert frozenset(dpkt.ip6.EXT_HDRS) == decode_ip6.EXTENSION_HEADERS
 
 
 def test_ipv6_extension_chain_cut_short() -> None:
