@@ -20,14 +20,25 @@ from pipeline_captures import REPO, Capture, store_session
 from prometheus_client.parser import text_string_to_metric_families
 
 HEAVY = ("pydicom", "dpkt", "tqdm", "numpy", "yaml", "prometheus_client")
+# Our own modules of other commands and options (--report, --events, run, compare...).
+UNUSED = (
+    "dicomsniffd.sinks.report.html",
+    "dicomsniffd.sinks.eventlog",
+    "dicomsniffd.daemon",
+    "dicomsniffd.compare",
+    "dicomsniffd.correlate",
+    "dicomsniffd.evidence",
+)
 
 # Runs `python -m dicomsniffd ARGS...` as the console does; at exit (after main's
-# sys.exit) writes the heavy top-level packages found in sys.modules to stderr's last line.
+# sys.exit) writes the heavy packages and unused modules found in sys.modules as the last
+# line of stderr.
 _WRAPPER = f"""
 import atexit, json, runpy, sys
 def _report():
-    heavy = sorted(m for m in sys.modules if m.split(".")[0] in {set(HEAVY)!r})
-    sys.stderr.write("\\nHEAVY " + json.dumps(heavy) + "\\n")
+    found = {{m.split(".")[0] for m in sys.modules if m.split(".")[0] in {HEAVY!r}}}
+    found |= {{m for m in sys.modules if m.startswith({UNUSED!r})}}
+    sys.stderr.write("\\nLOADED " + json.dumps(sorted(found)) + "\\n")
 atexit.register(_report)
 sys.argv = ["dicomsniffd", *sys.argv[1:]]
 runpy.run_module("dicomsniffd", run_name="__main__", alter_sys=True)
@@ -35,7 +46,7 @@ runpy.run_module("dicomsniffd", run_name="__main__", alter_sys=True)
 
 
 def _analyze(*args: str) -> tuple[subprocess.CompletedProcess, set[str]]:
-    """The command's result and the heavy packages it imported."""
+    """The command's result, and the heavy packages and unused modules it imported."""
     proc = subprocess.run(
         [sys.executable, "-c", _WRAPPER, "analyze", *args],
         capture_output=True,
@@ -44,20 +55,22 @@ def _analyze(*args: str) -> tuple[subprocess.CompletedProcess, set[str]]:
         cwd=REPO,
     )
     last = proc.stderr.rstrip("\n").rsplit("\n", 1)[-1]
-    assert last.startswith("HEAVY "), proc.stderr
-    return proc, {name.split(".")[0] for name in json.loads(last[len("HEAVY ") :])}
+    assert last.startswith("LOADED "), proc.stderr
+    return proc, set(json.loads(last[len("LOADED ") :]))
 
 
 def test_wrapper_sees_what_is_imported(tmp_path) -> None:
-    """The check can fail: with a config file PyYAML must be reported as imported."""
+    """The check can fail: with a config file and --events, PyYAML and the event log are
+    reported as imported."""
     cap = Capture()
     store_session(cap, 2, 3_000)
     pcap = cap.write(tmp_path / "two.pcap")
     config = tmp_path / "c.yaml"
     config.write_text("flows:\n  idle_timeout_s: 300\n")
-    proc, heavy = _analyze(str(pcap), "--config", str(config), "--metrics", "/dev/null")
+    events = tmp_path / "events.jsonl"
+    proc, heavy = _analyze(str(pcap), "--config", str(config), "--events", str(events))
     assert proc.returncode == 0, proc.stderr
-    assert heavy == {"yaml", "prometheus_client"}
+    assert heavy == {"yaml", "dicomsniffd.sinks.eventlog"}
 
 
 def test_analyze_of_a_generated_capture_imports_none_of_them(tmp_path) -> None:
