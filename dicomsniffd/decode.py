@@ -13,10 +13,9 @@ Why it looks the way it does: this is the hottest code in the daemon. The common
 (Ethernet or Linux cooked or raw IP, optional VLAN tags, IPv4 without options or IPv6
 without extension headers, TCP) go through one precompiled ``Struct.unpack_from`` that
 reads the IP and TCP headers together, then one chained comparison that validates every
-length at once. Everything else -- IP options, TSO length 0, snaplen-cut frames,
-fragments, malformed headers -- falls through to a slower, explicit path, and IPv6
-extension header chains are walked by dpkt (counted in ``fallback``). Every failure is a
-counter, never an exception: ``decode`` must not raise on any input.
+length at once. Everything else -- IP options, TSO length 0, snaplen-cut frames, fragments,
+malformed headers, IPv6 extension headers (``fallback``: decode_ip6.py, then dpkt) -- takes
+a slower, explicit path. Every failure is a counter: ``decode`` never raises, on any input.
 """
 
 from __future__ import annotations
@@ -26,10 +25,9 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-import dpkt
-
 from dicomsniffd import accel
 from dicomsniffd.capture.errors import CaptureError
+from dicomsniffd.decode_ip6 import EXTENSION_HEADERS, upper_layer
 
 # (src, sport, dst, dport, seq, ack, flags, window, payload, seg_len, ip_id); see
 # docs/architecture.md. A plain tuple: no object is built per packet. The one definition:
@@ -60,7 +58,6 @@ ETHERTYPE_IPV6 = 0x86DD
 # 802.1Q, 802.1ad, and the two pre-standard QinQ types some switches still emit.
 _VLAN_ETHERTYPES = frozenset((0x8100, 0x88A8, 0x9100, 0x9200))
 _IPPROTO_TCP = 6
-_IP6_EXTENSION_HEADERS = frozenset(dpkt.ip6.EXT_HDRS)
 # A standard-MTU TCP segment carries at most 1460 bytes; more means GRO/LRO/TSO merged
 # segments -- counted so the user can be told to turn offloads off. Jumbo-frame and
 # loopback links are not merging: the limit is the largest MSS option any SYN announced
@@ -514,7 +511,7 @@ class Decoder:
         wire_end = len(frame) if oversize else off + 40 + plen
         if nxt == _IPPROTO_TCP:
             return self._tcp(frame, off + 40, wire_end, src, dst, -1, oversize)
-        if nxt in _IP6_EXTENSION_HEADERS:
+        if nxt in EXTENSION_HEADERS:
             return self._ipv6_extensions(frame, off, wire_end, src, dst, oversize)
         self.non_tcp += 1
         return None
@@ -524,6 +521,11 @@ class Decoder:
     ) -> Segment | None:
         """Walk an extension header chain with dpkt (rare on a DICOM network)."""
         self.fallback += 1
+        if upper_layer(frame, off + 40, min(wire_end, len(frame)), frame[off + 6]) >= 0:
+            self.non_tcp += 1  # e.g. MLD (hop-by-hop options, ICMPv6): no dpkt needed
+            return None
+        import dpkt.ip6  # here, not at the top: only a chain that may carry TCP needs dpkt
+
         try:
             packet = dpkt.ip6.IP6(frame[off:wire_end])
         except Exception:  # dpkt raises NeedData/UnpackError, occasionally others

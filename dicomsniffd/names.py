@@ -2,17 +2,18 @@
 
 Metric label keywords come from the core's ``dicomsniffd.dicom.uids.uid_name`` so the
 labels follow one rule everywhere; human-readable names (event log, summary) come from
-pydicom's UID dictionary. Lookups are cached because the same handful of SOP classes
-and transfer syntaxes repeat on every association; the caches are bounded because the
-UIDs come off the network and a hostile or broken peer could send arbitrarily many.
+pydicom's UID dictionary, read without importing pydicom (``dicomsniffd.dicom.uid_dictionary``
+says why), with the answers of pydicom's ``UID.keyword/.name/.type``. Lookups are cached
+because the same handful of SOP classes and transfer syntaxes repeat on every association;
+the caches are bounded because the UIDs come off the network and a hostile or broken peer
+could send arbitrarily many.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
 
-from pydicom.uid import UID
-
+from dicomsniffd.dicom.uid_dictionary import UID_DICTIONARY
 from dicomsniffd.dicom.uids import uid_name as _label_keyword
 
 # PS3.8 Table 9-18: result/reason of a presentation context in an A-ASSOCIATE-AC.
@@ -27,9 +28,15 @@ CONTEXT_RESULTS = {
 
 @lru_cache(maxsize=4096)
 def _uid_entry(uid: str) -> tuple[str, str, str]:
-    """(keyword, human name, type) from the dictionary; ("", uid, "") when unknown."""
-    value = UID(uid)
-    return value.keyword, value.name, value.type
+    """(keyword, human name, type) from the dictionary; ("", uid, "") when unknown.
+
+    As ``pydicom.uid.UID(uid)``: surrounding whitespace stripped first, an unknown UID's
+    name is the UID itself (tests/test_uid_dictionary.py compares every entry)."""
+    uid = uid.strip()
+    entry = UID_DICTIONARY.get(uid)
+    if entry is None:
+        return "", uid, ""
+    return entry[4], entry[0], entry[1]
 
 
 def uid_display_name(uid: str) -> str:

@@ -25,6 +25,7 @@ from helpers_pcap import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dicomsniffd import decode_ip6
 from dicomsniffd.capture import CaptureError
 from dicomsniffd.decode import (
     COUNTER_NAMES,
@@ -363,6 +364,53 @@ def test_ipv6_non_tcp() -> None:
     assert seg is None and nonzero(d) == {"non_tcp": 1, "fallback": 1}
     seg, d = decode_one(DLT_IPV6, ipv6(ipv6_ext(17, bytes(6)) + bytes(8), nxt=0))
     assert seg is None and nonzero(d) == {"non_tcp": 1, "fallback": 1}
+
+
+def test_ipv6_extension_header_numbers_are_dpkts() -> None:
+    """decode writes dpkt's ``ip6.EXT_HDRS`` down (so as not to import dpkt at start-up):
+    the chains it hands to dpkt must be exactly the ones dpkt walks."""
+    assert frozenset(dpkt.ip6.EXT_HDRS) == decode_ip6.EXTENSION_HEADERS
+
+
+def test_mld_report_is_non_tcp_without_dpkt() -> None:
+    """What every Linux interface sends when it comes up (so every real capture has it): an
+    MLDv2 report, ICMPv6 after a hop-by-hop header with Router Alert (RFC 3810 §5)."""
+    hop_by_hop = ipv6_ext(58, b"\x05\x02\x00\x00\x01\x00")  # Router Alert: MLD, PadN
+    mld = b"\x8f\x00" + bytes(6)  # type 143, no records
+    seg, d = decode_one(DLT_EN10MB, ethernet(ipv6(hop_by_hop + mld, nxt=0), etype=0x86DD))
+    assert seg is None and nonzero(d) == {"non_tcp": 1, "fallback": 1}
+    assert decode_ip6.upper_layer(hop_by_hop + mld, 0, len(hop_by_hop + mld), 0) == 58
+
+
+_EXTENSION_KINDS = st.sampled_from([0, 43, 60, 44, 51, 50])
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    chain=st.lists(st.tuples(_EXTENSION_KINDS, st.binary(max_size=30)), min_size=1, max_size=4),
+    last=st.sampled_from([6, 17, 58, 59, 0, 43, 44, 60]),
+    cut=st.integers(0, 120),
+    with_payload=st.booleans(),
+)
+def test_extension_chains_decode_as_dpkt_alone_would(
+    chain: list[tuple[int, bytes]], last: int, cut: int, with_payload: bool
+) -> None:
+    """decode_ip6.upper_layer settles some chains without dpkt: for any chain, cut or not,
+    the segment and every counter are what the dpkt walk alone gives."""
+    inner = tcp(payload=DATA) if last == 6 and with_payload else bytes(8 * with_payload)
+    nxt = last
+    for kind, body in reversed(chain):
+        inner = ipv6_ext(nxt, body) + inner
+        nxt = kind
+    frame = ethernet(ipv6(inner, SRC6, DST6, nxt=nxt), etype=0x86DD)
+    frame = frame[: len(frame) - cut] if cut < len(frame) - 14 else frame
+    ours = Decoder(DLT_EN10MB)
+    seg = ours.decode(frame)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("dicomsniffd.decode.upper_layer", lambda *args: -1)
+        alone = Decoder(DLT_EN10MB)
+        assert seg == alone.decode(frame)
+    assert ours.counters() == alone.counters()
 
 
 def test_ipv6_extension_chain_cut_short() -> None:

@@ -5,6 +5,8 @@
 - ``convert``: the walk that type-checks a parsed document against the dataclasses;
 - ``errors``: ``ConfigError``, one line naming the key path, the bad value and what is allowed;
 - ``load``: YAML file → Config (``load_config``), command-line flags, Config → YAML.
+- ``yaml_text``: the PyYAML side of ``load`` (strict parsing, key lines, dumping), imported
+  only when a file is read or YAML written, so that ``analyze FILE`` starts without it.
 
 A new key: a field in ``sections``, its constraint in ``rules._SPECS``, its documentation
 in config/dicomsniffd.yaml (tests/test_config.py checks that the file mirrors the sections).

@@ -1,10 +1,10 @@
 """UID -> keyword names for metric labels (SOP classes, transfer syntaxes).
 
-Label cardinality must stay bounded: a UID pydicom knows maps to its keyword, an unknown
-UID under a non-DICOM root (vendor/private SOP classes, per-site instance roots) maps to
-``"private"``, and anything that is not even a syntactically valid UID maps to
-``"unknown"``, as does a valid UID under the DICOM root that the installed pydicom does not
-know (a SOP class newer than its dictionary): UIDs are never label values (DESIGN §4).
+Label cardinality must stay bounded: a UID pydicom's dictionary (uid_dictionary.py) knows
+maps to its keyword, an unknown UID under a non-DICOM root (vendor/private SOP classes,
+per-site instance roots) maps to ``"private"``, and anything that is not even a
+syntactically valid UID maps to ``"unknown"``, as does a valid UID under the DICOM root that
+the installed pydicom does not know (a SOP class newer than its dictionary): UIDs are never label values (DESIGN §4).
 The event log and the report carry the UID itself next to the name.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from pydicom.uid import UID_dictionary
+from dicomsniffd.dicom.uid_dictionary import UID_DICTIONARY
 
 DICOM_ROOT = "1.2.840.10008."
 _VALID_UID = re.compile(r"[0-9]+(\.[0-9]+)*")
@@ -25,7 +25,7 @@ def uid_name(uid: str) -> str:
     uid = uid.strip(" \x00")
     if not uid:
         return "unknown"
-    entry = UID_dictionary.get(uid)
+    entry = UID_DICTIONARY.get(uid)
     if entry is not None:
         keyword = entry[4]
         # A few dictionary entries (mostly retired or well-known frames) have no keyword.

@@ -9,8 +9,19 @@
 - ``build_info.py``: the versions dicomsniffd_build_info reports (libpcap's included)
 """
 
+from typing import Any
+
 from dicomsniffd.sinks.metrics.catalogue import CONFIG_RELOAD_FAILURES, FAMILIES, Family
-from dicomsniffd.sinks.metrics.collectors import metric_family
 from dicomsniffd.sinks.metrics.store import MetricsStore
 
 __all__ = ["CONFIG_RELOAD_FAILURES", "FAMILIES", "Family", "MetricsStore", "metric_family"]
+
+
+def __getattr__(name: str) -> Any:
+    """``metric_family`` from collectors.py on first use: importing the package must not
+    import prometheus-client (store.py says why)."""
+    if name == "metric_family":
+        from dicomsniffd.sinks.metrics.collectors import metric_family
+
+        return metric_family
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,14 +9,12 @@ histograms. No prometheus-client child objects are ever created; Metric objects
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, ClassVar
-
-from prometheus_client import CollectorRegistry
-from prometheus_client.core import Metric
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from dicomsniffd.config import MetricsConfig
 from dicomsniffd.dicom.events import (
@@ -41,13 +39,17 @@ from dicomsniffd.names import context_result, status_hex, transfer_syntax_keywor
 from dicomsniffd.sinks.dispatch import EventSink
 from dicomsniffd.sinks.metrics import snapshots
 from dicomsniffd.sinks.metrics.catalogue import STORE_FAMILIES, Key, SelfStats
-from dicomsniffd.sinks.metrics.collectors import (
-    build_info_family,
-    self_stats_families,
-    store_families,
-)
-from dicomsniffd.sinks.metrics.exposition import TextExposition
 from dicomsniffd.sinks.metrics.labels import LabelCaps
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import Metric
+
+    from dicomsniffd.sinks.metrics.exposition import TextExposition
+
+# prometheus-client (~30 ms to import, with the HTTP and e-mail modules it pulls in) is
+# needed to publish, not to count: collectors.py and exposition.py, which import it, are
+# imported by the methods that publish, so `analyze FILE` without --metrics starts without.
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +118,6 @@ class MetricsStore(LabelCaps, EventSink):
         self._self_stats_source: Callable[[], SelfStats] | None = None
         self._workers: dict[str, snapshots.Snapshot] = {}
         self._text: TextExposition | None = None  # render_text(), built lazily
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(self)
 
     # -- hot-path primitives -----------------------------------------------------------------
 
@@ -342,12 +342,26 @@ class MetricsStore(LabelCaps, EventSink):
 
     # -- publication -------------------------------------------------------------------------
 
+    @functools.cached_property
+    def registry(self) -> CollectorRegistry:
+        """A prometheus-client registry holding this store (``generate_latest(registry)``,
+        ``start_http_server(registry=...)``), made on first use."""
+        from prometheus_client import CollectorRegistry
+
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(self)
+        return registry
+
     def _extra_families(self, merged: snapshots.Snapshot) -> list[Metric]:
         """The families after the store's own: self statistics of every worker, build info."""
+        from dicomsniffd.sinks.metrics.collectors import build_info_family, self_stats_families
+
         self_stats = snapshots.all_self_stats(merged, self._workers)
         return [*self_stats_families(self_stats), build_info_family()]
 
     def collect(self) -> Iterator[Metric]:
+        from dicomsniffd.sinks.metrics.collectors import store_families
+
         merged = self._merged()
         extra = self._extra_families(merged)  # of the same moment as the merged state
         yield from store_families(merged, self._bounds)
@@ -360,6 +374,8 @@ class MetricsStore(LabelCaps, EventSink):
         (exposition.py)."""
         merged = self._merged()
         if self._text is None:
+            from dicomsniffd.sinks.metrics.exposition import TextExposition
+
             self._text = TextExposition(self._bounds)
         return self._text.render(merged, [*self._extra_families(merged), *after])
 

@@ -8,7 +8,20 @@ trace   ``TransactionLog``: the bounded per-transaction sample the ``Summary`` k
 escape  wire text made safe for HTML
 """
 
-from dicomsniffd.sinks.report.escape import esc
-from dicomsniffd.sinks.report.html import render_report, write_report
+from typing import Any
 
 __all__ = ("esc", "render_report", "write_report")
+
+
+def __getattr__(name: str) -> Any:
+    """The page's modules on first use, not with the package: the Summary imports
+    ``trace`` from here on every `analyze`, and only ``--report`` needs the rest."""
+    if name == "esc":
+        from dicomsniffd.sinks.report.escape import esc
+
+        return esc
+    if name in ("render_report", "write_report"):
+        from dicomsniffd.sinks.report import html
+
+        return getattr(html, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
