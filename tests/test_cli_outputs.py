@@ -167,3 +167,31 @@ def test_closed_pipe_is_a_quiet_exit(capture, tmp_path, args):
         os.close(write_end)
     assert (p.returncode, p.stderr) == (0, "")
     assert not (tmp_path / "-").exists()
+
+
+# -- unbuffered standard output ----------------------------------------------------------------
+
+
+class _CountingStdout:
+    """Stands in for an unbuffered sys.stdout (PYTHONUNBUFFERED): each write a syscall."""
+
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_json_summary_is_one_write_on_an_unbuffered_stdout(capture, monkeypatch):
+    from dicomsniffd import cli
+
+    out = _CountingStdout()
+    monkeypatch.setattr(sys, "stdout", out)
+    assert cli.main(["analyze", str(capture), "--json", "--quiet"]) in (0, 1)
+    text = "".join(out.writes)
+    assert json.loads(text)["associations"]
+    assert len(out.writes) == 1, len(out.writes)  # json.dump: a write per token

@@ -40,8 +40,8 @@ def correlate_command(
     except outputs.OutputError as exc:
         return fail(str(exc))
     if args.json:
-        json.dump(result, sys.stdout, indent=2, default=str)
-        sys.stdout.write("\n")
+        # one write (see cli.analyze: json.dump is a system call per token unbuffered)
+        sys.stdout.write(json.dumps(result, indent=2, default=str) + "\n")
     elif args.report != outputs.STDOUT:
         from dicomsniffd.correlate.text import render_text
 
