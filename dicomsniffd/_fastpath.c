@@ -925,7 +925,7 @@ static PyObject *decode_batch(PyObject *Py_UNUSED(module), PyObject *args)
  * exactly as pcapy-ng's next_batch packs them (four native uint32: sec, usec, offset,
  * caplen; the frame is buf[offset:offset + caplen]), with libpcap 1.10's rules
  * (sf-pcap.c, pcap_next_packet) for what it does not pass through unchanged:
- *   - nanosecond files: usec = ts_nsec / 1000 (libpcap's SCALE_DOWN, on its int32);
+ *   - nanosecond files: usec = ts_nsec / 1000 (libpcap's SCALE_DOWN, see below);
  *   - caplen > max_caplen (max_snaplen_for_dlt): a record libpcap refuses (CORRUPT);
  *   - snaplen < caplen <= max_caplen: the frame is cut to snaplen, the record still
  *     occupies caplen bytes of the file.
@@ -986,7 +986,9 @@ static PyObject *index_pcap(PyObject *Py_UNUSED(module), PyObject *args)
         uint32_t w[4];
         w[0] = pcap_u32(h, swapped);
         w[1] = pcap_u32(h + 4, swapped);
-        if (nsec) w[1] = (uint32_t)((int32_t)w[1] / 1000);
+        /* libpcap divides its tv_usec: the file's int32 as is, or, swapped, SWAPLONG's
+         * u_int (so a fraction >= 2^31 divides signed in one byte order only). */
+        if (nsec) w[1] = swapped ? w[1] / 1000 : (uint32_t)((int32_t)w[1] / 1000);
         w[2] = (uint32_t)(pos + 16);
         w[3] = incl > snaplen ? (uint32_t)snaplen : incl;
         memcpy(o + 16 * n, w, sizeof(w));

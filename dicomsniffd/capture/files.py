@@ -102,10 +102,12 @@ class FileSource:
         self.bytes = 0  # captured bytes delivered so far
         self.mixed_interfaces = False  # read with PcapngWalker (see link_batches)
         self._classic: pcapfile.PcapFile | None = None  # the own reader, if it took over
+        self._position: int | None = None  # the own reader's exact file offset
         index = getattr(accel.fastpath, "index_pcap", None) if accel.use(None) else None
         header = pcapfile.probe(path, self.linktype) if index is not None else None
         if header is not None:
             self._classic = pcapfile.PcapFile(path, header, index)
+            self._position = pcapfile.FILE_HEADER
             self._reader.close()
 
     def batches(self, max_n: int = 512) -> Iterator[tuple[bytes, BatchRecords]]:
@@ -161,9 +163,10 @@ class FileSource:
         self, reader: pcapfile.PcapFile, max_n: int
     ) -> Iterator[tuple[int, bytes, BatchRecords]]:
         linktype = self.linktype
-        for chunk, records, nbytes in reader.batches(max_n):
+        for chunk, records, nbytes, position in reader.batches(max_n):
             self.packets += len(records)
             self.bytes += nbytes
+            self._position = position
             yield linktype, chunk, records
         if reader.broken is not None:
             self.truncated_file = reader.broken["kind"] == "truncated"
@@ -206,7 +209,10 @@ class FileSource:
     def position(self) -> int:
         """How far into the file reading is, in bytes, from what was delivered: exact for a
         classic pcap, an underestimate for pcapng (whose blocks carry more than 16 bytes
-        of framing). Costs nothing per packet: for a progress display."""
+        of framing). Costs nothing per packet: for a progress display. Read by the own
+        classic reader, exact also where libpcap cuts a frame to the snaplen."""
+        if self._position is not None:
+            return self._position
         return _PCAP_FILE_HEADER + self.packets * _PCAP_RECORD_HEADER + self.bytes
 
     def _account(self, data: bytes, meta: bytes) -> tuple[bytes, BatchRecords]:

@@ -99,8 +99,10 @@ class PcapFile:
         self._index = index  # _fastpath.index_pcap
         self.broken: dict[str, str] | None = None
 
-    def batches(self, max_n: int) -> Iterator[tuple[bytes, BatchRecords, int]]:
-        """Yield ``(chunk, records, captured bytes)``: at most ``max_n`` records each."""
+    def batches(self, max_n: int) -> Iterator[tuple[bytes, BatchRecords, int, int]]:
+        """Yield ``(chunk, records, captured bytes, position)``: at most ``max_n`` records
+        each; ``position`` is the file offset of the record after them (exact, also when
+        libpcap's rules cut a frame to the snaplen)."""
         h = self._header
         index = self._index
         f = self._file
@@ -114,7 +116,7 @@ class PcapFile:
                 chunk, start, len(chunk), max_n, h.swapped, h.nsec, h.snaplen, h.max_caplen
             )
             if packed:
-                yield chunk, BatchRecords(packed), nbytes
+                yield chunk, BatchRecords(packed), nbytes, base + start
             if status == _BATCH_FULL:
                 continue
             if status == _CORRUPT:
