@@ -268,26 +268,26 @@ def test_raw_read_loop_stays_pcapy(store, monkeypatch) -> None:  # noqa: ANN001
     assert raw_read_loop(str(store)) == (len(recs), sum(r[3] for r in recs))
 
 
-def _analyze(path: Path, *, pure: bool) -> dict[str, Any]:
+def _analyze(path: Path, *, pure: bool) -> tuple[int, dict[str, Any], bytes]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("DICOMSNIFFD_PURE_PYTHON", None)
     if pure:
         env["DICOMSNIFFD_PURE_PYTHON"] = "1"
-    out = subprocess.run(
+    p = subprocess.run(
         [sys.executable, "-m", "dicomsniffd", "analyze", str(path), "--json"],
         env=env,
         capture_output=True,
-        check=True,
-    ).stdout
-    return json.loads(out)
+    )
+    return p.returncode, json.loads(p.stdout), p.stderr
 
 
 def test_analyze_output_equals_pure_python(variants, tmp_path) -> None:  # noqa: ANN001
     cut = tmp_path / "cut.pcap"
     data = variants["nsec-be"].read_bytes()
     cut.write_bytes(data[: len(data) * 2 // 3])
-    for path in (variants["usec"], cut):
+    for path, rc in ((variants["usec"], 0), (cut, 2)):  # 2: the results cover a cut file
         ours = _analyze(path, pure=False)
         assert ours == _analyze(path, pure=True)
-        assert ours["capture"]["packets"] > 300
-    assert ours["capture"]["truncated_files"] == [str(cut)]
+        assert ours[0] == rc and ours[1]["capture"]["packets"] > 300
+    assert ours[1]["capture"]["truncated_files"] == [str(cut)]
+    assert b"truncated dump file; tried to read" in ours[2]
