@@ -291,3 +291,10 @@ def test_analyze_output_equals_pure_python(variants, tmp_path) -> None:  # noqa:
         assert ours[0] == rc and ours[1]["capture"]["packets"] > 300
     assert ours[1]["capture"]["truncated_files"] == [str(cut)]
     assert b"truncated dump file; tried to read" in ours[2]
+
+
+def test_pure_python_keeps_pcapy(store, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setattr(accel, "fastpath", None)  # what DICOMSNIFFD_PURE_PYTHON=1 gives
+    with FileSource(str(store)) as source:
+        assert source._classic is None  # noqa: SLF001
+        assert sum(len(r) for _d, r in source.batches()) == len(_records(store))
