@@ -1006,6 +1006,91 @@ static PyObject *decode_batch(PyObject *Py_UNUSED(module), PyObject *args)
     return Py_BuildValue("(LLdL)", packets, nbytes, ts, super_packets);
 }
 
+/* ------------------------------------------------------------------ classic pcap index
+ *
+ * index_pcap(): frame the records of a classic pcap file held in memory, for
+ * capture/pcapfile.py, which reads the file in large chunks itself instead of through
+ * libpcap + pcapy-ng (which copy every packet twice). The records come out packed
+ * exactly as pcapy-ng's next_batch packs them (four native uint32: sec, usec, offset,
+ * caplen; the frame is buf[offset:offset + caplen]), with libpcap 1.10's rules
+ * (sf-pcap.c, pcap_next_packet) for what it does not pass through unchanged:
+ *   - nanosecond files: usec = ts_nsec / 1000 (libpcap's SCALE_DOWN, see below);
+ *   - caplen > max_caplen (max_snaplen_for_dlt): a record libpcap refuses (CORRUPT);
+ *   - snaplen < caplen <= max_caplen: the frame is cut to snaplen, the record still
+ *     occupies caplen bytes of the file.
+ */
+#define PCAP_BATCH_FULL 0 /* max_n records indexed; more may follow */
+#define PCAP_NEED_BYTES 1 /* the record at next_pos is not wholly inside buf[:end] */
+#define PCAP_CORRUPT 2    /* the record header at next_pos is one libpcap refuses */
+
+static inline uint32_t pcap_u32(const uint8_t *p, int swapped)
+{
+    uint32_t v;
+    memcpy(&v, p, sizeof(v));
+    return swapped ? __builtin_bswap32(v) : v;
+}
+
+static PyObject *index_pcap(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    Py_buffer buf;
+    Py_ssize_t start, end, max_n;
+    int swapped, nsec;
+    unsigned long snaplen, max_caplen;
+    if (!PyArg_ParseTuple(args, "y*nnnppkk", &buf, &start, &end, &max_n, &swapped, &nsec,
+                          &snaplen, &max_caplen))
+        return NULL;
+    if (end > buf.len) end = buf.len;
+    if (start < 0 || start > end || max_n < 0 || buf.len > (Py_ssize_t)UINT32_MAX) {
+        PyBuffer_Release(&buf);
+        PyErr_SetString(PyExc_ValueError, "index_pcap: bad start, end or max_n");
+        return NULL;
+    }
+    /* No more records than 16-byte headers fit in the range. */
+    if (max_n > (end - start) / 16 + 1) max_n = (end - start) / 16 + 1;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, 16 * max_n);
+    if (out == NULL) {
+        PyBuffer_Release(&buf);
+        return NULL;
+    }
+    uint8_t *o = (uint8_t *)PyBytes_AS_STRING(out);
+    const uint8_t *data = buf.buf;
+    Py_ssize_t pos = start, n = 0;
+    long long nbytes = 0;
+    int status = PCAP_BATCH_FULL;
+    while (n < max_n) {
+        if (end - pos < 16) {
+            status = PCAP_NEED_BYTES;
+            break;
+        }
+        const uint8_t *h = data + pos;
+        uint32_t incl = pcap_u32(h + 8, swapped);
+        if (incl > max_caplen) {
+            status = PCAP_CORRUPT;
+            break;
+        }
+        if ((Py_ssize_t)incl > end - pos - 16) {
+            status = PCAP_NEED_BYTES;
+            break;
+        }
+        uint32_t w[4];
+        w[0] = pcap_u32(h, swapped);
+        w[1] = pcap_u32(h + 4, swapped);
+        /* libpcap divides its tv_usec: the file's int32 as is, or, swapped, SWAPLONG's
+         * u_int (so a fraction >= 2^31 divides signed in one byte order only). */
+        if (nsec) w[1] = swapped ? w[1] / 1000 : (uint32_t)((int32_t)w[1] / 1000);
+        w[2] = (uint32_t)(pos + 16);
+        w[3] = incl > snaplen ? (uint32_t)snaplen : incl;
+        memcpy(o + 16 * n, w, sizeof(w));
+        nbytes += w[3];
+        pos += 16 + (Py_ssize_t)incl;
+        n++;
+    }
+    if (n == max_n && status == PCAP_BATCH_FULL && end - pos < 16) status = PCAP_NEED_BYTES;
+    PyBuffer_Release(&buf);
+    if (_PyBytes_Resize(&out, 16 * n) < 0) return NULL;
+    return Py_BuildValue("(NnLi)", out, pos, nbytes, status);
+}
+
 static PyMethodDef module_methods[] = {
     {"decode_batch", decode_batch, METH_VARARGS,
      "decode_batch(link, general, packet_bytes, packed_records, emit, owner=None) -> "
@@ -1015,6 +1100,12 @@ static PyMethodDef module_methods[] = {
      "link: 0 Ethernet, 1 Linux SLL, 2 SLL2. general(frame) -> Segment | None decodes "
      "every frame that is not a clean TCP/IP shape. emit: a callable(ts, seg), or a "
      "Bypass (its segment callable receives what it does not consume)."},
+    {"index_pcap", index_pcap, METH_VARARGS,
+     "index_pcap(buf, start, end, max_n, swapped, nsec, snaplen, max_caplen) -> "
+     "(packed_records, next_pos, captured_bytes, status)\n"
+     "Frame up to max_n classic pcap records of buf[start:end] as pcapy-ng's next_batch "
+     "packs them (offsets into buf). status: 0 max_n indexed, 1 the record at next_pos "
+     "needs bytes past end, 2 its header is one libpcap refuses (caplen > max_caplen)."},
     {NULL},
 };
 

@@ -1,6 +1,7 @@
 """Capture layer (DESIGN.md §1): frames in batches from a file or a live interface.
 
     files    FileSource (pcap/pcapng through pcapy-ng), raw_read_loop (the benchmark floor)
+    pcapfile classic pcap read in chunks, records framed in C (FileSource, when compiled)
     pcapng   PcapngWalker: pcapng block walker for files that mix link types (libpcap refuses)
     live     LiveSource (BPF, snaplen, kernel buffer, PACKET_FANOUT), its error wording
     records  BatchRecords: one batch's (sec, usec, offset, caplen) records, both sources

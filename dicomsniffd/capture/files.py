@@ -1,5 +1,9 @@
 """Capture from files: pcap/pcapng read through pcapy-ng, in batches.
 
+With the compiled path in use, a classic pcap file that libpcap opens is then read with
+capture/pcapfile.py instead (large chunks, records framed in C, no per-packet copy),
+delivering the same records and the same ``broken``; pcapng and FIFOs stay with pcapy-ng.
+
 A pcapng with interfaces of different link types, which libpcap refuses, or with a section
 of the other byte order, which libpcap misreads, is read with the own block walker
 (capture/pcapng.py) from where libpcap stopped.
@@ -18,6 +22,8 @@ from typing import Any
 
 import pcapy
 
+from dicomsniffd import accel
+from dicomsniffd.capture import pcapfile
 from dicomsniffd.capture.errors import CaptureError
 from dicomsniffd.capture.pcapng import PcapngWalker
 from dicomsniffd.capture.records import RECORD_SIZE, BatchRecords
@@ -95,6 +101,14 @@ class FileSource:
         self.packets = 0  # packets delivered so far
         self.bytes = 0  # captured bytes delivered so far
         self.mixed_interfaces = False  # read with PcapngWalker (see link_batches)
+        self._classic: pcapfile.PcapFile | None = None  # the own reader, if it took over
+        self._position: int | None = None  # the own reader's exact file offset
+        index = getattr(accel.fastpath, "index_pcap", None) if accel.use(None) else None
+        header = pcapfile.probe(path, self.linktype) if index is not None else None
+        if header is not None:
+            self._classic = pcapfile.PcapFile(path, header, index)
+            self._position = pcapfile.FILE_HEADER
+            self._reader.close()
 
     def batches(self, max_n: int = 512) -> Iterator[tuple[bytes, BatchRecords]]:
         """Yield ``(packet_bytes, records)`` until the end of the file."""
@@ -109,6 +123,9 @@ class FileSource:
         so is one with a section of the other byte order, which libpcap misreads."""
         if max_n < 1:
             raise ValueError("max_n must be at least 1")
+        if self._classic is not None:
+            yield from self._read_classic(self._classic, max_n)
+            return
         while True:
             try:
                 data, meta = self._reader.next_batch(max_n)
@@ -142,6 +159,25 @@ class FileSource:
                 return
             yield (self.linktype, *self._account(data, meta))
 
+    def _read_classic(
+        self, reader: pcapfile.PcapFile, max_n: int
+    ) -> Iterator[tuple[int, bytes, BatchRecords]]:
+        linktype = self.linktype
+        for chunk, records, nbytes, position in reader.batches(max_n):
+            self.packets += len(records)
+            self.bytes += nbytes
+            self._position = position
+            yield linktype, chunk, records
+        if reader.broken is not None:
+            self.truncated_file = reader.broken["kind"] == "truncated"
+            self.broken = {
+                "file": self.path,
+                "kind": reader.broken["kind"],
+                "packet": self.packets + 1,
+                "offset": self.position(),
+                "error": reader.broken["error"],
+            }
+
     def _walk(self, max_n: int) -> Iterator[tuple[int, bytes, BatchRecords]]:
         """Read the rest of the file with the own walker, after what libpcap delivered."""
         walker = PcapngWalker(self.path)
@@ -173,7 +209,10 @@ class FileSource:
     def position(self) -> int:
         """How far into the file reading is, in bytes, from what was delivered: exact for a
         classic pcap, an underestimate for pcapng (whose blocks carry more than 16 bytes
-        of framing). Costs nothing per packet: for a progress display."""
+        of framing). Costs nothing per packet: for a progress display. Read by the own
+        classic reader, exact also where libpcap cuts a frame to the snaplen."""
+        if self._position is not None:
+            return self._position
         return _PCAP_FILE_HEADER + self.packets * _PCAP_RECORD_HEADER + self.bytes
 
     def _account(self, data: bytes, meta: bytes) -> tuple[bytes, BatchRecords]:
@@ -204,7 +243,10 @@ class FileSource:
             yield self._account(data, meta)
 
     def close(self) -> None:
-        self._reader.close()
+        if self._classic is not None:
+            self._classic.close()
+        else:
+            self._reader.close()
 
     def __enter__(self) -> FileSource:
         return self
@@ -219,16 +261,28 @@ class FileSource:
 
 
 def raw_read_loop(path: str, max_n: int = 512) -> tuple[int, int]:
-    """Read every packet of a file and touch nothing: the benchmark's floor.
+    """Read every packet of a file through pcapy-ng and touch nothing: the benchmark's floor.
 
-    Walks the records the way the pipeline does (so the per-record iteration cost is in
-    the baseline) but never slices or decodes a frame. Returns (packets, captured bytes).
+    Always pcapy-ng's ``next_batch`` (libpcap), whatever FileSource reads the file with:
+    it is the reference the benchmark measures analyze against. Walks the records the way
+    the pipeline does (so the per-record iteration cost is in the baseline) but never
+    slices or decodes a frame; stops at the first record libpcap cannot read. Returns
+    (packets, captured bytes).
     """
     packets = 0
     nbytes = 0
-    with FileSource(path) as source:
-        for _data, records in source.batches(max_n):
-            for _sec, _usec, _offset, caplen in records:
+    reader = _open(path)
+    try:
+        while True:
+            try:
+                _data, meta = reader.next_batch(max_n)
+            except pcapy.PcapError:
+                break
+            if not meta:
+                break
+            for _sec, _usec, _offset, caplen in BatchRecords(meta):
                 packets += 1
                 nbytes += caplen
+    finally:
+        reader.close()
     return packets, nbytes
