@@ -17,6 +17,7 @@ pipe (EPIPE) is left as ``BrokenPipeError``: the command line exits quietly on i
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import stat
 import sys
@@ -140,3 +141,26 @@ def quiet_broken_pipe() -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
+
+
+JSON_PIECE = 1 << 20  # characters per write of a JSON document
+
+
+def write_json(stream: IO[str], doc: object) -> None:
+    """``doc`` as indented JSON and a newline, written in pieces of about JSON_PIECE.
+
+    Not ``json.dump``: it writes every token, one system call apiece when the stream is
+    unbuffered (PYTHONUNBUFFERED, common in containers: 1.3 M calls, 1.2 s, for 10,000
+    associations); nor one ``json.dumps`` string: a second copy of a document that may
+    be tens of MB.
+    """
+    parts: list[str] = []
+    size = 0
+    for chunk in json.JSONEncoder(indent=2, default=str).iterencode(doc):
+        parts.append(chunk)
+        size += len(chunk)
+        if size >= JSON_PIECE:
+            stream.write("".join(parts))
+            parts, size = [], 0
+    parts.append("\n")
+    stream.write("".join(parts))

@@ -186,12 +186,17 @@ class _CountingStdout:
         pass
 
 
-def test_json_summary_is_one_write_on_an_unbuffered_stdout(capture, monkeypatch):
+@pytest.mark.parametrize("piece", [1 << 20, 4096])
+def test_json_summary_is_written_in_pieces_on_an_unbuffered_stdout(capture, monkeypatch, piece):
     from dicomsniffd import cli
 
+    monkeypatch.setattr(outputs, "JSON_PIECE", piece)
     out = _CountingStdout()
     monkeypatch.setattr(sys, "stdout", out)
     assert cli.main(["analyze", str(capture), "--json", "--quiet"]) in (0, 1)
     text = "".join(out.writes)
-    assert json.loads(text)["associations"]
-    assert len(out.writes) == 1, len(out.writes)  # json.dump: a write per token
+    assert json.loads(text)["associations"] and text.endswith("}\n")
+    # json.dump: a write per token (over a thousand here); one string: a second copy
+    assert len(out.writes) <= len(text) // piece + 1, (len(out.writes), len(text))
+    assert len(out.writes) > 1 or len(text) < piece
+    assert max(len(w) for w in out.writes) < piece + 200  # one token over at most

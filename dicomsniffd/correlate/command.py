@@ -4,7 +4,6 @@ holds only its parser): every user error is one line and exit status 2."""
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable
@@ -40,8 +39,7 @@ def correlate_command(
     except outputs.OutputError as exc:
         return fail(str(exc))
     if args.json:
-        # one write (see cli.analyze: json.dump is a system call per token unbuffered)
-        sys.stdout.write(json.dumps(result, indent=2, default=str) + "\n")
+        outputs.write_json(sys.stdout, result)
     elif args.report != outputs.STDOUT:
         from dicomsniffd.correlate.text import render_text
 
