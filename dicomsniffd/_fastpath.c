@@ -231,7 +231,7 @@ typedef struct {
     PyObject_HEAD
     PyObject *segment;  /* FlowTable.segment: where every packet not consumed goes */
     PyObject *on_sync;  /* FlowTable._lease_synced(half, next, taken, last_seen, nrec, last, prev,
-                         * ended, fwd_ack, rev_ack) */
+                         * ended, fwd_ack, rev_ack, chained) */
     Lease *leases;
     int32_t *free_list;
     int32_t nfree;
@@ -354,49 +354,31 @@ static int lease_sync(Bypass *b, Lease *l, int ended, int fresh)
 {
     PyObject *last = rec_or_none(&l->last, l->nrec >= 1);
     PyObject *prev = rec_or_none(&l->prev, l->nrec >= 2);
-    if (last == NULL || prev == NULL) {
-        Py_XDECREF(last);
-        Py_XDECREF(prev);
-        return -1;
-    }
     PyObject *seen = fresh ? PyFloat_FromDouble(l->last_ts) : Py_NewRef(Py_None);
     PyObject *fwd = ack_or_none(l->fwd_ack, l->fwd_ack_ts, l->fwd_acked);
     PyObject *rev = ack_or_none(l->rev_ack, l->rev_ack_ts, l->rev_acked);
-    if (seen == NULL || fwd == NULL || rev == NULL) {
-        Py_DECREF(last);
-        Py_DECREF(prev);
-        Py_XDECREF(seen);
-        Py_XDECREF(fwd);
-        Py_XDECREF(rev);
-        return -1;
-    }
     PyObject *chained = l->walked ? Py_BuildValue("(lLddLL)", l->pdvs, (long long)l->pdv_bytes,
                                                 l->done_ts, l->hdr_ts, (long long)l->budget,
                                                 (long long)l->pdv_len)
                                 : Py_NewRef(Py_None);
-    if (chained == NULL) {
-        Py_DECREF(last);
-        Py_DECREF(prev);
-        Py_DECREF(seen);
-        Py_DECREF(fwd);
-        Py_DECREF(rev);
-        return -1;
+    PyObject *r = NULL;
+    if (last && prev && seen && fwd && rev && chained) { /* else out of memory: raised */
+        r = PyObject_CallFunction(b->on_sync, "OkLOlOOiOOO", l->half, (unsigned long)l->next,
+                                  (long long)l->taken, seen, l->nrec, last, prev, ended, fwd,
+                                  rev, chained);
+        l->taken = 0;
+        l->nrec = 0;
+        l->fwd_acked = l->rev_acked = 0;
+        l->walked = 0;
+        l->pdvs = 0;
+        l->pdv_bytes = 0;
     }
-    PyObject *r = PyObject_CallFunction(b->on_sync, "OkLOlOOiOOO", l->half,
-                                        (unsigned long)l->next, (long long)l->taken, seen,
-                                        l->nrec, last, prev, ended, fwd, rev, chained);
-    Py_DECREF(chained);
-    Py_DECREF(seen);
-    Py_DECREF(last);
-    Py_DECREF(prev);
-    Py_DECREF(fwd);
-    Py_DECREF(rev);
-    l->taken = 0;
-    l->nrec = 0;
-    l->fwd_acked = l->rev_acked = 0;
-    l->walked = 0;
-    l->pdvs = 0;
-    l->pdv_bytes = 0;
+    Py_XDECREF(last);
+    Py_XDECREF(prev);
+    Py_XDECREF(seen);
+    Py_XDECREF(fwd);
+    Py_XDECREF(rev);
+    Py_XDECREF(chained);
     if (r == NULL) return -1;
     Py_DECREF(r);
     return 0;

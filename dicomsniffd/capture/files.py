@@ -146,14 +146,7 @@ class FileSource:
                 # the tail packet by packet so no complete packet before it is lost.
                 for data, records in self._salvage_tail(max_n):
                     yield self.linktype, data, records
-                self.truncated_file = truncated
-                self.broken = {
-                    "file": self.path,
-                    "kind": "truncated" if truncated else "corrupt",
-                    "packet": self.packets + 1,
-                    "offset": self._offset(),
-                    "error": message,
-                }
+                self._broke("truncated" if truncated else "corrupt", message, self._offset())
                 return
             if not meta:
                 return
@@ -169,14 +162,7 @@ class FileSource:
             self._position = position
             yield linktype, chunk, records
         if reader.broken is not None:
-            self.truncated_file = reader.broken["kind"] == "truncated"
-            self.broken = {
-                "file": self.path,
-                "kind": reader.broken["kind"],
-                "packet": self.packets + 1,
-                "offset": self.position(),
-                "error": reader.broken["error"],
-            }
+            self._broke(reader.broken["kind"], reader.broken["error"], self.position())
 
     def _walk(self, max_n: int) -> Iterator[tuple[int, bytes, BatchRecords]]:
         """Read the rest of the file with the own walker, after what libpcap delivered."""
@@ -186,14 +172,18 @@ class FileSource:
             self.bytes += len(data)
             yield linktype, data, records
         if walker.broken is not None:
-            self.truncated_file = walker.broken["kind"] == "truncated"
-            self.broken = {
-                "file": self.path,
-                "kind": walker.broken["kind"],
-                "packet": self.packets + 1,
-                "offset": None,
-                "error": walker.broken["error"],
-            }
+            self._broke(walker.broken["kind"], walker.broken["error"], None)
+
+    def _broke(self, kind: str, error: str, offset: int | None) -> None:
+        """The file broke at the record after the last delivered: ``broken`` says where."""
+        self.truncated_file = kind == "truncated"
+        self.broken = {
+            "file": self.path,
+            "kind": kind,
+            "packet": self.packets + 1,
+            "offset": offset,
+            "error": error,
+        }
 
     def _offset(self) -> int | None:
         """Byte offset of the next record in a classic pcap (None for pcapng)."""

@@ -24,8 +24,9 @@ from dicomsniffd.flows.state import _MASK, INF, Flow, _Half, _off
 
 STALL_MIN_S = 0.010  # DESIGN §3: a gap shorter than this is never a stall
 STALL_RTTS = 3  # ... nor one shorter than three handshake RTTs
-# "Short": below a full Ethernet segment. The SYN's MSS option is not decoded; Nagle holds
-# small writes (a PDU header, the tail of a write), and those are far below any MSS.
+# "Short": below a full Ethernet segment. Not the SYN's MSS (the decoder reads it for the
+# super-packet limit only): Nagle holds small writes (a PDU header, the tail of a write),
+# and those are far below any MSS.
 FULL_SEGMENT = 1460
 # The sender resumed "right after" the peer's ACK: within two handshake RTTs of the ACK
 # passing the capture point (it has to travel on to the sender), at least this much.
