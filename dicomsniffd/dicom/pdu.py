@@ -39,12 +39,17 @@ a chunk end).
 
 from __future__ import annotations
 
-import re
 import struct
 
 from .headerchecks import ANY_CONTEXT, UNLIMITED, VIOLATION, HeaderChecks
 from .pdvchain import DATA_STATE, HDR_STATE, ChainedPdvs
 from .problems import BAD_PDU_LENGTH, BAD_PDU_TYPE, BAD_PDV_LENGTH, COMMAND_TOO_LARGE
+from .resync import (  # noqa: F401 - FIXED_/MAX_ASSOCIATE_*, plausible_...: pdu's names
+    FIXED_ASSOCIATE_LENGTH,
+    MAX_ASSOCIATE_PDU_LENGTH,
+    ResyncScan,
+    plausible_associate_header,
+)
 
 PDU, CMD, DATA, LOST, RESYNC, ERROR, PARTIAL = range(VIOLATION)  # VIOLATION: headerchecks
 DATASET_HEAD = VIOLATION + 1
@@ -55,16 +60,6 @@ _DSHEAD = 10  # buffering the first bytes of a data set (its first element heade
 assert (_HDR, _DATA) == (HDR_STATE, DATA_STATE)
 DATASET_HEAD_BYTES = 8  # tag(4) + VR(2) or length(4): PS3.5 7.1.1/7.1.3
 
-# The fixed fields of an A-ASSOCIATE-RQ/AC body (PS3.8 9.3.2, 9.3.3): protocol version(2)
-# reserved(2) called AE(16) calling AE(16) reserved(32). A shorter body has no AE titles,
-# and an RQ made of nothing else has no presentation context: neither is an association.
-FIXED_ASSOCIATE_LENGTH = 68
-MAX_RESYNC_PDATA_LENGTH = 16 * 1024 * 1024  # a P-DATA header claiming more is not believed
-# The longest A-ASSOCIATE-RQ/AC the items allow (16-bit lengths: application context, 128
-# presentation contexts, user information). Over max_association_pdu_bytes only that many
-# bytes are decoded, the rest skipped: a large User Identity must not cost the association.
-MAX_ASSOCIATE_PDU_LENGTH = FIXED_ASSOCIATE_LENGTH + 130 * (4 + 0xFFFF)
-
 
 _NO_ITEMS: tuple = ()
 _STATE_CHANGING = frozenset({0x01, 0x02, 0x03, 0x06})  # RQ, AC, RJ, RELEASE-RP
@@ -72,14 +67,9 @@ _HEADER = struct.Struct(">BBI")
 _PDV_HEADER = struct.Struct(">IBB")
 # A P-DATA-TF header directly followed by its first PDV header: one unpack for both.
 _PDATA_PDV_HEADERS = struct.Struct(">BxIIBB")
-_U32 = struct.Struct(">I")
-# A PDU type byte (1..7) followed by the reserved byte 0: where a resync scan looks closer.
-# Scanning costs ~5 ns/byte (7.5 µs per 1448-byte chunk), but it only ever runs until the
-# next PDU header, i.e. over at most one PDU (max PDU length: typically 16-64 KiB).
-_CANDIDATE = re.compile(rb"[\x01-\x07]\x00")
 
 
-class PduFramer(HeaderChecks, ChainedPdvs):
+class PduFramer(HeaderChecks, ChainedPdvs, ResyncScan):
     """Frames one direction of a DICOM UL connection. Not thread safe; no I/O, no clock."""
 
     __slots__ = (
@@ -120,6 +110,9 @@ class PduFramer(HeaderChecks, ChainedPdvs):
         self.max_association_pdu_bytes = max_association_pdu_bytes
         self.synced = False  # a PDU header has been accepted at least once
         self._hdr = bytearray()
+        # Empty outside the buffering states (_CMD, _BODY, _DSHEAD): whoever leaves one
+        # empties it, so entering one needs no new bytearray (and a PDV or PDU that is all
+        # in one chunk never touches it: _feed takes it as one slice).
         self._buf = bytearray()
         self._need = 0
         self._pdu_type = 0
@@ -234,36 +227,69 @@ class PduFramer(HeaderChecks, ChainedPdvs):
                         else:
                             self._enter_skip(_DATA, dlen, out, ts)
                         continue
+                if not hdr and n - pos >= 6:
+                    # The whole PDU header in this chunk (short associations: nearly every
+                    # PDU starts a segment): no copy through _hdr.
+                    pdu_type, _reserved, length = _HEADER.unpack_from(data, pos)
+                    pos += 6
+                    self._pdu_ts = ts
+                    self._on_pdu_header(out, ts, pdu_type, length)
+                    continue
                 if not hdr:
                     self._pdu_ts = ts
                 k = min(6 - len(hdr), n - pos)
                 hdr += data[pos : pos + k]
                 pos += k
                 if len(hdr) == 6:
-                    self._on_pdu_header(out, ts)
+                    pdu_type, _reserved, length = _HEADER.unpack(hdr)
+                    hdr.clear()
+                    self._on_pdu_header(out, ts, pdu_type, length)
             elif st == _PDVH:
                 hdr = self._hdr
                 if not hdr:
                     self._pdv_ts = self._pdu_ts if self._first_pdv else ts
+                    if n - pos >= 6:  # the whole PDV header here: no copy through _hdr
+                        pdv_len, ctx, mch = _PDV_HEADER.unpack_from(data, pos)
+                        pos += 6
+                        self.pdata_bytes += 6
+                        self._on_pdv_header(out, ts, pdv_len, ctx, mch)
+                        continue
                 k = min(6 - len(hdr), n - pos)
                 hdr += data[pos : pos + k]
                 pos += k
                 self.pdata_bytes += k
                 if len(hdr) == 6:
-                    self._on_pdv_header(out, ts)
+                    pdv_len, ctx, mch = _PDV_HEADER.unpack(hdr)
+                    hdr.clear()
+                    self._on_pdv_header(out, ts, pdv_len, ctx, mch)
             elif st in (_CMD, _BODY, _DSHEAD):
-                k = min(self._need, n - pos)
-                self._buf += data[pos : pos + k]
-                pos += k
-                self._need -= k
+                need = self._need
+                if need <= n - pos and not self._buf:
+                    # All of it in this chunk (a whole command PDV or association PDU,
+                    # the usual case): taken as one slice, never copied into _buf.
+                    end = pos + need
+                    whole = bytes(data[pos:end])
+                    pos = end
+                    self._need = 0
+                else:
+                    k = min(need, n - pos)
+                    self._buf += data[pos : pos + k]
+                    pos += k
+                    self._need = need - k
+                    if self._need:
+                        if st != _BODY:
+                            self.pdata_bytes += k
+                        continue
+                    whole = bytes(self._buf)
+                    self._buf = bytearray()
+                    need = k
                 if st != _BODY:
-                    self.pdata_bytes += k
-                if not self._need:
-                    self._end_buffered(out, ts)
-                    if st == _BODY and self._pdu_type in _STATE_CHANGING and self.state == _HDR:
-                        if pos < n:
-                            self.pending = bytes(data[pos:])
-                        break
+                    self.pdata_bytes += need
+                self._end_buffered(out, ts, whole)
+                if st == _BODY and self._pdu_type in _STATE_CHANGING and self.state == _HDR:
+                    if pos < n:
+                        self.pending = bytes(data[pos:])
+                    break
             elif st == _SKIPBODY:
                 k = min(self._need, n - pos)
                 pos += k
@@ -287,9 +313,7 @@ class PduFramer(HeaderChecks, ChainedPdvs):
                 break
         return out or _NO_ITEMS
 
-    def _on_pdu_header(self, out: list, ts: float) -> None:
-        pdu_type, _reserved, length = _HEADER.unpack(self._hdr)
-        self._hdr.clear()
+    def _on_pdu_header(self, out: list, ts: float, pdu_type: int, length: int) -> None:
         self._pdu_type = pdu_type
         if pdu_type == 0x04:
             self.synced = True
@@ -310,7 +334,6 @@ class PduFramer(HeaderChecks, ChainedPdvs):
                 # Legal, but larger than the buffer: decode the first ``cap`` bytes, skip
                 # the rest (see MAX_ASSOCIATE_PDU_LENGTH).
                 self.synced = True
-                self._buf = bytearray()
                 self._need = cap
                 self._oversize = length - cap
                 self.state = _BODY
@@ -321,18 +344,15 @@ class PduFramer(HeaderChecks, ChainedPdvs):
                 self._lose_alignment()
                 return
             self.synced = True
-            self._buf = bytearray()
             self._need = length
             self.state = _BODY
             if not length:
-                self._end_buffered(out, ts)
+                self._end_buffered(out, ts, b"")
         else:
             out.append((ERROR, BAD_PDU_TYPE, f"PDU type 0x{pdu_type:02X}"))
             self._lose_alignment()
 
-    def _on_pdv_header(self, out: list, ts: float) -> None:
-        pdv_len, ctx, mch = _PDV_HEADER.unpack(self._hdr)
-        self._hdr.clear()
+    def _on_pdv_header(self, out: list, ts: float, pdv_len: int, ctx: int, mch: int) -> None:
         first = self._first_pdv
         self._first_pdv = False
         self._pdu_left -= 6
@@ -355,11 +375,10 @@ class PduFramer(HeaderChecks, ChainedPdvs):
                 out.append((LOST, ctx))
                 self._enter_skip(_DISCARD, dlen, out, ts)
                 return
-            self._buf = bytearray()
             self._need = dlen
             self.state = _CMD
             if not dlen:
-                self._end_buffered(out, ts)
+                self._end_buffered(out, ts, b"")
         else:  # dataset fragment: skipped, only its length is reported
             self._pdv_missed = False
             if self._ds_peek:
@@ -375,7 +394,6 @@ class PduFramer(HeaderChecks, ChainedPdvs):
         if dlen < DATASET_HEAD_BYTES:  # too short to tell: nothing to read
             self._enter_skip(_DATA, dlen, out, ts)
             return
-        self._buf = bytearray()
         self._need = DATASET_HEAD_BYTES
         self.state = _DSHEAD
 
@@ -395,9 +413,8 @@ class PduFramer(HeaderChecks, ChainedPdvs):
         else:  # _SKIPPDU
             self.state = _HDR
 
-    def _end_buffered(self, out: list, ts: float) -> None:
-        data = bytes(self._buf)
-        self._buf = bytearray()
+    def _end_buffered(self, out: list, ts: float, data: bytes) -> None:
+        """The buffered state's bytes are all here (``data``; ``_buf`` is empty again)."""
         if self.state == _CMD:
             out.append((CMD, self._ctx, self._last, data, self._pdv_ts))
             self._ds_peek = self._last  # a data set, if any, starts with the next PDV
@@ -511,87 +528,3 @@ class PduFramer(HeaderChecks, ChainedPdvs):
         self._oversize = 0
         self.pending = b""
         self._ds_peek = False
-
-    # -- resync ---------------------------------------------------------------------------
-
-    def _find_header(self, buf: bytes) -> int:
-        """Offset of the first plausible PDU header in ``buf``, or -1 (tail kept)."""
-        pos = 0
-        search = _CANDIDATE.search
-        while True:
-            m = search(buf, pos)
-            if m is None:
-                # the last byte may be a type byte whose reserved byte comes next
-                keep = 1 if buf and 1 <= buf[-1] <= 7 else 0
-                break
-            p = m.start()
-            verdict = self._plausible(buf, p)
-            if verdict:
-                self._skipped += p
-                return p
-            if verdict is None:  # not enough look-ahead yet: decide when more arrives
-                keep = len(buf) - p
-                break
-            pos = p + 1
-        self._skipped += len(buf) - keep
-        self._scan = bytes(buf[len(buf) - keep :]) if keep else b""
-        return -1
-
-    def _plausible(self, buf: bytes, p: int) -> bool | None:
-        """Is there a believable PDU header at buf[p]? None: need more bytes to tell."""
-        pdu_type = buf[p]
-        avail = len(buf) - p
-        if pdu_type == 0x04:
-            if avail < 12:
-                return None
-            length = _U32.unpack_from(buf, p + 2)[0]
-            pdv_len = _U32.unpack_from(buf, p + 6)[0]
-            return (
-                6 <= length <= MAX_RESYNC_PDATA_LENGTH
-                and 2 <= pdv_len <= length - 4
-                and buf[p + 10] & 1 == 1  # presentation context ids are odd
-                and buf[p + 11] <= 3
-            )
-        if avail < 10:
-            return None
-        if pdu_type <= 2:  # A-ASSOCIATE-RQ/AC
-            if p == 0 and self._at_start and not self._skipped:
-                # The connection's first bytes: believed as stream detection believes
-                # them (streams/detect.py), any legal length and protocol version.
-                return plausible_associate_header(buf, 0, MAX_ASSOCIATE_PDU_LENGTH, True)
-            # PS3.8 sends the reserved field after the version as 0 but says not to test
-            # it; a scan through arbitrary bytes wants that extra evidence all the same.
-            return (
-                plausible_associate_header(buf, p, self.max_association_pdu_bytes)
-                and buf[p + 8 : p + 10] == b"\x00\x00"
-            )
-        length = _U32.unpack_from(buf, p + 2)[0]
-        if length != 4:
-            return False
-        if pdu_type == 0x03:
-            return buf[p + 6] == 0 and buf[p + 7] in (1, 2) and buf[p + 8] in (1, 2, 3)
-        if pdu_type == 0x07:
-            return (
-                buf[p + 6] == 0 and buf[p + 7] == 0 and buf[p + 8] in (0, 1, 2) and buf[p + 9] <= 6
-            )
-        return buf[p + 6 : p + 10] == b"\x00\x00\x00\x00"  # A-RELEASE-RQ/RP
-
-
-def plausible_associate_header(
-    buf: bytes, p: int, max_length: int, any_version: bool = False
-) -> bool:
-    """Is ``buf[p:p+10]`` (the caller checked there are 10 bytes) a believable start of an
-    A-ASSOCIATE-RQ/AC? Reserved byte 0, a PDU length from the fixed fields up to
-    ``max_length``, protocol version 1 (PS3.8 9.3.2). The PDU type is the caller's test.
-
-    ``any_version``: any protocol version is believed (a connection's first bytes: an RQ
-    of another version is still DICOM, and the acceptor answers it with an A-ASSOCIATE-RJ
-    "protocol-version-not-supported"; a resync scan through arbitrary bytes wants the
-    version as extra evidence). The framer's resync scan and stream detection
-    (dicomsniffd/streams/detect.py) both ask this; each passes its own bounds (see there).
-    """
-    return (
-        buf[p + 1] == 0
-        and FIXED_ASSOCIATE_LENGTH <= _U32.unpack_from(buf, p + 2)[0] <= max_length
-        and (any_version or buf[p + 6 : p + 8] == b"\x00\x01")
-    )
