@@ -85,12 +85,6 @@ def _text(value: bytes) -> str:
     return value.decode("latin-1").strip(" \x00")
 
 
-def _us(value: bytes, tag: int) -> int:
-    if len(value) != 2:
-        raise CommandSetError(f"element (0000,{tag:04X}) has length {len(value)}, expected 2")
-    return _US.unpack(value)[0]
-
-
 # element number -> Command attribute, for the US-valued elements
 _US_FIELDS = {
     0x0100: "command_field",
@@ -104,6 +98,9 @@ _US_FIELDS = {
     0x1022: "failed",
     0x1023: "warning",
 }
+# ... and the slot setter of each (a descriptor call is cheaper than setattr by name:
+# decode_command runs once per DIMSE message, ~6 elements each)
+_US_SETTERS = {elem: getattr(Command, attr).__set__ for elem, attr in _US_FIELDS.items()}
 
 
 def decode_command(data: bytes, *, keep_instance_uids: bool = False) -> Command:
@@ -112,6 +109,8 @@ def decode_command(data: bytes, *, keep_instance_uids: bool = False) -> Command:
     pos = 0
     end = len(data)
     unpack_header = _ELEMENT_HEADER.unpack_from
+    unpack_us = _US.unpack_from
+    us_setters = _US_SETTERS
     while pos < end:
         if end - pos < 8:
             raise CommandSetError("truncated element header")
@@ -121,26 +120,27 @@ def decode_command(data: bytes, *, keep_instance_uids: bool = False) -> Command:
             raise CommandSetError(f"element ({group:04X},{elem:04X}) outside group 0000")
         if length > end - pos:
             raise CommandSetError(f"element (0000,{elem:04X}) length exceeds command set")
-        value = data[pos : pos + length]
-        pos += length
-        attr = _US_FIELDS.get(elem)
-        if attr is not None:
-            setattr(cmd, attr, _us(value, elem))
+        setter = us_setters.get(elem)
+        if setter is not None:  # read in place: no slice of the value
+            if length != 2:
+                raise CommandSetError(f"element (0000,{elem:04X}) has length {length}, expected 2")
+            setter(cmd, unpack_us(data, pos)[0])
         elif elem in (0x0002, 0x0003):  # Affected / Requested SOP Class UID
-            cmd.sop_class_uid = cmd.sop_class_uid or _text(value)
+            cmd.sop_class_uid = cmd.sop_class_uid or _text(data[pos : pos + length])
         elif elem == 0x0600:
-            cmd.move_destination = _text(value)[:16]
+            cmd.move_destination = _text(data[pos : pos + length])[:16]
         elif elem == 0x0902:
-            cmd.error_comment = _text(value)[:ERROR_COMMENT_MAX]
+            cmd.error_comment = _text(data[pos : pos + length])[:ERROR_COMMENT_MAX]
         elif elem == 0x1000:
             if keep_instance_uids:
-                cmd.affected_sop_instance_uid = _text(value)[:64]
+                cmd.affected_sop_instance_uid = _text(data[pos : pos + length])[:64]
         elif elem == 0x1001:
             if keep_instance_uids:
-                cmd.requested_sop_instance_uid = _text(value)[:64]
+                cmd.requested_sop_instance_uid = _text(data[pos : pos + length])[:64]
         elif elem == 0x0000 and length != 4:
             raise CommandSetError("CommandGroupLength is not 4 bytes")
         # anything else in group 0000 is not needed by the monitor: skipped by length
+        pos += length
     if cmd.command_field is None:
         raise CommandSetError("no CommandField")
     return cmd

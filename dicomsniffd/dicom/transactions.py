@@ -70,9 +70,9 @@ class Message:
 
     __slots__ = ("start_ts", "buf", "broken", "command", "txn", "final", "incomplete", "stalls")
 
-    def __init__(self, start_ts: float):
+    def __init__(self, start_ts: float, buf: bytearray | None):
         self.start_ts = start_ts  # first packet of the command
-        self.buf: bytearray | None = bytearray()  # command fragments until decoded
+        self.buf = buf  # command fragments until decoded (None: decoded, or never)
         self.broken = False  # over the cap or a fragment lost: never decoded
         self.command: Command | None = None
         self.txn: Transaction | None = None
@@ -185,31 +185,40 @@ class DimseTransactions:
             for k in [k for k, o in msgs.items() if k[0] == d and k not in (key, other)]:
                 if msgs[k].command is None:
                     del msgs[k]
-        self.collecting[d] = key
-        if m is None:
-            m = msgs[key] = Message(start_ts)
+        if m is None and last and len(data) <= self.max_command_bytes:
+            # The usual case: a whole command set in one PDV. Decoded from the PDV itself:
+            # no buffer, and the message is never stored unless a data set follows.
+            self.collecting[d] = None
+            m = Message(start_ts, None)
             m.stalls, self.pending_stalls[d] = self.pending_stalls[d], None
-        if not m.broken:
-            assert m.buf is not None
-            if len(m.buf) + len(data) > self.max_command_bytes:
-                detail = f"command set over {self.max_command_bytes} bytes"
-                out.append(ProtocolError(ts, self.roles.sender(d), COMMAND_TOO_LARGE, detail))
-                m.broken = True
-                m.buf = None
-            else:
-                m.buf += data
-        if not last:
-            return
-        del msgs[key]
-        self.collecting[d] = None
-        if m.broken or m.buf is None:
-            return
+            command_set = data
+        else:
+            self.collecting[d] = key
+            if m is None:
+                m = msgs[key] = Message(start_ts, bytearray())
+                m.stalls, self.pending_stalls[d] = self.pending_stalls[d], None
+            if not m.broken:
+                assert m.buf is not None
+                if len(m.buf) + len(data) > self.max_command_bytes:
+                    detail = f"command set over {self.max_command_bytes} bytes"
+                    out.append(ProtocolError(ts, self.roles.sender(d), COMMAND_TOO_LARGE, detail))
+                    m.broken = True
+                    m.buf = None
+                else:
+                    m.buf += data
+            if not last:
+                return
+            del msgs[key]
+            self.collecting[d] = None
+            if m.broken or m.buf is None:
+                return
+            command_set = bytes(m.buf)
+            m.buf = None
         try:
-            cmd = decode_command(bytes(m.buf), keep_instance_uids=self.keep_instance_uids)
+            cmd = decode_command(command_set, keep_instance_uids=self.keep_instance_uids)
         except CommandSetError as exc:
             out.append(ProtocolError(ts, self.roles.sender(d), BAD_COMMAND_SET, str(exc)))
             return
-        m.buf = None
         m.command = cmd
         if cmd.has_dataset:
             msgs[key] = m
