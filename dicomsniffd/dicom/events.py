@@ -8,7 +8,7 @@ never decodes datasets, so nothing here can hold patient data.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 
 REQUESTOR = "requestor"
 ACCEPTOR = "acceptor"
@@ -270,3 +270,48 @@ Event = (
     | Stalled
     | ProtocolViolation
 )
+
+
+def _slot_setting_init(cls: type) -> None:
+    """Give the frozen dataclass ``cls`` an ``__init__`` with the same signature that sets
+    each slot through the slot's own descriptor instead of ``object.__setattr__`` by name
+    (what dataclasses generates for frozen classes): the same object, built ~40 % faster.
+    Events are made per message and per association (a DimseTransaction has 31 fields):
+    on short associations their construction was ~4 % of the packet loop (py-spy)."""
+    params, body, namespace = [], [], {}
+    for f in fields(cls):
+        assert f.default_factory is MISSING  # none here: defaults are shared constants
+        namespace[f"_set_{f.name}"] = cls.__dict__[f.name].__set__
+        if f.default is MISSING:
+            params.append(f.name)
+        else:
+            namespace[f"_default_{f.name}"] = f.default
+            params.append(f"{f.name}=_default_{f.name}")
+        body.append(f"    _set_{f.name}(self, {f.name})")
+    source = f"def __init__(self, {', '.join(params)}):\n" + "\n".join(body) + "\n"
+    exec(source, namespace)  # noqa: S102 - generated from the field names, like dataclasses
+    init = namespace["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    cls.__init__ = init  # type: ignore[misc]
+
+
+for _cls in (
+    PresentationContext,
+    RoleSelection,
+    UserInformation,
+    AssociationRequested,
+    AssociationAccepted,
+    AssociationRejected,
+    ReleaseRequested,
+    ReleaseReplied,
+    Aborted,
+    AssociationEnded,
+    DimseRequestSeen,
+    DimseResponseSeen,
+    DimseTransaction,
+    ProtocolError,
+    Resynchronised,
+    Stalled,
+    ProtocolViolation,
+):
+    _slot_setting_init(_cls)
