@@ -55,7 +55,9 @@ class Association:
         self.abort: dict[str, str] | None = None
         self.end: str | None = None
         self.duration: float | None = None
-        self.contexts: list[PresentationContext] = []
+        # the event's tuple itself (memoised by the core, shared by the associations that
+        # negotiated the same): read only
+        self.contexts: tuple[PresentationContext, ...] = ()
         self.implementation_class_uid = ""
         self.implementation_version_name = ""
         self.dimse: dict[str, dict[str, int]] = {}
@@ -135,7 +137,7 @@ class Association:
             "end": self.end,
             "reject": self.reject,
             "abort": self.abort,
-            "presentation_contexts": [_context_dict(pc) for pc in self.contexts],
+            "presentation_contexts": _context_dicts(self.contexts),
             "implementation_class_uid": self.implementation_class_uid,
             "implementation_version_name": self.implementation_version_name,
             "dimse": {cmd: dict(statuses) for cmd, statuses in self.dimse.items()},
@@ -228,6 +230,26 @@ class AssociationTotals:
             "cut_short": self.cut_short,
             "with_gaps": self.with_gaps,
         }
+
+
+# id(contexts tuple) -> (the tuple, its _context_dict list). The core hands the same
+# (frozen) tuple to every association that negotiated byte-identical PDUs, and the UID
+# names were most of Association.to_dict on a capture of many short associations. The
+# list is shared by those associations' to_dict: read only (outputs, the report). Bounded;
+# the tuple is kept so its id cannot be reused.
+_CONTEXT_DICTS: dict[int, tuple[tuple, list[dict[str, Any]]]] = {}
+_CONTEXT_DICTS_ENTRIES = 1024
+
+
+def _context_dicts(contexts: tuple[PresentationContext, ...]) -> list[dict[str, Any]]:
+    if type(contexts) is not tuple:  # a list (tests): may change, not memoised
+        return [_context_dict(pc) for pc in contexts]
+    memo = _CONTEXT_DICTS.get(id(contexts))
+    if memo is None or memo[0] is not contexts:
+        if len(_CONTEXT_DICTS) >= _CONTEXT_DICTS_ENTRIES:
+            _CONTEXT_DICTS.clear()
+        memo = _CONTEXT_DICTS[id(contexts)] = (contexts, [_context_dict(pc) for pc in contexts])
+    return memo[1]
 
 
 def _context_dict(pc: PresentationContext) -> dict[str, Any]:

@@ -137,7 +137,9 @@ class Summary(EventSink):
         assoc = self._assocs.get(flow.flow_id)
         if assoc is None:
             assoc = self._assocs[flow.flow_id] = Association(flow)
-        ts = getattr(event, "ts", None) or getattr(event, "request_ts", None)
+        # every event has ``ts`` but the transaction (``request_ts``); a ts of 0 counts
+        # as not known (no getattr with a default: it raises inside for a transaction)
+        ts = event.request_ts if type(event) is DimseTransaction else (event.ts or None)
         assoc.dicom_seen = True
         if ts is not None and (assoc.start_ts is None or ts < assoc.start_ts):
             assoc.start_ts = ts
@@ -200,14 +202,14 @@ class Summary(EventSink):
 
     def _on_requested(self, event: AssociationRequested, assoc: Association) -> None:
         assoc.requested = True
-        assoc.contexts = list(event.presentation_contexts)
+        assoc.contexts = event.presentation_contexts  # a tuple: read, never changed
         assoc.implementation_class_uid = event.user_info.implementation_class_uid
         assoc.implementation_version_name = event.user_info.implementation_version_name
         assoc.requestor_info = event.user_info
 
     def _on_accepted(self, event: AssociationAccepted, assoc: Association) -> None:
         assoc.accepted = True
-        assoc.contexts = list(event.presentation_contexts)  # the RQ proposal with answers
+        assoc.contexts = event.presentation_contexts  # the RQ proposal with answers
         assoc.acceptor_info = event.user_info
         assoc.setup_seconds = event.setup_seconds
         if not assoc.implementation_class_uid:  # RQ not seen: the acceptor's is all we have
