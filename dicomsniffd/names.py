@@ -66,9 +66,21 @@ def context_result(result: int | None) -> str:
     return CONTEXT_RESULTS.get(result, "unknown")
 
 
+# status -> its status_hex text: asked for every response by several sinks, and a network
+# has a handful of statuses (16-bit values: at most 65,536 entries)
+_STATUS_HEX: dict[int, str] = {}
+
+
 def status_hex(status: int | None) -> str:
     """``0xA700`` style (upper-case, 4 digits); "" when there was no response."""
-    return "" if status is None else f"0x{status:04X}"
+    if status is None:
+        return ""
+    text = _STATUS_HEX.get(status)
+    if text is None:
+        text = f"0x{status:04X}"
+        if 0 <= status <= 0xFFFF:
+            _STATUS_HEX[status] = text
+    return text
 
 
 def is_out_of_resources(status: int | None) -> bool:

@@ -319,7 +319,10 @@ class StallTime:
         """One answered transaction: its duration and ``DimseTransaction.stalls``."""
         if duration is None:
             return
-        time = self.time.setdefault((*pair, command), [0, 0.0])
+        key = (*pair, command)
+        time = self.time.get(key)
+        if time is None:  # (not setdefault: it would build the list every time)
+            time = self.time[key] = [0, 0.0]
         time[0] += 1
         time[1] += duration
         for sender, cause, count, seconds in stalls:

@@ -261,7 +261,7 @@ class Summary(EventSink):
             pair = (assoc.calling_ae, assoc.called_ae)
             self._stalls.add(pair, event.command, event.duration_seconds, event.stalls)
         command = command_by_role(event.command, event.request_sender == ACCEPTOR)
-        stats = self._command(command)
+        stats = self._commands.get(command) or self._command(command)  # inlined lookup
         if command == "C-MOVE":
             self._moves.move(assoc, event)
         if event.outcome.startswith("unanswered"):
@@ -277,7 +277,7 @@ class Summary(EventSink):
         # the four TIMINGS, unrolled (no zip and tuple per transaction), per command,
         # per AE pair and per command of the AE pair (its row counted by pairs.py)
         samples = stats.buffers
-        pair_timings = self._pair(assoc)
+        pair_timings = self._pairs.get((assoc.calling_ae, assoc.called_ae)) or self._pair(assoc)
         by_pair = pair_timings.buffers
         by_pair_command = record_transaction(pair_timings, event, command)
         seconds = event.request_transfer_seconds
