@@ -10,10 +10,17 @@ dataset PDVs arrive as lengths.
 
 from __future__ import annotations
 
-from .dimse import C_CANCEL, Command, CommandSetError, decode_command, is_final_status, status_class
-from .events import DimseRequestSeen, DimseResponseSeen, DimseTransaction, ProtocolError
+from .dimse import C_CANCEL, Command, CommandSetError, decode_command, status_class
+from .events import (
+    ACCEPTOR,
+    REQUESTOR,
+    DimseRequestSeen,
+    DimseResponseSeen,
+    DimseTransaction,
+    ProtocolError,
+)
 from .problems import BAD_COMMAND_SET, COMMAND_TOO_LARGE, DUPLICATE_MESSAGE_ID, TOO_MANY_PENDING
-from .roles import Roles
+from .roles import CERTAIN, Roles
 
 _COMMAND_SET_START = b"\x00\x00\x00\x00\x04\x00\x00\x00"  # (0000,0000) UL, length 4
 # DimseTransaction.outcome of a request still open when the capture or the daemon stopped
@@ -29,16 +36,21 @@ class Transaction:
         "request_bytes",
         "response_bytes", "pending", "complete", "status", "status_class", "last_ts",
         "instance_uid", "error_comment", "move_destination", "remaining", "completed",
-        "failed", "warning", "done", "stalls",
-        "failed", "warning", "done", "sender",
+        "failed", "warning", "done", "stalls", "sender",
     )  # fmt: skip
 
     def __init__(
-        self, key: tuple, cmd: Command, context_id: int, request_ts: float, sender: str = ""
+        self,
+        key: tuple,
+        cmd: Command,
+        context_id: int,
+        request_ts: float,
+        sender: str = "",
+        command: str = "",
     ):
         self.key = key
         self.sender = sender  # of the request: "requestor", or "acceptor" (C-GET's C-STOREs)
-        self.command = cmd.name
+        self.command = command or cmd.name  # the caller's cmd.name, when it has it
         self.sop_class_uid = cmd.sop_class_uid
         self.context_id = context_id
         self.message_id = cmd.message_id or 0
@@ -220,13 +232,14 @@ class DimseTransactions:
             out.append(ProtocolError(ts, self.roles.sender(d), BAD_COMMAND_SET, str(exc)))
             return
         m.command = cmd
-        if cmd.has_dataset:
+        has_dataset = cmd.has_dataset
+        if has_dataset:
             msgs[key] = m
         if cmd.is_response:
             self._on_response(d, ctx, m, cmd, ts, out)
         else:
             self._on_request(d, ctx, m, cmd, out)
-        if not cmd.has_dataset:
+        if not has_dataset:
             self._message_complete(m, ts, out)
 
     def on_data(self, d: int, item: tuple, ts: float, out: list) -> None:
@@ -265,8 +278,10 @@ class DimseTransactions:
     # -- DIMSE correlation ------------------------------------------------------------------
 
     def _on_request(self, d: int, ctx: int, m: Message, cmd: Command, out: list) -> None:
-        self.roles.learn_from_command(d, cmd)
-        sender = self.roles.sender(d)
+        roles = self.roles
+        if roles.evidence != CERTAIN:  # (the call only when there is something to learn)
+            roles.learn_from_command(d, cmd)
+        sender = REQUESTOR if d == roles.requestor_direction else ACCEPTOR  # roles.sender
         if cmd.command_field == C_CANCEL:
             mid = cmd.message_id_being_responded_to or 0
             out.append(
@@ -278,8 +293,9 @@ class DimseTransactions:
                 ProtocolError(m.start_ts, sender, BAD_COMMAND_SET, "request without MessageID")
             )
             return
+        name = cmd.name
         out.append(
-            DimseRequestSeen(m.start_ts, sender, cmd.name, cmd.sop_class_uid, ctx, cmd.message_id)
+            DimseRequestSeen(m.start_ts, sender, name, cmd.sop_class_uid, ctx, cmd.message_id)
         )
         key = (d, ctx, cmd.message_id)
         txns = self.transactions
@@ -291,16 +307,19 @@ class DimseTransactions:
             detail = f"{self.max_pending} requests open"
             out.append(ProtocolError(m.start_ts, sender, TOO_MANY_PENDING, detail))
             return
-        txn = Transaction(key, cmd, ctx, m.start_ts, sender)
+        txn = Transaction(key, cmd, ctx, m.start_ts, sender, name)
         txns[key] = txn
         m.txn = txn
-        txn.stalls = add_stalls(None, m.stalls)
+        if m.stalls:
+            txn.stalls = add_stalls(None, m.stalls)
 
     def _on_response(
         self, d: int, ctx: int, m: Message, cmd: Command, ts: float, out: list
     ) -> None:
-        self.roles.learn_from_command(d, cmd)
-        sender = self.roles.sender(d)
+        roles = self.roles
+        if roles.evidence != CERTAIN:
+            roles.learn_from_command(d, cmd)
+        sender = REQUESTOR if d == roles.requestor_direction else ACCEPTOR
         mid = cmd.message_id_being_responded_to
         if mid is None or cmd.status is None:
             detail = "response without MessageIDBeingRespondedTo or Status"
@@ -312,7 +331,8 @@ class DimseTransactions:
         if txn is None:  # request not seen (midstream start) or already given up
             return
         m.txn = txn
-        txn.stalls = add_stalls(txn.stalls, m.stalls)
+        if m.stalls:
+            txn.stalls = add_stalls(txn.stalls, m.stalls)
         if txn.response_ts is None:
             txn.response_ts = m.start_ts
         txn.last_ts = ts
@@ -320,11 +340,16 @@ class DimseTransactions:
         txn.status_class = cls
         if cmd.error_comment:
             txn.error_comment = cmd.error_comment
-        for name in ("remaining", "completed", "failed", "warning"):
-            value = getattr(cmd, name)
-            if value is not None:
-                setattr(txn, name, value)
-        if is_final_status(cmd.command_field, cmd.status):
+        # the sub-operation counts (C-MOVE/C-GET), spelt out: no getattr/setattr by name
+        if cmd.remaining is not None:
+            txn.remaining = cmd.remaining
+        if cmd.completed is not None:
+            txn.completed = cmd.completed
+        if cmd.failed is not None:
+            txn.failed = cmd.failed
+        if cmd.warning is not None:
+            txn.warning = cmd.warning
+        if cls != "pending":  # is_final_status(cmd.command_field, cmd.status), known here
             m.final = True
             txn.final_response_ts = m.start_ts
         else:
@@ -357,6 +382,14 @@ class DimseTransactions:
         # an in-flight request was not answered *yet*: its class says so, not "unanswered"
         unanswered = "in-flight" if outcome == IN_FLIGHT else "unanswered"
         req_done = txn.request_complete_ts
+        rsp_ts, rsp_done, final_ts = (
+            txn.response_ts,
+            txn.response_complete_ts,
+            txn.final_response_ts,
+        )
+        stalls = txn.stalls
+        # delta() and stall_tuple() spelt out below (five calls per transaction); request_ts
+        # is always known
         out.append(
             DimseTransaction(
                 command=txn.command,
@@ -368,11 +401,13 @@ class DimseTransactions:
                 outcome=outcome,
                 request_ts=txn.request_ts,
                 request_complete_ts=req_done,
-                response_ts=txn.response_ts,
-                response_complete_ts=txn.response_complete_ts,
-                request_transfer_seconds=delta(txn.request_ts, req_done),
-                response_latency_seconds=delta(req_done, txn.response_ts),
-                duration_seconds=delta(txn.request_ts, txn.response_complete_ts),
+                response_ts=rsp_ts,
+                response_complete_ts=rsp_done,
+                request_transfer_seconds=None if req_done is None else req_done - txn.request_ts,
+                response_latency_seconds=(
+                    None if req_done is None or rsp_ts is None else rsp_ts - req_done
+                ),
+                duration_seconds=None if rsp_done is None else rsp_done - txn.request_ts,
                 request_dataset_bytes=txn.request_bytes,
                 response_dataset_bytes=txn.response_bytes,
                 pending_responses=txn.pending,
@@ -384,10 +419,12 @@ class DimseTransactions:
                 suboperations_completed=txn.completed,
                 suboperations_failed=txn.failed,
                 suboperations_warning=txn.warning,
-                stall_seconds=sum(v[1] for v in txn.stalls.values()) if txn.stalls else 0.0,
-                stalls=stall_tuple(txn.stalls),
-                final_response_ts=txn.final_response_ts,
-                response_transfer_seconds=delta(txn.final_response_ts, txn.response_complete_ts),
+                stall_seconds=sum(v[1] for v in stalls.values()) if stalls else 0.0,
+                stalls=stall_tuple(stalls) if stalls else (),
+                final_response_ts=final_ts,
+                response_transfer_seconds=(
+                    None if final_ts is None or rsp_done is None else rsp_done - final_ts
+                ),
                 request_sender=txn.sender,
             )
         )
