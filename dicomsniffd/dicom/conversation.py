@@ -164,12 +164,13 @@ class DicomConversation:
         Either the peer never answered or, far more often on a mirror port, only one
         direction is mirrored: the numbers of this association are then one-sided.
         """
-        heard = [
-            f.synced or f.pdata_bytes > 0 or self.missed_bytes[d] > 0
-            for d, f in enumerate(self._framers)
-        ]
-        if heard[0] != heard[1] and self.dicom_seen:
-            return 0 if not heard[0] else 1
+        # (asked once per connection at its end: both directions spelt out, no list)
+        f0, f1 = self._framers
+        missed = self.missed_bytes
+        heard0 = f0.synced or f0.pdata_bytes > 0 or missed[0] > 0
+        heard1 = f1.synced or f1.pdata_bytes > 0 or missed[1] > 0
+        if heard0 != heard1 and (f0.synced or f1.synced):  # self.dicom_seen
+            return 0 if not heard0 else 1
         return None
 
     # -- public API ---------------------------------------------------------------------
@@ -287,11 +288,12 @@ class DicomConversation:
         try:
             for framer in self._framers:
                 framer.kill()
-            self._dimse.end(out, capture_ended=self._end_how(how) == "capture-ended")
+            end_how = self._end_how(how)
+            self._dimse.end(out, capture_ended=end_how == "capture-ended")
             if self.dicom_seen:
                 end = AssociationEnded(
                     ts,
-                    self._end_how(how),
+                    end_how,
                     delta(self._rq_ts, ts),
                     stall_tuple(self._stalls),
                     self._command_with_dataset(),
@@ -302,6 +304,9 @@ class DicomConversation:
         return out
 
     def _command_with_dataset(self) -> tuple[tuple[str, int], ...]:
+        f0, f1 = self._framers
+        if not (f0.command_with_dataset or f1.command_with_dataset):
+            return ()  # the usual answer, without the generator
         return tuple(
             (self.roles.sender(d), framer.command_with_dataset)
             for d, framer in enumerate(self._framers)

@@ -10,6 +10,8 @@ writes them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 from dicomsniffd.dicom.events import ACCEPTOR, REQUESTOR, PresentationContext, UserInformation
@@ -24,6 +26,10 @@ TIMINGS = ("request_transfer_ms", "response_latency_ms", "response_transfer_ms",
 def sender_counts() -> dict[str, int]:
     """A fresh ``{requestor: 0, acceptor: 0}`` counter."""
     return {REQUESTOR: 0, ACCEPTOR: 0}
+
+
+# The TCP event counts of an association that had none (read only: see Association)
+NO_TCP_EVENTS: Mapping[str, int] = MappingProxyType({REQUESTOR: 0, ACCEPTOR: 0})
 
 
 class Association:
@@ -66,9 +72,11 @@ class Association:
         # sender_counts(), written out: four calls less per association
         self.pdata = {REQUESTOR: 0, ACCEPTOR: 0}
         self.missed = 0
-        self.retransmissions = {REQUESTOR: 0, ACCEPTOR: 0}
-        self.zero_windows = {REQUESTOR: 0, ACCEPTOR: 0}
-        self.resets = {REQUESTOR: 0, ACCEPTOR: 0}
+        # TCP events per sender: most associations have none, so they share one read-only
+        # zero count until the first (Summary.tcp_event gives them their own dict)
+        self.retransmissions: Mapping[str, int] = NO_TCP_EVENTS
+        self.zero_windows: Mapping[str, int] = NO_TCP_EVENTS
+        self.resets: Mapping[str, int] = NO_TCP_EVENTS
         self.protocol_errors = 0  # ProtocolError and Resynchronised events on this flow
         # the RQ's and the AC's user information: the decoded (frozen, memoised) object
         # itself, shared by every association that sent the same PDU; turned into
@@ -153,15 +161,34 @@ class Association:
         }
 
 
+# id(contexts tuple) -> (the tuple, its refused_contexts answer): asked once per association
+# (the summary's totals), the same for every association of the same negotiation (see
+# _CONTEXT_DICTS). The answer is shared: read only.
+_REFUSED: dict[int, tuple[tuple, tuple[bool, dict[str, tuple[set[str], str]]]]] = {}
+
+
 def refused_contexts(a: Association) -> tuple[bool, dict[str, tuple[set[str], str]]]:
     """(no context accepted at all, {abstract syntax: (proposed transfer syntax names,
     result)} of the SOP classes the SCP refused on every context proposing them), for an
     accepted association whose answer was seen; ``(False, {})`` otherwise."""
     if not a.accepted or not a.contexts:
         return False, {}
-    accepted_syntaxes = {pc.abstract_syntax for pc in a.contexts if pc.result == 0}
+    contexts = a.contexts
+    if type(contexts) is not tuple:  # a list (tests): may change, not memoised
+        return _refused(contexts)
+    memo = _REFUSED.get(id(contexts))
+    if memo is None or memo[0] is not contexts:
+        if len(_REFUSED) >= _CONTEXT_DICTS_ENTRIES:
+            _REFUSED.clear()
+        memo = _REFUSED[id(contexts)] = (contexts, _refused(contexts))
+    return memo[1]
+
+
+def _refused(contexts: Sequence[PresentationContext]) -> tuple[bool, dict[str, Any]]:
+    """refused_contexts of an accepted association's (non-empty) ``contexts``."""
+    accepted_syntaxes = {pc.abstract_syntax for pc in contexts if pc.result == 0}
     refused: dict[str, tuple[set[str], str]] = {}
-    for pc in a.contexts:
+    for pc in contexts:
         if pc.result in (3, 4) and pc.abstract_syntax not in accepted_syntaxes:
             names, _ = refused.get(pc.abstract_syntax, (set(), ""))
             names.update(uid_display_name(ts) for ts in pc.transfer_syntaxes)
@@ -193,14 +220,23 @@ class AssociationTotals:
         # (calling, called) -> its associations' HEALTH counts (compare reads them)
         self.health: dict[tuple[str, str], dict[str, int]] = {}
 
-    def add(self, a: Association, problem: bool, refused: tuple[bool, dict[str, Any]]) -> None:
-        """Count one association (``refused``: its ``refused_contexts``)."""
+    def add(
+        self,
+        a: Association,
+        problem: bool,
+        refused: tuple[bool, dict[str, Any]],
+        fields: dict[str, Any] | None = None,
+    ) -> None:
+        """Count one association (``refused``: its ``refused_contexts``; ``fields``: its
+        ``problem_fields``, when the caller has them: their sums are not done again)."""
+        if fields is None:
+            fields = a.problem_fields()
         self.associations += 1
         self.problems += problem
-        outcome = a.outcome
+        outcome = fields["outcome"]
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
         self.aborted += a.abort is not None
-        self.reset += a.reset_seen
+        self.reset += a.end == "reset" or fields["resets"] > 0  # a.reset_seen
         self.cut_short += a.cut_short
         self.with_gaps += a.missed > 0
         if a.reject is not None:
@@ -216,9 +252,9 @@ class AssociationTotals:
             health = self.health[pair] = dict.fromkeys(self.HEALTH, 0)
         health["rejected"] += a.reject is not None
         health["aborted"] += a.abort is not None
-        health["retransmissions"] += sum(a.retransmissions.values())
-        health["zero_windows"] += sum(a.zero_windows.values())
-        health["resets"] += sum(a.resets.values())
+        health["retransmissions"] += fields["retransmissions"]
+        health["zero_windows"] += fields["zero_windows"]
+        health["resets"] += fields["resets"]
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -42,8 +42,9 @@ class KeptAssociations:
         if not (a.dicom_seen or any(a.pdata.values())):
             return  # a connection without DICOM: not an association
         refused = refused_contexts(a)
-        score = problem_score(a.problem_fields(), a.protocol_errors)
-        self.totals.add(a, score > 0, refused)
+        fields = a.problem_fields()
+        score = problem_score(fields, a.protocol_errors)
+        self.totals.add(a, score > 0, refused, fields)
         self._seq += 1
         if score or refused[1]:
             self._keep_problem((score * 2 + bool(refused[1]), -self._seq, a))

@@ -32,7 +32,13 @@ from dicomsniffd.dicom.events import (
 from dicomsniffd.dicom.problems import RESYNC
 from dicomsniffd.dicom.transactions import IN_FLIGHT
 from dicomsniffd.findings import Collected, evaluate
-from dicomsniffd.findings.facts import Association, Command, StallTime, sender_counts
+from dicomsniffd.findings.facts import (
+    NO_TCP_EVENTS,
+    Association,
+    Command,
+    StallTime,
+    sender_counts,
+)
 from dicomsniffd.findings.quantiles import Distribution, percentiles
 from dicomsniffd.names import command_by_role, is_out_of_resources, status_hex
 from dicomsniffd.sinks.dispatch import EventSink
@@ -164,7 +170,11 @@ class Summary(EventSink):
         if field == "retransmissions" and value:  # flows.state.LOST_BEFORE
             before = self._tcp["lost_before_capture"]
             before[sender] = before.get(sender, 0) + 1
-        per_assoc = getattr(self._assoc(flow), field)
+        assoc = self._assoc(flow)
+        per_assoc = getattr(assoc, field)
+        if per_assoc is NO_TCP_EVENTS:  # the association's first of this kind
+            per_assoc = {REQUESTOR: 0, ACCEPTOR: 0}
+            setattr(assoc, field, per_assoc)
         per_assoc[sender] = per_assoc.get(sender, 0) + 1
 
     def add_bytes(self, kind: str, sender: str, nbytes: int, flow: Any) -> None:
