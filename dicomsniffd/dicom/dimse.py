@@ -33,7 +33,6 @@ C_CANCEL = 0x0FFF
 ERROR_COMMENT_MAX = 64  # ErrorComment is LO: 64 characters at most
 
 _ELEMENT_HEADER = struct.Struct("<HHI")
-_US = struct.Struct("<H")
 _UL = struct.Struct("<I")
 
 
@@ -103,30 +102,52 @@ _US_FIELDS = {
 _US_SETTERS = {elem: getattr(Command, attr).__set__ for elem, attr in _US_FIELDS.items()}
 
 
+# An element header with the US value that follows it when the element is a US one: one
+# unpack for both (every US element has its 2 value bytes, so 10 bytes are there).
+_ELEMENT_HEADER_US = struct.Struct("<HHIH")
+# SOP Class UID value bytes -> text: a network has few SOP classes, each repeated in every
+# command of its service (bounded: the values come off the network)
+_SOP_CLASS_TEXT: dict[bytes, str] = {}
+_SOP_CLASS_TEXT_ENTRIES = 1024
+
+
 def decode_command(data: bytes, *, keep_instance_uids: bool = False) -> Command:
     """Decode an Implicit VR LE group 0000 command set; raise CommandSetError if malformed."""
     cmd = Command()
     pos = 0
     end = len(data)
     unpack_header = _ELEMENT_HEADER.unpack_from
-    unpack_us = _US.unpack_from
+    unpack_header_us = _ELEMENT_HEADER_US.unpack_from
     us_setters = _US_SETTERS
     while pos < end:
-        if end - pos < 8:
+        if end - pos >= 10:
+            group, elem, length, us = unpack_header_us(data, pos)
+        elif end - pos >= 8:
+            group, elem, length = unpack_header(data, pos)
+        else:
             raise CommandSetError("truncated element header")
-        group, elem, length = unpack_header(data, pos)
         pos += 8
         if group != 0x0000:
             raise CommandSetError(f"element ({group:04X},{elem:04X}) outside group 0000")
         if length > end - pos:
             raise CommandSetError(f"element (0000,{elem:04X}) length exceeds command set")
         setter = us_setters.get(elem)
-        if setter is not None:  # read in place: no slice of the value
+        if setter is not None:  # its value came with the header: no slice
             if length != 2:
                 raise CommandSetError(f"element (0000,{elem:04X}) has length {length}, expected 2")
-            setter(cmd, unpack_us(data, pos)[0])
+            setter(cmd, us)
+        elif elem == 0x0000:  # CommandGroupLength, the first element of every command
+            if length != 4:
+                raise CommandSetError("CommandGroupLength is not 4 bytes")
         elif elem in (0x0002, 0x0003):  # Affected / Requested SOP Class UID
-            cmd.sop_class_uid = cmd.sop_class_uid or _text(data[pos : pos + length])
+            if not cmd.sop_class_uid:
+                value = data[pos : pos + length]
+                uid = _SOP_CLASS_TEXT.get(value)
+                if uid is None:
+                    uid = _text(value)
+                    if len(_SOP_CLASS_TEXT) < _SOP_CLASS_TEXT_ENTRIES:
+                        _SOP_CLASS_TEXT[value] = uid
+                cmd.sop_class_uid = uid
         elif elem == 0x0600:
             cmd.move_destination = _text(data[pos : pos + length])[:16]
         elif elem == 0x0902:
@@ -134,11 +155,8 @@ def decode_command(data: bytes, *, keep_instance_uids: bool = False) -> Command:
         elif elem == 0x1000:
             if keep_instance_uids:
                 cmd.affected_sop_instance_uid = _text(data[pos : pos + length])[:64]
-        elif elem == 0x1001:
-            if keep_instance_uids:
-                cmd.requested_sop_instance_uid = _text(data[pos : pos + length])[:64]
-        elif elem == 0x0000 and length != 4:
-            raise CommandSetError("CommandGroupLength is not 4 bytes")
+        elif elem == 0x1001 and keep_instance_uids:
+            cmd.requested_sop_instance_uid = _text(data[pos : pos + length])[:64]
         # anything else in group 0000 is not needed by the monitor: skipped by length
         pos += length
     if cmd.command_field is None:

@@ -388,44 +388,45 @@ class DimseTransactions:
             txn.final_response_ts,
         )
         stalls = txn.stalls
-        # delta() and stall_tuple() spelt out below (five calls per transaction); request_ts
-        # is always known
+        request_ts = txn.request_ts
+        transfer = None if req_done is None else req_done - request_ts
+        latency = None if req_done is None or rsp_ts is None else rsp_ts - req_done
+        response_transfer = None if final_ts is None or rsp_done is None else rsp_done - final_ts
+        # Positional, in DimseTransaction's field order (each line names its field): with
+        # 30 keyword arguments, matching the names cost as much as building the event.
+        # delta() and stall_tuple() are spelt out (request_ts is always known).
         out.append(
             DimseTransaction(
-                command=txn.command,
-                sop_class_uid=txn.sop_class_uid,
-                context_id=txn.context_id,
-                message_id=txn.message_id,
-                status=txn.status if answered else None,
-                status_class=txn.status_class if answered else unanswered,
-                outcome=outcome,
-                request_ts=txn.request_ts,
-                request_complete_ts=req_done,
-                response_ts=rsp_ts,
-                response_complete_ts=rsp_done,
-                request_transfer_seconds=None if req_done is None else req_done - txn.request_ts,
-                response_latency_seconds=(
-                    None if req_done is None or rsp_ts is None else rsp_ts - req_done
-                ),
-                duration_seconds=None if rsp_done is None else rsp_done - txn.request_ts,
-                request_dataset_bytes=txn.request_bytes,
-                response_dataset_bytes=txn.response_bytes,
-                pending_responses=txn.pending,
-                complete=txn.complete,
-                affected_sop_instance_uid=txn.instance_uid,
-                error_comment=txn.error_comment,
-                move_destination=txn.move_destination,
-                suboperations_remaining=txn.remaining,
-                suboperations_completed=txn.completed,
-                suboperations_failed=txn.failed,
-                suboperations_warning=txn.warning,
-                stall_seconds=sum(v[1] for v in stalls.values()) if stalls else 0.0,
-                stalls=stall_tuple(stalls) if stalls else (),
-                final_response_ts=final_ts,
-                response_transfer_seconds=(
-                    None if final_ts is None or rsp_done is None else rsp_done - final_ts
-                ),
-                request_sender=txn.sender,
+                txn.command,  # command
+                txn.sop_class_uid,  # sop_class_uid
+                txn.context_id,  # context_id
+                txn.message_id,  # message_id
+                txn.status if answered else None,  # status
+                txn.status_class if answered else unanswered,  # status_class
+                outcome,  # outcome
+                request_ts,  # request_ts
+                req_done,  # request_complete_ts
+                rsp_ts,  # response_ts
+                rsp_done,  # response_complete_ts
+                transfer,  # request_transfer_seconds
+                latency,  # response_latency_seconds
+                None if rsp_done is None else rsp_done - request_ts,  # duration_seconds
+                txn.request_bytes,  # request_dataset_bytes
+                txn.response_bytes,  # response_dataset_bytes
+                txn.pending,  # pending_responses
+                txn.complete,  # complete
+                txn.instance_uid,  # affected_sop_instance_uid
+                txn.error_comment,  # error_comment
+                txn.move_destination,  # move_destination
+                txn.remaining,  # suboperations_remaining
+                txn.completed,  # suboperations_completed
+                txn.failed,  # suboperations_failed
+                txn.warning,  # suboperations_warning
+                sum(v[1] for v in stalls.values()) if stalls else 0.0,  # stall_seconds
+                stall_tuple(stalls) if stalls else (),  # stalls
+                final_ts,  # final_response_ts
+                response_transfer,  # response_transfer_seconds
+                txn.sender,  # request_sender
             )
         )
 
