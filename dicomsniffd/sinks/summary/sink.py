@@ -247,9 +247,9 @@ class Summary(EventSink):
     def _on_request(self, event: DimseRequestSeen, assoc: Association) -> None:
         assoc.requests += 1
         command = command_by_role(event.command, event.sender == ACCEPTOR)
-        self._command(command).requests += 1
+        (self._commands.get(command) or self._command(command)).requests += 1  # inlined lookup
         if command == "C-STORE":
-            self._pair(assoc).objects += 1
+            (self._pairs.get((assoc.calling_ae, assoc.called_ae)) or self._pair(assoc)).objects += 1
             assoc.stores += 1
             self._moves.store_request(assoc.flow_id, event.ts)
 
@@ -259,7 +259,7 @@ class Summary(EventSink):
         command = command_by_role(event.command, event.sender == REQUESTOR)
         statuses = assoc.dimse.setdefault(command, {})
         statuses[status] = statuses.get(status, 0) + 1
-        responses = self._command(command).responses
+        responses = (self._commands.get(command) or self._command(command)).responses
         responses[status] = responses.get(status, 0) + 1
         if event.status_class == "failure" or is_out_of_resources(event.status):
             key = (command, event.status, assoc.calling_ae, assoc.called_ae)
