@@ -71,7 +71,6 @@ class DicomConversation:
         "_dimse",
         "_on_data",
         "_on_cmd_fragment",
-        "_on_lost",
         "_acse",
         "_rq_ts",
         "_rq_contexts",
@@ -123,10 +122,10 @@ class DicomConversation:
         self._dimse = dimse = DimseTransactions(
             self.roles, max_command_bytes, keep_instance_uids, transaction_timeout, max_pending
         )
-        # Bound once: _handle calls these per PDV, at the cost of a method lookup.
+        # Bound once: _handle calls these per PDV, at the cost of a method lookup (not
+        # on_lost: rare, and one object less per connection).
         self._on_data = dimse.on_data
         self._on_cmd_fragment = dimse.on_command_fragment
-        self._on_lost = dimse.on_lost
         self._acse = associate_decoder if associate_decoder is not None else acse.AssociateDecoder()
         self._rq_ts: float | None = None
         self._rq_contexts: tuple[PresentationContext, ...] = ()
@@ -134,7 +133,7 @@ class DicomConversation:
         self._release_rp = False
         self._aborted = False
         self._closed = False
-        self._exceptions = [0, 0]
+        self._exceptions: list[int] | None = None  # per direction, made at the first
         self._stalls: dict | None = None  # (sender, cause) -> [count, seconds]
         # DESIGN §4b checks; the negotiation memo is shared like the decode memo
         self._conformance = Conformance(self._framers, self.roles, self._acse.negotiations)
@@ -362,7 +361,7 @@ class DicomConversation:
                 elif kind == PARTIAL:
                     self._on_partial_associate(d, item[1], item[2], item[3], ts, out)
                 elif kind == LOST:
-                    self._on_lost(d, item[1])
+                    self._dimse.on_lost(d, item[1])
                     self._conformance.on_lost(d)
                 elif kind == RESYNC:
                     out.append(Resynchronised(ts, self.roles.sender(d), item[1]))
@@ -385,6 +384,8 @@ class DicomConversation:
             out.append(ProtocolError(ts, "", PARSER_EXCEPTION, type(exc).__name__))
             return out
         out.append(ProtocolError(ts, self.roles.sender(d), PARSER_EXCEPTION, type(exc).__name__))
+        if self._exceptions is None:
+            self._exceptions = [0, 0]
         self._exceptions[d] += 1
         framer = self._framers[d]
         if self._exceptions[d] >= MAX_EXCEPTIONS_PER_DIRECTION:

@@ -136,7 +136,8 @@ class DimseTransactions:
         self.in_gap = False
         # Stalls inside a P-DATA-TF before its command was decoded, per direction: they
         # belong to the next message of that direction (a response split after its headers).
-        self.pending_stalls: list[dict | None] = [None, None]
+        # (None until the first such stall: most connections never have one)
+        self.pending_stalls: list[dict | None] | None = None
 
     # -- the conversation's calls ---------------------------------------------------------
 
@@ -202,13 +203,15 @@ class DimseTransactions:
             # no buffer, and the message is never stored unless a data set follows.
             self.collecting[d] = None
             m = Message(start_ts, None)
-            m.stalls, self.pending_stalls[d] = self.pending_stalls[d], None
+            if self.pending_stalls is not None:
+                self._take_pending_stalls(d, m)
             command_set = data
         else:
             self.collecting[d] = key
             if m is None:
                 m = msgs[key] = Message(start_ts, bytearray())
-                m.stalls, self.pending_stalls[d] = self.pending_stalls[d], None
+                if self.pending_stalls is not None:
+                    self._take_pending_stalls(d, m)
             if not m.broken:
                 assert m.buf is not None
                 if len(m.buf) + len(data) > self.max_command_bytes:
@@ -241,6 +244,12 @@ class DimseTransactions:
             self._on_request(d, ctx, m, cmd, out)
         if not has_dataset:
             self._message_complete(m, ts, out)
+
+    def _take_pending_stalls(self, d: int, m: Message) -> None:
+        """A new message of ``d`` owns the stalls seen before its command was decoded."""
+        pending = self.pending_stalls
+        assert pending is not None
+        m.stalls, pending[d] = pending[d], None
 
     def on_data(self, d: int, item: tuple, ts: float, out: list) -> None:
         _, ctx, last, nbytes, _start_ts, missed = item
@@ -459,6 +468,8 @@ class DimseTransactions:
         if m is None:
             m = next((v for k, v in self.messages.items() if k[0] == d), None)
         if m is None:
+            if self.pending_stalls is None:
+                self.pending_stalls = [None, None]
             self.pending_stalls[d] = add_stalls(self.pending_stalls[d], one)
         elif m.txn is not None:
             m.txn.stalls = add_stalls(m.txn.stalls, one)
