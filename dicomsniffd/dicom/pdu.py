@@ -246,6 +246,23 @@ class PduFramer(HeaderChecks, ChainedPdvs, ResyncScan):
                     pdu_type, _reserved, length = _HEADER.unpack_from(data, pos)
                     pos += 6
                     self._pdu_ts = ts
+                    if (
+                        pdu_type != 0x04
+                        and 0 < length <= min(n - pos, self.max_association_pdu_bytes)
+                        and 1 <= pdu_type <= 7
+                    ):
+                        # ... and the whole association PDU too: what _on_pdu_header and
+                        # the buffered step below do for it, in one step
+                        self.synced = True
+                        self._pdu_type = pdu_type
+                        end = pos + length
+                        out.append((PDU, pdu_type, bytes(data[pos:end]), ts))
+                        pos = end
+                        if pdu_type in _STATE_CHANGING:  # the rest after the conversation
+                            if pos < n:
+                                self.pending = bytes(data[pos:])
+                            break
+                        continue
                     self._on_pdu_header(out, ts, pdu_type, length)
                     continue
                 if not hdr:
