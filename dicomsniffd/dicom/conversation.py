@@ -108,15 +108,9 @@ class DicomConversation:
         self.called_ae = "unknown"
         self.missed_bytes = [0, 0]
         self.roles = Roles(requestor_direction)
-        self._framers = (
-            PduFramer(
-                max_command_bytes=max_command_bytes,
-                max_association_pdu_bytes=max_association_pdu_bytes,
-            ),
-            PduFramer(
-                max_command_bytes=max_command_bytes,
-                max_association_pdu_bytes=max_association_pdu_bytes,
-            ),
+        self._framers = (  # positional, as DimseTransactions below
+            PduFramer(max_command_bytes, max_association_pdu_bytes),
+            PduFramer(max_command_bytes, max_association_pdu_bytes),
         )
         # positional: one per connection, and keyword calls cost (many-flows benchmark)
         self._dimse = dimse = DimseTransactions(

@@ -103,7 +103,9 @@ class PduFramer(HeaderChecks, ChainedPdvs, ResyncScan):
         "command_with_dataset",
     )
 
-    def __init__(self, *, max_command_bytes: int = 65536, max_association_pdu_bytes: int = 65536):
+    def __init__(self, max_command_bytes: int = 65536, max_association_pdu_bytes: int = 65536):
+        # (positional too: the conversation makes two per connection, and keyword calls
+        # cost ~1 k instructions each)
         self.skip = 0  # bytes left in the current skipping state (hot path counter)
         self.pdata_bytes = 0  # P-DATA-TF bytes seen (headers included), gaps excluded
         self.max_command_bytes = max_command_bytes
