@@ -43,7 +43,7 @@ class Association:
         "contexts", "implementation_class_uid", "implementation_version_name", "dimse",
         "requests", "unanswered", "pdata", "missed", "retransmissions", "zero_windows",
         "resets", "protocol_errors", "requestor_info", "acceptor_info", "setup_seconds", "stores",
-        "busy_seconds", "first_error", "command_with_dataset", "in_flight",
+        "busy_seconds", "first_error", "command_with_dataset", "in_flight", "first_store_ts",
     )  # fmt: skip
 
     def __init__(self, flow: Any) -> None:
@@ -91,6 +91,8 @@ class Association:
         # AssociationEnded.command_with_dataset: ((sender, messages), ...)
         self.command_with_dataset: tuple[tuple[str, int], ...] = ()
         self.in_flight = 0  # requests still open when the capture (or the daemon) stopped
+        # the first C-STORE-RQ seen: a C-MOVE sub-association's first store (moves.py)
+        self.first_store_ts: float | None = None
 
     @property
     def outcome(self) -> str:

@@ -22,16 +22,11 @@ MAX_MOVES = 1_000  # C-MOVEs kept (a query/retrieve gateway makes many): the res
 class MoveLinks:
     """Filled by the ``Summary`` sink while the capture replays; ``link`` at the end."""
 
-    __slots__ = ("moves", "dropped", "first_store_ts")
+    __slots__ = ("moves", "dropped")
 
     def __init__(self) -> None:
         self.moves: list[dict[str, Any]] = []
         self.dropped = 0
-        self.first_store_ts: dict[int, float] = {}  # flow id -> first C-STORE-RQ seen
-
-    def store_request(self, flow_id: int, ts: float) -> None:
-        if flow_id not in self.first_store_ts:
-            self.first_store_ts[flow_id] = ts
 
     def move(self, assoc: Association, event: Any) -> None:
         """A C-MOVE transaction (a ``DimseTransaction``) on ``assoc``."""
@@ -64,14 +59,13 @@ class MoveLinks:
             row = dict(move)
             row["sub_association"] = None
             if sub is not None:
-                first = self.first_store_ts.get(sub.flow_id)
                 row["sub_association"] = {
                     "flow_id": sub.flow_id,
                     "calling_ae": sub.calling_ae,
                     "called_ae": sub.called_ae,
                     "server": sub.server,
                     "opened_after_s": _after(move["request_ts"], sub.start_ts),
-                    "first_store_after_s": _after(move["request_ts"], first),
+                    "first_store_after_s": _after(move["request_ts"], sub.first_store_ts),
                 }
             out.append(row)
         return out

@@ -251,7 +251,8 @@ class Summary(EventSink):
         if command == "C-STORE":
             (self._pairs.get((assoc.calling_ae, assoc.called_ae)) or self._pair(assoc)).objects += 1
             assoc.stores += 1
-            self._moves.store_request(assoc.flow_id, event.ts)
+            if assoc.first_store_ts is None:
+                assoc.first_store_ts = event.ts
 
     def _on_response(self, event: DimseResponseSeen, assoc: Association) -> None:
         status = status_hex(event.status)
