@@ -835,7 +835,14 @@ def test_analyze_capture_cut_mid_transfer_blames_nobody(real_traffic, tmp_path):
     assert a.summary["dimse"]["C-STORE"]["in_flight"] == 1
     blame = {f["code"] for f in a.summary["findings"] if f["severity"] != "info"}
     assert "unanswered" not in blame
-    assert blame <= {f["code"] for f in whole.summary["findings"] if f["severity"] != "info"}
+    extra = blame - {f["code"] for f in whole.summary["findings"] if f["severity"] != "info"}
+    # Retransmissions are graded by their share of the packets: the same few (a loaded CI
+    # box resends a segment now and then) in half the packets may grade info -> warning.
+    # Anything else is blame the cut made up.
+    assert extra <= {"retransmissions"}, extra
+    if extra:
+        lost = [sum(r.summary["tcp"]["retransmissions"].values()) for r in (a, whole)]
+        assert 0 < lost[0] <= lost[1], lost
     assert "capture-ended" in a.findings()
 
 
