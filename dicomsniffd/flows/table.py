@@ -194,7 +194,11 @@ class FlowTable(Handshake, Reassembly, Timers, Leases, Stalls):
         self._halves[_key(flow, 1)] = flow.h1
         self._halves[_key(flow, 0)] = flow.h0
         self._nflows += 1
-        self._schedule(flow)
+        if flags & (SYN | ACK) != SYN:
+            # A bare SYN is scheduled right after by _on_syn (_start_syn: the SYN timeout,
+            # always the earlier deadline): scheduling it for the idle timeout first only
+            # moved it from one wheel bucket to another, once per connection.
+            self._schedule(flow)
         return flow.h0 if client_is_src else flow.h1
 
     def _ignored_fin(self, flow: Flow, h: _Half) -> None:
@@ -344,7 +348,10 @@ class FlowTable(Handshake, Reassembly, Timers, Leases, Stalls):
     def _remove(self, flow: Flow) -> None:
         if flow.state == S_GONE:
             return
-        self._release(flow)
+        if flow.state != S_CLOSED:
+            # A closed flow was released when it closed (_finish, _ignore before
+            # _ignored_fin) and no packet reaches its halves' state since: not again.
+            self._release(flow)
         flow.handler = None
         flow.state = S_GONE
         key, rkey = _key(flow, 0), _key(flow, 1)
