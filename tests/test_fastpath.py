@@ -614,14 +614,14 @@ def test_decode_batch_without_an_owner_keeps_the_limit_for_one_call_only():
     assert super_packets([_bulk(8960)]) == 1
 
 
-# -- decode: shared address and port objects (_fastpath.c, shared_addr/shared_port) -------
+# -- decode: shared address and port objects (_fastpath.c, shared_addr/shared_u16) --------
 
 
 def test_compiled_segments_share_address_and_port_objects_and_equal_python_decode():
     """The compiled decoder hands out one bytes object per address and one int per port
-    while they stay in its direct-mapped caches. More addresses and ports than the caches
-    have slots, so slots are taken over by colliding values: every segment must still
-    equal the Python decoder's, field by field."""
+    (and TCP window) while they stay in its direct-mapped caches. More addresses and
+    ports than the caches have slots, so slots are taken over by colliding values: every
+    segment must still equal the Python decoder's, field by field."""
     rng = random.Random(15)
     frames = []
     for i in range(12_000):
@@ -629,7 +629,11 @@ def test_compiled_segments_share_address_and_port_objects_and_equal_python_decod
         alen = 16 if v6 else 4
         src = rng.randbytes(alen) if i % 2 else (bytes(alen - 1) + b"\x01")
         dst = rng.randbytes(alen)
-        l4 = tcp(sport=rng.randrange(65536), dport=rng.choice((104, 257, 11112, 65535)))
+        l4 = tcp(
+            sport=rng.randrange(65536),
+            dport=rng.choice((104, 257, 11112, 65535)),
+            window=rng.randrange(65536),
+        )
         l3 = ipv6(l4, src, dst) if v6 else ipv4(l4, src, dst)
         frames.append(ethernet(l3, 0x86DD if v6 else 0x0800))
     buf, records = _batch(frames)
@@ -642,4 +646,5 @@ def test_compiled_segments_share_address_and_port_objects_and_equal_python_decod
     again, _ = _compiled(DLT_EN10MB, *_batch([frames[1], frames[1]]))
     (_, first), (_, second) = again
     assert first[0] is second[0] and first[2] is second[2] and first[3] is second[3]
+    assert first[7] is second[7]  # the window
     assert first[:4] == want[1][1][:4]
