@@ -191,8 +191,15 @@ class FlowTable(Handshake, Reassembly, Timers, Leases, Stalls):
             flow = Flow(dst, dport, src, sport, bool(flags & SYN))
         flow.last_seen = ts
         # Reverse first: for a self-connection (same key both ways) direction 0 wins.
-        self._halves[_key(flow, 1)] = flow.h1
-        self._halves[_key(flow, 0)] = flow.h0
+        # The keys as _key(flow, d) makes them, from the segment's own fields.
+        fwd, rev = (src, sport, dst, dport), (dst, dport, src, sport)
+        halves = self._halves
+        if client_is_src:
+            halves[rev] = flow.h1
+            halves[fwd] = flow.h0
+        else:
+            halves[fwd] = flow.h1
+            halves[rev] = flow.h0
         self._nflows += 1
         if flags & (SYN | ACK) != SYN:
             # A bare SYN is scheduled right after by _on_syn (_start_syn: the SYN timeout,
@@ -257,10 +264,11 @@ class FlowTable(Handshake, Reassembly, Timers, Leases, Stalls):
                 flow.h0.chained = flow.h1.chained = handler.skip_chained  # type: ignore[attr-defined]
         if flow.rtt is not None:
             self._event(flow, "handshake-rtt", 0, flow.rtt_ts, flow.rtt)
-        for h in (flow.h0, flow.h1):
-            if h.pregap:
-                n, h.pregap = h.pregap, 0
-                self._gap(h, n, ts)
+        if flow.h0.pregap or flow.h1.pregap:  # rare: bytes lost before classification
+            for h in (flow.h0, flow.h1):
+                if h.pregap:
+                    n, h.pregap = h.pregap, 0
+                    self._gap(h, n, ts)
         self._refresh(flow.h0)
         self._refresh(flow.h1)
         return flow.handler
@@ -315,7 +323,8 @@ class FlowTable(Handshake, Reassembly, Timers, Leases, Stalls):
         """Flush buffered data, close the handler, keep the flow as closed (lingering)."""
         if flow.state >= S_CLOSED:
             return
-        self._flush(flow, ts)
+        if flow.h0.ooo or flow.h1.ooo:  # (most flows end with nothing buffered)
+            self._flush(flow, ts)
         handler = flow.handler
         flow.handler = None
         flow.state = S_CLOSED
@@ -329,7 +338,8 @@ class FlowTable(Handshake, Reassembly, Timers, Leases, Stalls):
         self._schedule(flow)
 
     def _release(self, flow: Flow) -> None:
-        self._end_lease(flow)  # its in-order state first: handlers may still be closed
+        if flow.h0.leased or flow.h1.leased:
+            self._end_lease(flow)  # its in-order state first: handlers may still be closed
         for h in (flow.h0, flow.h1):
             if h.ooo is not None:
                 self.buffered_bytes -= h.ooo_bytes
