@@ -159,8 +159,8 @@ class FlowTable(Handshake, Reassembly, Timers, Leases, Stalls):
             if flags & FIN:
                 self._ignored_fin(flow, h)
             return
-        if flow.handler is not None and not flags & SYN:
-            self._zero_window(h, seg[7], ts)
+        if flow.handler is not None and not flags & SYN and (h.zw or not seg[7]):
+            self._zero_window(h, seg[7], ts)  # only a zero window or its end changes state
         opp = flow.h1 if h.d == 0 else flow.h0
         if opp.ooo and flags & ACK:
             self._acked_past_hole(opp, seg[5], ts)
