@@ -790,13 +790,16 @@ static PyTypeObject BypassType = {
  * is an allocation and a free, and the flow table's key lookup hashes both addresses
  * (a bytes object caches its hash only once it exists) and compares them byte by byte
  * against the stored key's. Shared, the hash is cached and the comparison is an
- * identity. The TCP window (16 bits, mostly the same within a flow) shares the port
- * cache. Direct-mapped caches: a slot holds the last address (port) that mapped to
- * it, and its value is kept next to the pointer so a probe never touches the object.
+ * identity. Addresses: direct-mapped caches, a slot holds the last address that mapped
+ * to it, its bytes kept next to the pointer so a probe never touches the object; 2^15
+ * slots keep most of 10,000 concurrent clients' addresses (bench_scale: one address per
+ * association). 16-bit values (ports, and the TCP window, mostly the same within a
+ * flow): one object per value, created when first seen. Held at most: ~1.2 MB of IPv4
+ * addresses (IPv6 the same in its own table), ~1.8 MB of ints if every value occurs.
  * Bytes and ints are immutable: a shared object is equal to a fresh one in every use.
- * Measured on 2,000 short associations (analyze, instructions): see docs/performance.md. */
-#define ADDR_SLOTS 4096 /* power of two; ~0.2 MB at most for IPv4 */
-#define PORT_SLOTS 4096
+ * Measured: docs/performance.md, "Short associations (issue 15, fourth session)". */
+#define ADDR_BITS 15
+#define ADDR_SLOTS (1 << ADDR_BITS)
 
 typedef struct {
     PyObject *obj;
@@ -804,8 +807,7 @@ typedef struct {
 } AddrSlot;
 
 static AddrSlot addr4_slots[ADDR_SLOTS], addr6_slots[ADDR_SLOTS];
-static PyObject *port_objs[PORT_SLOTS]; /* ports, and TCP windows */
-static uint16_t port_vals[PORT_SLOTS];
+static PyObject *u16_objs[1 << 16]; /* ports and TCP windows > 256, by value */
 
 static PyObject *shared_addr(const uint8_t *a, uint8_t alen)
 {
@@ -815,12 +817,12 @@ static PyObject *shared_addr(const uint8_t *a, uint8_t alen)
         uint32_t v;
         memcpy(&v, a, 4);
         x = v;
-        slot = &addr4_slots[(x * 0x9E3779B97F4A7C15ull) >> 52];
+        slot = &addr4_slots[(x * 0x9E3779B97F4A7C15ull) >> (64 - ADDR_BITS)];
     } else if (alen == 16) {
         uint64_t w[2];
         memcpy(w, a, 16);
         x = w[0] ^ (w[1] * 0xC2B2AE3D27D4EB4Full);
-        slot = &addr6_slots[(x * 0x9E3779B97F4A7C15ull) >> 52];
+        slot = &addr6_slots[(x * 0x9E3779B97F4A7C15ull) >> (64 - ADDR_BITS)];
     } else {
         return PyBytes_FromStringAndSize((const char *)a, alen);
     }
@@ -836,19 +838,16 @@ static PyObject *shared_addr(const uint8_t *a, uint8_t alen)
     return o;
 }
 
-static PyObject *shared_u16(uint16_t port)
+static PyObject *shared_u16(uint16_t v)
 {
-    if (port <= 256) return PyLong_FromLong(port); /* CPython's own small ints */
-    unsigned i = port & (PORT_SLOTS - 1);
-    if (port_objs[i] != NULL && port_vals[i] == port) {
-        Py_INCREF(port_objs[i]);
-        return port_objs[i];
+    if (v <= 256) return PyLong_FromLong(v); /* CPython's own small ints */
+    PyObject *o = u16_objs[v];
+    if (o == NULL) {
+        o = PyLong_FromLong(v);
+        if (o == NULL) return NULL;
+        u16_objs[v] = o; /* the table's reference, kept */
     }
-    PyObject *o = PyLong_FromLong(port);
-    if (o == NULL) return NULL;
     Py_INCREF(o);
-    Py_XSETREF(port_objs[i], o);
-    port_vals[i] = port;
     return o;
 }
 

@@ -618,10 +618,10 @@ def test_decode_batch_without_an_owner_keeps_the_limit_for_one_call_only():
 
 
 def test_compiled_segments_share_address_and_port_objects_and_equal_python_decode():
-    """The compiled decoder hands out one bytes object per address and one int per port
-    (and TCP window) while they stay in its direct-mapped caches. More addresses and
-    ports than the caches have slots, so slots are taken over by colliding values: every
-    segment must still equal the Python decoder's, field by field."""
+    """The compiled decoder hands out one bytes object per address while it stays in its
+    direct-mapped cache, and one int per port and TCP window value. 12,000 random
+    addresses in its 2^15 slots: thousands collide and take slots over from each other,
+    and every segment must still equal the Python decoder's, field by field."""
     rng = random.Random(15)
     frames = []
     for i in range(12_000):
