@@ -784,20 +784,87 @@ static PyTypeObject BypassType = {
 
 /* ------------------------------------------------------------------ decode_batch */
 
+/* Address and port objects of the segment tuples, shared between packets.
+ *
+ * Every packet of a flow carries the same two addresses and ports; built afresh, each
+ * is an allocation and a free, and the flow table's key lookup hashes both addresses
+ * (a bytes object caches its hash only once it exists) and compares them byte by byte
+ * against the stored key's. Shared, the hash is cached and the comparison is an
+ * identity. Addresses: direct-mapped caches, a slot holds the last address that mapped
+ * to it, its bytes kept next to the pointer so a probe never touches the object; 2^15
+ * slots keep most of 10,000 concurrent clients' addresses (bench_scale: one address per
+ * association). 16-bit values (ports, and the TCP window, mostly the same within a
+ * flow): one object per value, created when first seen. Held at most: ~1.2 MB of IPv4
+ * addresses (IPv6 the same in its own table), ~1.8 MB of ints if every value occurs.
+ * Bytes and ints are immutable: a shared object is equal to a fresh one in every use.
+ * Measured: docs/performance.md, "Short associations (issue 15, fourth session)". */
+#define ADDR_BITS 15
+#define ADDR_SLOTS (1 << ADDR_BITS)
+
+typedef struct {
+    PyObject *obj;
+    uint8_t addr[16];
+} AddrSlot;
+
+static AddrSlot addr4_slots[ADDR_SLOTS], addr6_slots[ADDR_SLOTS];
+static PyObject *u16_objs[1 << 16]; /* ports and TCP windows > 256, by value */
+
+static PyObject *shared_addr(const uint8_t *a, uint8_t alen)
+{
+    uint64_t x;
+    AddrSlot *slot;
+    if (alen == 4) {
+        uint32_t v;
+        memcpy(&v, a, 4);
+        x = v;
+        slot = &addr4_slots[(x * 0x9E3779B97F4A7C15ull) >> (64 - ADDR_BITS)];
+    } else if (alen == 16) {
+        uint64_t w[2];
+        memcpy(w, a, 16);
+        x = w[0] ^ (w[1] * 0xC2B2AE3D27D4EB4Full);
+        slot = &addr6_slots[(x * 0x9E3779B97F4A7C15ull) >> (64 - ADDR_BITS)];
+    } else {
+        return PyBytes_FromStringAndSize((const char *)a, alen);
+    }
+    if (slot->obj != NULL && memcmp(slot->addr, a, alen) == 0) {
+        Py_INCREF(slot->obj);
+        return slot->obj;
+    }
+    PyObject *o = PyBytes_FromStringAndSize((const char *)a, alen);
+    if (o == NULL) return NULL;
+    Py_INCREF(o);
+    Py_XSETREF(slot->obj, o);
+    memcpy(slot->addr, a, alen);
+    return o;
+}
+
+static PyObject *shared_u16(uint16_t v)
+{
+    if (v <= 256) return PyLong_FromLong(v); /* CPython's own small ints */
+    PyObject *o = u16_objs[v];
+    if (o == NULL) {
+        o = PyLong_FromLong(v);
+        if (o == NULL) return NULL;
+        u16_objs[v] = o; /* the table's reference, kept */
+    }
+    Py_INCREF(o);
+    return o;
+}
+
 static PyObject *segment_tuple(const uint8_t *f, const Parsed *p)
 {
     Py_ssize_t seg_len = p->end - p->start;
     PyObject *t = PyTuple_New(11);
     if (t == NULL) return NULL;
     PyObject *items[11];
-    items[0] = PyBytes_FromStringAndSize((const char *)p->src, p->alen);
-    items[1] = PyLong_FromLong(p->sport);
-    items[2] = PyBytes_FromStringAndSize((const char *)p->dst, p->alen);
-    items[3] = PyLong_FromLong(p->dport);
+    items[0] = shared_addr(p->src, p->alen);
+    items[1] = shared_u16(p->sport);
+    items[2] = shared_addr(p->dst, p->alen);
+    items[3] = shared_u16(p->dport);
     items[4] = PyLong_FromUnsignedLong(p->seq);
     items[5] = PyLong_FromUnsignedLong(p->ack);
     items[6] = PyLong_FromLong(p->flags);
-    items[7] = PyLong_FromLong(p->window);
+    items[7] = shared_u16(p->window); /* a flow's window is mostly the same too */
     items[8] = PyBytes_FromStringAndSize((const char *)f + p->start, seg_len);
     items[9] = PyLong_FromSsize_t(seg_len);
     items[10] = PyLong_FromLong(p->ip_id);

@@ -612,3 +612,39 @@ def test_decode_batch_without_an_owner_keeps_the_limit_for_one_call_only():
 
     assert super_packets([_mss_syn(8960), _bulk(8960)]) == 0
     assert super_packets([_bulk(8960)]) == 1
+
+
+# -- decode: shared address and port objects (_fastpath.c, shared_addr/shared_u16) --------
+
+
+def test_compiled_segments_share_address_and_port_objects_and_equal_python_decode():
+    """The compiled decoder hands out one bytes object per address while it stays in its
+    direct-mapped cache, and one int per port and TCP window value. 12,000 random
+    addresses in its 2^15 slots: thousands collide and take slots over from each other,
+    and every segment must still equal the Python decoder's, field by field."""
+    rng = random.Random(15)
+    frames = []
+    for i in range(12_000):
+        v6 = i % 3 == 0
+        alen = 16 if v6 else 4
+        src = rng.randbytes(alen) if i % 2 else (bytes(alen - 1) + b"\x01")
+        dst = rng.randbytes(alen)
+        l4 = tcp(
+            sport=rng.randrange(65536),
+            dport=rng.choice((104, 257, 11112, 65535)),
+            window=rng.randrange(65536),
+        )
+        l3 = ipv6(l4, src, dst) if v6 else ipv4(l4, src, dst)
+        frames.append(ethernet(l3, 0x86DD if v6 else 0x0800))
+    buf, records = _batch(frames)
+    got, got_counters = _compiled(DLT_EN10MB, buf, records)
+    want, want_counters = _python_reference(DLT_EN10MB, buf, records)
+    assert len(got) == len(frames)
+    assert got == want
+    assert got_counters == want_counters
+    # the same address and port again: the very objects of the first packet
+    again, _ = _compiled(DLT_EN10MB, *_batch([frames[1], frames[1]]))
+    (_, first), (_, second) = again
+    assert first[0] is second[0] and first[2] is second[2] and first[3] is second[3]
+    assert first[7] is second[7]  # the window
+    assert first[:4] == want[1][1][:4]

@@ -159,8 +159,8 @@ class FlowTable(Handshake, Reassembly, Timers, Leases, Stalls):
             if flags & FIN:
                 self._ignored_fin(flow, h)
             return
-        if flow.handler is not None and not flags & SYN:
-            self._zero_window(h, seg[7], ts)
+        if flow.handler is not None and not flags & SYN and (h.zw or not seg[7]):
+            self._zero_window(h, seg[7], ts)  # only a zero window or its end changes state
         opp = flow.h1 if h.d == 0 else flow.h0
         if opp.ooo and flags & ACK:
             self._acked_past_hole(opp, seg[5], ts)
@@ -191,10 +191,21 @@ class FlowTable(Handshake, Reassembly, Timers, Leases, Stalls):
             flow = Flow(dst, dport, src, sport, bool(flags & SYN))
         flow.last_seen = ts
         # Reverse first: for a self-connection (same key both ways) direction 0 wins.
-        self._halves[_key(flow, 1)] = flow.h1
-        self._halves[_key(flow, 0)] = flow.h0
+        # The keys as _key(flow, d) makes them, from the segment's own fields.
+        fwd, rev = (src, sport, dst, dport), (dst, dport, src, sport)
+        halves = self._halves
+        if client_is_src:
+            halves[rev] = flow.h1
+            halves[fwd] = flow.h0
+        else:
+            halves[fwd] = flow.h1
+            halves[rev] = flow.h0
         self._nflows += 1
-        self._schedule(flow)
+        if flags & (SYN | ACK) != SYN:
+            # A bare SYN is scheduled right after by _on_syn (_start_syn: the SYN timeout,
+            # always the earlier deadline): scheduling it for the idle timeout first only
+            # moved it from one wheel bucket to another, once per connection.
+            self._schedule(flow)
         return flow.h0 if client_is_src else flow.h1
 
     def _ignored_fin(self, flow: Flow, h: _Half) -> None:
@@ -253,10 +264,11 @@ class FlowTable(Handshake, Reassembly, Timers, Leases, Stalls):
                 flow.h0.chained = flow.h1.chained = handler.skip_chained  # type: ignore[attr-defined]
         if flow.rtt is not None:
             self._event(flow, "handshake-rtt", 0, flow.rtt_ts, flow.rtt)
-        for h in (flow.h0, flow.h1):
-            if h.pregap:
-                n, h.pregap = h.pregap, 0
-                self._gap(h, n, ts)
+        if flow.h0.pregap or flow.h1.pregap:  # rare: bytes lost before classification
+            for h in (flow.h0, flow.h1):
+                if h.pregap:
+                    n, h.pregap = h.pregap, 0
+                    self._gap(h, n, ts)
         self._refresh(flow.h0)
         self._refresh(flow.h1)
         return flow.handler
@@ -311,7 +323,8 @@ class FlowTable(Handshake, Reassembly, Timers, Leases, Stalls):
         """Flush buffered data, close the handler, keep the flow as closed (lingering)."""
         if flow.state >= S_CLOSED:
             return
-        self._flush(flow, ts)
+        if flow.h0.ooo or flow.h1.ooo:  # (most flows end with nothing buffered)
+            self._flush(flow, ts)
         handler = flow.handler
         flow.handler = None
         flow.state = S_CLOSED
@@ -325,7 +338,8 @@ class FlowTable(Handshake, Reassembly, Timers, Leases, Stalls):
         self._schedule(flow)
 
     def _release(self, flow: Flow) -> None:
-        self._end_lease(flow)  # its in-order state first: handlers may still be closed
+        if flow.h0.leased or flow.h1.leased:
+            self._end_lease(flow)  # its in-order state first: handlers may still be closed
         for h in (flow.h0, flow.h1):
             if h.ooo is not None:
                 self.buffered_bytes -= h.ooo_bytes
@@ -344,7 +358,10 @@ class FlowTable(Handshake, Reassembly, Timers, Leases, Stalls):
     def _remove(self, flow: Flow) -> None:
         if flow.state == S_GONE:
             return
-        self._release(flow)
+        if flow.state != S_CLOSED:
+            # A closed flow was released when it closed (_finish, _ignore before
+            # _ignored_fin) and no packet reaches its halves' state since: not again.
+            self._release(flow)
         flow.handler = None
         flow.state = S_GONE
         key, rkey = _key(flow, 0), _key(flow, 1)
