@@ -138,3 +138,28 @@ def test_an_event_after_the_end_still_finds_its_association() -> None:
     assert data["association_totals"]["associations"] == 3  # no record made anew
     assert data["protocol_errors_by_flow"] == {"2": 1}
     assert data["association_totals"]["with_problems"] == 1
+
+
+def test_connections_that_never_speak_dicom_do_not_pile_up(monkeypatch) -> None:
+    # A probe or a TLS client on a DICOM port that only resets gets a record from its TCP
+    # event, and never an AssociationEnded: past QUIET_RECORDS newer ones it is dropped
+    # and counted. A real association whose first fact was a retransmission (of its RQ)
+    # keeps that fact, however many probes follow it.
+    from dicomsniffd.sinks.summary import sink
+
+    monkeypatch.setattr(sink, "QUIET_RECORDS", 50)
+    summary = Summary(KeptAssociations(problem_cap=4, sample_cap=10))
+    real = Flow(flow_id=1, client="10.1.0.1:50000")
+    summary.tcp_event("retransmission", "requestor", real)
+    summary.handle(requested(), real)
+    for flow_id in range(2, 1_002):
+        probe = Flow(flow_id=flow_id, client=f"10.2.{flow_id >> 8}.{flow_id & 255}:40000")
+        summary.tcp_event("reset", "requestor", probe)
+        assert len(summary._assocs) <= 50 + 2
+    good_association(summary, real)  # its accept, store and release
+    data = summary.to_dict(capture_info())
+    assert data["connections_without_dicom_dropped"] == 1_000 - 50
+    assert data["association_totals"]["associations"] == 1
+    (assoc,) = data["associations"]
+    assert assoc["retransmissions"] == 1
+    assert data["tcp"]["resets"]["requestor"] == 1_000  # the totals count every one

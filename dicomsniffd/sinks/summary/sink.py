@@ -57,6 +57,14 @@ SCHEMA = "dicomsniffd-analyze/2"
 # Ended associations whose records wait before they are decided on: the events a flow's
 # close dispatches after AssociationEnded (the one-sided ProtocolError) still find them.
 _ENDED_WAIT = 64
+# A record made by a TCP event or a byte count before any DICOM event (``_assoc``) belongs
+# to a connection that may never speak DICOM (an HTTP probe or a TLS client on a DICOM
+# port that resets): it never gets AssociationEnded, so it would stay to the end, ~950
+# bytes each. Of those, the newest QUIET_RECORDS are kept; an older one still without
+# DICOM or P-DATA is dropped, as the end would drop it (KeptAssociations.add counts only
+# associations), and counted. A real association's RQ comes within a round trip of its
+# first packet, long before this many newer connections.
+QUIET_RECORDS = 20_000
 # Transactions between two compactions of the timing buffers (appended to directly).
 _COMPACT_EVERY = 4_096
 
@@ -82,6 +90,8 @@ class Summary(EventSink):
     def __init__(self, kept: KeptAssociations | None = None) -> None:
         self._assocs: dict[int, Association] = {}  # open (and just ended) associations
         self._ended: deque[int] = deque()  # flow ids of the just ended ones, oldest first
+        self._quiet: deque[int] = deque()  # flow ids of records made before any DICOM
+        self.quiet_dropped = 0
         self.kept = kept if kept is not None else KeptAssociations()
         self._commands: dict[str, Command] = {}
         self._tcp = {
@@ -119,7 +129,17 @@ class Summary(EventSink):
         assoc = self._assocs.get(flow.flow_id)
         if assoc is None:
             assoc = self._assocs[flow.flow_id] = Association(flow)
+            quiet = self._quiet
+            quiet.append(flow.flow_id)
+            if len(quiet) > QUIET_RECORDS:
+                self._drop_quiet(quiet.popleft())
         return assoc
+
+    def _drop_quiet(self, flow_id: int) -> None:
+        old = self._assocs.get(flow_id)
+        if old is not None and not (old.dicom_seen or any(old.pdata.values())):
+            del self._assocs[flow_id]
+            self.quiet_dropped += 1
 
     def _pair(self, assoc: Association) -> PairTimings:
         key = (assoc.calling_ae, assoc.called_ae)
@@ -422,6 +442,7 @@ class Summary(EventSink):
             ],
             "moves": self._moves.link(associations),
             "moves_dropped": self._moves.dropped,
+            "connections_without_dicom_dropped": self.quiet_dropped,
             "protocol_errors_by_flow": {
                 str(a.flow_id): a.protocol_errors for a in associations if a.protocol_errors
             },
