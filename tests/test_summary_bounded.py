@@ -163,3 +163,40 @@ def test_connections_that_never_speak_dicom_do_not_pile_up(monkeypatch) -> None:
     (assoc,) = data["associations"]
     assert assoc["retransmissions"] == 1
     assert data["tcp"]["resets"]["requestor"] == 1_000  # the totals count every one
+
+
+def test_ae_title_pairs_beyond_the_cap_are_counted_together(monkeypatch) -> None:
+    # Titles come off the network, and each pair costs rollups: past MAX_AE_PAIRS the
+    # associations of new pairs are counted under one "(other)" pair, the totals exact.
+    from dicomsniffd.sinks.summary import sink
+
+    monkeypatch.setattr(sink, "MAX_AE_PAIRS", 5)
+    summary = Summary(KeptAssociations(problem_cap=4, sample_cap=100))
+    for flow_id in range(1, 31):
+        flow = Flow(flow_id=flow_id, calling_ae=f"MOD{flow_id}", calling_ae_label="x")
+        good_association(summary, flow)
+    data = summary.to_dict(capture_info())
+    pairs = {(p["calling_ae"], p["called_ae"]): p["associations"] for p in data["pairs"]}
+    assert pairs == {**{(f"MOD{i}", "PACS"): 1 for i in range(1, 6)}, ("(other)", "(other)"): 25}
+    assert data["ae_pairs_folded"] == 25
+    assert data["association_totals"]["associations"] == 30
+    assert data["dimse"]["C-STORE"]["requests"] == 30
+    listed = {a["flow_id"]: a["calling_ae"] for a in data["associations"]}
+    assert listed[3] == "MOD3" and listed[30] == "(other)"
+
+
+def test_protocol_violation_rows_are_bounded(monkeypatch) -> None:
+    from dicomsniffd.dicom.events import ProtocolViolation
+    from dicomsniffd.sinks.summary import sink
+
+    monkeypatch.setattr(sink, "MAX_VIOLATION_ROWS", 3)
+    summary = Summary()
+    flow = Flow(flow_id=1)
+    summary.handle(requested(), flow)
+    for i in range(10):  # a new implementation UID each time: a new row each time
+        event = ProtocolViolation(101.0, "requestor", "odd-pdv-length", "", f"1.2.{i}", "V")
+        summary.handle(event, flow)
+        summary.handle(event, flow)  # a known row still counts
+    data = summary.to_dict(capture_info())
+    assert [v["count"] for v in data["protocol_violations"]] == [2, 2, 2]
+    assert data["protocol_violations_dropped"] == 14

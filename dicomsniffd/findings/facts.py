@@ -44,6 +44,7 @@ class Association:
         "requests", "unanswered", "pdata", "missed", "retransmissions", "zero_windows",
         "resets", "protocol_errors", "requestor_info", "acceptor_info", "setup_seconds", "stores",
         "busy_seconds", "first_error", "command_with_dataset", "in_flight", "first_store_ts",
+        "titles",
     )  # fmt: skip
 
     def __init__(self, flow: Any) -> None:
@@ -93,6 +94,9 @@ class Association:
         self.in_flight = 0  # requests still open when the capture (or the daemon) stopped
         # the first C-STORE-RQ seen: a C-MOVE sub-association's first store (moves.py)
         self.first_store_ts: float | None = None
+        # the flow's (calling, called) titles the two fields above were last set from (the
+        # Summary may fold them, see sinks/summary/sink.py MAX_AE_PAIRS); none yet
+        self.titles: tuple[str | None, str | None] = (None, None)
 
     @property
     def outcome(self) -> str:

@@ -65,6 +65,15 @@ _ENDED_WAIT = 64
 # associations), and counted. A real association's RQ comes within a round trip of its
 # first packet, long before this many newer connections.
 QUIET_RECORDS = 20_000
+# Distinct (calling, called) AE title pairs the summary tells apart: every pair costs ~4 KB
+# of rollups (timings, totals, health), and the titles come off the network. Associations
+# of further pairs are counted under OTHER_PAIR (and in ae_pairs_folded): a site has tens
+# to hundreds of pairs, a capture with more is misconfigured or hostile.
+MAX_AE_PAIRS = 10_000
+OTHER_PAIR = ("(other)", "(other)")
+# Distinct protocol-violation rows (kind, sender, AE pair, implementation UID and version:
+# all but the kind from the network): the rest counted in violations_dropped.
+MAX_VIOLATION_ROWS = 1_000
 # Transactions between two compactions of the timing buffers (appended to directly).
 _COMPACT_EVERY = 4_096
 
@@ -92,6 +101,9 @@ class Summary(EventSink):
         self._ended: deque[int] = deque()  # flow ids of the just ended ones, oldest first
         self._quiet: deque[int] = deque()  # flow ids of records made before any DICOM
         self.quiet_dropped = 0
+        self._ae_pairs: dict[tuple[str, str], tuple[str, str]] = {}  # MAX_AE_PAIRS of them
+        self.ae_pairs_folded = 0  # associations counted under OTHER_PAIR
+        self.violations_dropped = 0
         self.kept = kept if kept is not None else KeptAssociations()
         self._commands: dict[str, Command] = {}
         self._tcp = {
@@ -169,10 +181,25 @@ class Summary(EventSink):
         assoc.dicom_seen = True
         if ts is not None and (assoc.start_ts is None or ts < assoc.start_ts):
             assoc.start_ts = ts
-        # AE titles are learnt by the pipeline from the RQ/AC: keep the latest.
-        assoc.calling_ae = flow.calling_ae
-        assoc.called_ae = flow.called_ae
+        # AE titles are learnt by the pipeline from the RQ/AC: keep the latest (folded past
+        # MAX_AE_PAIRS); they change once or twice per association, so compare identities
+        titles = assoc.titles
+        if flow.calling_ae is not titles[0] or flow.called_ae is not titles[1]:
+            self._learn_titles(assoc, flow)
         handler(event, assoc)
+
+    def _learn_titles(self, assoc: Association, flow: Any) -> None:
+        key = (flow.calling_ae, flow.called_ae)
+        pair = self._ae_pairs.get(key)
+        if pair is None:
+            if len(self._ae_pairs) < MAX_AE_PAIRS:
+                pair = self._ae_pairs[key] = key
+            else:
+                pair = OTHER_PAIR
+                if assoc.calling_ae is not OTHER_PAIR[0]:
+                    self.ae_pairs_folded += 1
+        assoc.calling_ae, assoc.called_ae = pair
+        assoc.titles = key
 
     def tcp_event(
         self, kind: str, sender: str, flow: Any, value: float = 0.0, ts: float | None = None
@@ -379,7 +406,13 @@ class Summary(EventSink):
             event.implementation_class_uid,
             event.implementation_version_name,
         )
-        self._violations[key] = self._violations.get(key, 0) + 1
+        violations = self._violations
+        if key in violations:
+            violations[key] += 1
+        elif len(violations) < MAX_VIOLATION_ROWS:
+            violations[key] = 1
+        else:
+            self.violations_dropped += 1
 
     # -- output ------------------------------------------------------------------------------
 
@@ -443,6 +476,8 @@ class Summary(EventSink):
             "moves": self._moves.link(associations),
             "moves_dropped": self._moves.dropped,
             "connections_without_dicom_dropped": self.quiet_dropped,
+            "ae_pairs_folded": self.ae_pairs_folded,
+            "protocol_violations_dropped": self.violations_dropped,
             "protocol_errors_by_flow": {
                 str(a.flow_id): a.protocol_errors for a in associations if a.protocol_errors
             },
