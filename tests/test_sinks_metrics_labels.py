@@ -61,3 +61,23 @@ def test_optional_labels_switched_off_keep_the_label_with_value_all() -> None:
         store.handle(DimseRequestSeen(1.0, "requestor", "C-STORE", uid, 1, 1), flow)
     samples = families(store)["dicom_dimse_requests_total"].samples
     assert [(s.labels["sop_class"], s.value) for s in samples] == [("all", 2.0)]
+
+
+def test_status_values_are_capped_and_counted() -> None:
+    # A peer that answers with every 16-bit status would make a series per value per AE
+    # pair and command: past MAX_STATUS_LABELS distinct values they count under "other".
+    from dicomsniffd.dicom.events import DimseResponseSeen
+    from dicomsniffd.sinks.metrics.labels import MAX_STATUS_LABELS
+
+    store = MetricsStore(MetricsConfig())
+    flow = Flow()
+    for status in range(0xC000, 0xC000 + MAX_STATUS_LABELS + 100):
+        store.handle(DimseResponseSeen(1.0, "acceptor", "C-STORE", status, "failure", 1, 1), flow)
+    store.handle(DimseResponseSeen(1.0, "acceptor", "C-STORE", 0xC000, "failure", 2, 2), flow)
+    f = families(store)
+    responses = f["dicom_dimse_responses_total"]
+    statuses = {s.labels["status"] for s in responses.samples if s.name.endswith("_total")}
+    assert len(statuses) == MAX_STATUS_LABELS + 1 and "other" in statuses
+    assert sample_value(responses, "_total", status="0xC000", command="C-STORE") == 2
+    assert sample_value(responses, "_total", status="other", command="C-STORE") == 100
+    assert sample_value(f["dicomsniffd_label_overflow_total"], "_total", label="status") == 100

@@ -18,7 +18,11 @@ ALL = "all"  # the value of an optional label that is switched off
 
 # Labels with a cap: the overflow counter is always exported for them (at 0) so an alert
 # on it has a series to look at.
-CAPPED_LABELS = ("calling_ae", "called_ae", "server", "sop_class")
+CAPPED_LABELS = ("calling_ae", "called_ae", "server", "sop_class", "status")
+# Distinct ``status`` values (0x....) admitted: PS3.7 Annex C defines well under a hundred
+# and vendors add a few; the 16-bit value comes off the network, and every new one is a
+# series per AE pair and command (a peer answering with random statuses made 65,536).
+MAX_STATUS_LABELS = 256
 
 
 class LabelCaps:
@@ -37,6 +41,7 @@ class LabelCaps:
         self._ae_seen: set[str] = set()
         self._servers_seen: set[str] = set()
         self._sop_seen: set[str] = set()
+        self._status_seen: set[str] = set()
 
     def _capped(self, value: str, seen: set[str], cap: int, label: str) -> str:
         if value in seen:
@@ -67,6 +72,12 @@ class LabelCaps:
         if not server or server in (OTHER, UNKNOWN):
             return server or UNKNOWN
         return self._capped(server, self._servers_seen, self.config.max_servers, "server")
+
+    def status_label(self, status: str) -> str:
+        """A DIMSE status (``0xA700``) as a label value, capped at MAX_STATUS_LABELS."""
+        if status in self._status_seen:
+            return status
+        return self._capped(status, self._status_seen, MAX_STATUS_LABELS, "status")
 
     def sop_class_label(self, uid: str, label: str = "sop_class") -> str:
         """Keyword of a SOP class UID (``private``/``unknown`` outside the dictionary),

@@ -262,7 +262,7 @@ class MetricsStore(LabelCaps, EventSink):
         self._inc("dicom_dimse_requests_total", key)
 
     def _on_response(self, event: DimseResponseSeen, flow: Any) -> None:
-        status = status_hex(event.status)
+        status = self.status_label(status_hex(event.status))
         ae = flow.calling_ae_label, flow.called_ae_label
         key = (*ae, event.command, status, event.status_class)
         self._inc("dicom_dimse_responses_total", key)
