@@ -200,3 +200,16 @@ def test_protocol_violation_rows_are_bounded(monkeypatch) -> None:
     data = summary.to_dict(capture_info())
     assert [v["count"] for v in data["protocol_violations"]] == [2, 2, 2]
     assert data["protocol_violations_dropped"] == 14
+
+
+def test_tls_rows_keyed_by_raw_server_addresses_are_bounded(monkeypatch) -> None:
+    from dicomsniffd.sinks.summary import sink
+
+    monkeypatch.setattr(sink, "MAX_VIOLATION_ROWS", 4)
+    summary = Summary()
+    for i in range(10):  # spoofed servers: a new row each
+        flow = Flow(flow_id=i + 1, server=f"10.9.0.{i}:2762")
+        summary.tls_handshake(flow, "handshake-failed", {"how": "reset", "refused_by": "server"})
+    data = summary.to_dict(capture_info())
+    assert data["tls_handshakes_dropped"] == 6
+    assert sum(row["count"] for row in data["tls"]) == 10  # the capped-label table: all

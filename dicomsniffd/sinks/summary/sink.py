@@ -71,9 +71,23 @@ QUIET_RECORDS = 20_000
 # to hundreds of pairs, a capture with more is misconfigured or hostile.
 MAX_AE_PAIRS = 10_000
 OTHER_PAIR = ("(other)", "(other)")
-# Distinct protocol-violation rows (kind, sender, AE pair, implementation UID and version:
-# all but the kind from the network): the rest counted in violations_dropped.
+# Distinct rows of the protocol-violation table (kind, sender, AE pair, implementation UID
+# and version: all but the kind from the network) and of the TLS table (keyed by the raw
+# server address): the rest counted in violations_dropped / tls_handshakes_dropped.
 MAX_VIOLATION_ROWS = 1_000
+
+
+def _count_row(rows: dict, key: tuple, cap: int) -> bool:
+    """Count one more ``key`` in ``rows`` unless it would be a row beyond ``cap``."""
+    if key in rows:
+        rows[key] += 1
+    elif len(rows) < cap:
+        rows[key] = 1
+    else:
+        return False
+    return True
+
+
 # Transactions between two compactions of the timing buffers (appended to directly).
 _COMPACT_EVERY = 4_096
 
@@ -104,6 +118,7 @@ class Summary(EventSink):
         self._ae_pairs: dict[tuple[str, str], tuple[str, str]] = {}  # MAX_AE_PAIRS of them
         self.ae_pairs_folded = 0  # associations counted under OTHER_PAIR
         self.violations_dropped = 0
+        self.tls_handshakes_dropped = 0
         self.kept = kept if kept is not None else KeptAssociations()
         self._commands: dict[str, Command] = {}
         self._tcp = {
@@ -245,7 +260,8 @@ class Summary(EventSink):
     ) -> None:
         self.tls_connection(flow.server_label, outcome, ts)
         key = (flow.server, outcome, detail.get("how", ""), detail.get("refused_by", ""))
-        self._tls_handshakes[key] = self._tls_handshakes.get(key, 0) + 1
+        if not _count_row(self._tls_handshakes, key, MAX_VIOLATION_ROWS):
+            self.tls_handshakes_dropped += 1
 
     def association_count(self) -> int:
         """Connections with DICOM activity seen so far, cheaply (for a progress display)."""
@@ -406,12 +422,7 @@ class Summary(EventSink):
             event.implementation_class_uid,
             event.implementation_version_name,
         )
-        violations = self._violations
-        if key in violations:
-            violations[key] += 1
-        elif len(violations) < MAX_VIOLATION_ROWS:
-            violations[key] = 1
-        else:
+        if not _count_row(self._violations, key, MAX_VIOLATION_ROWS):
             self.violations_dropped += 1
 
     # -- output ------------------------------------------------------------------------------
@@ -478,6 +489,7 @@ class Summary(EventSink):
             "connections_without_dicom_dropped": self.quiet_dropped,
             "ae_pairs_folded": self.ae_pairs_folded,
             "protocol_violations_dropped": self.violations_dropped,
+            "tls_handshakes_dropped": self.tls_handshakes_dropped,
             "protocol_errors_by_flow": {
                 str(a.flow_id): a.protocol_errors for a in associations if a.protocol_errors
             },
