@@ -130,6 +130,11 @@ _STATUS_TEXT = {
 }
 
 
+def is_standard_status(status: int | None) -> bool:
+    """A status of the tables below, or any 0xA7xx (out of resources, in every service)."""
+    return status in _STATUS_TEXT or is_out_of_resources(status)
+
+
 def status_text(status: int | None) -> str:
     if status is None:
         return "no response"

@@ -71,13 +71,17 @@ def test_status_values_are_capped_and_counted() -> None:
 
     store = MetricsStore(MetricsConfig())
     flow = Flow()
-    for status in range(0xC000, 0xC000 + MAX_STATUS_LABELS + 100):
+    # Standard statuses never take a slot: the alerts select 0xA7xx by value.
+    for status in range(0xC001, 0xC001 + MAX_STATUS_LABELS + 100):
         store.handle(DimseResponseSeen(1.0, "acceptor", "C-STORE", status, "failure", 1, 1), flow)
-    store.handle(DimseResponseSeen(1.0, "acceptor", "C-STORE", 0xC000, "failure", 2, 2), flow)
+    store.handle(DimseResponseSeen(1.0, "acceptor", "C-STORE", 0xC001, "failure", 2, 2), flow)
+    for status in (0xA7FE, 0xA700, 0x0000, 0xC000):  # after the cap is full
+        store.handle(DimseResponseSeen(2.0, "acceptor", "C-STORE", status, "failure", 3, 3), flow)
     f = families(store)
     responses = f["dicom_dimse_responses_total"]
     statuses = {s.labels["status"] for s in responses.samples if s.name.endswith("_total")}
-    assert len(statuses) == MAX_STATUS_LABELS + 1 and "other" in statuses
-    assert sample_value(responses, "_total", status="0xC000", command="C-STORE") == 2
+    assert len(statuses) == MAX_STATUS_LABELS + 1 + 4 and "other" in statuses
+    assert {"0xA7FE", "0xA700", "0x0000", "0xC000"} <= statuses
+    assert sample_value(responses, "_total", status="0xC001", command="C-STORE") == 2
     assert sample_value(responses, "_total", status="other", command="C-STORE") == 100
     assert sample_value(f["dicomsniffd_label_overflow_total"], "_total", label="status") == 100

@@ -9,7 +9,7 @@ and client addresses never become label values.
 from __future__ import annotations
 
 from dicomsniffd.config import MetricsConfig
-from dicomsniffd.names import sop_class_keyword
+from dicomsniffd.names import is_standard_status, sop_class_keyword, status_hex
 from dicomsniffd.sinks.metrics.catalogue import LABEL_OVERFLOW, Key
 
 OTHER = "other"
@@ -19,9 +19,11 @@ ALL = "all"  # the value of an optional label that is switched off
 # Labels with a cap: the overflow counter is always exported for them (at 0) so an alert
 # on it has a series to look at.
 CAPPED_LABELS = ("calling_ae", "called_ae", "server", "sop_class", "status")
-# Distinct ``status`` values (0x....) admitted: PS3.7 Annex C defines well under a hundred
-# and vendors add a few; the 16-bit value comes off the network, and every new one is a
-# series per AE pair and command (a peer answering with random statuses made 65,536).
+# Distinct ``status`` values (0x....) admitted beyond the standard ones: the 16-bit value
+# comes off the network, and every new one is a series per AE pair and command (a peer
+# answering with random statuses made 65,536). The statuses of the standard tables and
+# every 0xA7xx (out of resources: the alert rules and the dashboard select those by
+# value) never take a slot, so a flood of odd values cannot hide them.
 MAX_STATUS_LABELS = 256
 
 
@@ -73,11 +75,13 @@ class LabelCaps:
             return server or UNKNOWN
         return self._capped(server, self._servers_seen, self.config.max_servers, "server")
 
-    def status_label(self, status: str) -> str:
-        """A DIMSE status (``0xA700``) as a label value, capped at MAX_STATUS_LABELS."""
-        if status in self._status_seen:
-            return status
-        return self._capped(status, self._status_seen, MAX_STATUS_LABELS, "status")
+    def status_label(self, status: int | None) -> str:
+        """A DIMSE status as a label value (``0xA700``): a standard one always, any other
+        while fewer than MAX_STATUS_LABELS distinct others were seen, then ``other``."""
+        text = status_hex(status)
+        if text in self._status_seen or is_standard_status(status):
+            return text
+        return self._capped(text, self._status_seen, MAX_STATUS_LABELS, "status")
 
     def sop_class_label(self, uid: str, label: str = "sop_class") -> str:
         """Keyword of a SOP class UID (``private``/``unknown`` outside the dictionary),

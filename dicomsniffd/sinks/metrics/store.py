@@ -35,7 +35,7 @@ from dicomsniffd.dicom.events import (
     UserInformation,
 )
 from dicomsniffd.dicom.problems import RESYNC
-from dicomsniffd.names import context_result, status_hex, transfer_syntax_keyword
+from dicomsniffd.names import context_result, transfer_syntax_keyword
 from dicomsniffd.sinks.dispatch import EventSink
 from dicomsniffd.sinks.metrics import snapshots
 from dicomsniffd.sinks.metrics.catalogue import STORE_FAMILIES, Key, SelfStats
@@ -262,7 +262,7 @@ class MetricsStore(LabelCaps, EventSink):
         self._inc("dicom_dimse_requests_total", key)
 
     def _on_response(self, event: DimseResponseSeen, flow: Any) -> None:
-        status = self.status_label(status_hex(event.status))
+        status = self.status_label(event.status)
         ae = flow.calling_ae_label, flow.called_ae_label
         key = (*ae, event.command, status, event.status_class)
         self._inc("dicom_dimse_responses_total", key)
