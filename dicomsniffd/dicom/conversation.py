@@ -162,7 +162,7 @@ class DicomConversation:
         missed = self.missed_bytes
         heard0 = f0.synced or f0.pdata_bytes > 0 or missed[0] > 0
         heard1 = f1.synced or f1.pdata_bytes > 0 or missed[1] > 0
-        if heard0 != heard1 and (f0.synced or f1.synced):  # self.dicom_seen
+        if heard0 != heard1 and self.dicom_seen:
             return 0 if not heard0 else 1
         return None
 

@@ -205,10 +205,3 @@ def status_class(command_field: int | None, status: int) -> str:
     if status in (0x0001, 0x0107, 0x0116) or 0xB000 <= status <= 0xBFFF:
         return "warning"
     return "failure"
-
-
-def is_final_status(command_field: int | None, status: int | None) -> bool:
-    """True unless the response is a pending one (more responses will follow)."""
-    if status is None:
-        return True
-    return status_class(command_field, status) != "pending"

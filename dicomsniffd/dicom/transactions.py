@@ -358,7 +358,7 @@ class DimseTransactions:
             txn.failed = cmd.failed
         if cmd.warning is not None:
             txn.warning = cmd.warning
-        if cls != "pending":  # is_final_status(cmd.command_field, cmd.status), known here
+        if cls != "pending":  # a final response (more follow a pending one)
             m.final = True
             txn.final_response_ts = m.start_ts
         else:

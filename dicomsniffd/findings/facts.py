@@ -167,10 +167,26 @@ class Association:
         }
 
 
-# id(contexts tuple) -> (the tuple, its refused_contexts answer): asked once per association
-# (the summary's totals), the same for every association of the same negotiation (see
-# _CONTEXT_DICTS). The answer is shared: read only.
-_REFUSED: dict[int, tuple[tuple, tuple[bool, dict[str, tuple[set[str], str]]]]] = {}
+# Answers computed once per negotiation. The core hands the same (frozen) contexts tuple to
+# every association that negotiated byte-identical PDUs, and the UID names were most of
+# Association.to_dict on a capture of many short associations. Keyed by the tuple's id,
+# the tuple kept beside its answer so the id cannot be reused; bounded (cleared when
+# full). The answers are shared by those associations: read only (outputs, the report).
+_MEMO_ENTRIES = 1024
+_REFUSED: dict[int, tuple[tuple, Any]] = {}  # refused_contexts, asked once per association
+_CONTEXT_DICTS: dict[int, tuple[tuple, Any]] = {}  # to_dict's presentation_contexts
+
+
+def _per_negotiation(memo: dict, contexts: Sequence[PresentationContext], answer: Any) -> Any:
+    """``answer(contexts)``, memoised in ``memo`` for the core's contexts tuples."""
+    if type(contexts) is not tuple:  # a list (tests): may change, not memoised
+        return answer(contexts)
+    hit = memo.get(id(contexts))
+    if hit is None or hit[0] is not contexts:
+        if len(memo) >= _MEMO_ENTRIES:
+            memo.clear()
+        hit = memo[id(contexts)] = (contexts, answer(contexts))
+    return hit[1]
 
 
 def refused_contexts(a: Association) -> tuple[bool, dict[str, tuple[set[str], str]]]:
@@ -179,15 +195,7 @@ def refused_contexts(a: Association) -> tuple[bool, dict[str, tuple[set[str], st
     accepted association whose answer was seen; ``(False, {})`` otherwise."""
     if not a.accepted or not a.contexts:
         return False, {}
-    contexts = a.contexts
-    if type(contexts) is not tuple:  # a list (tests): may change, not memoised
-        return _refused(contexts)
-    memo = _REFUSED.get(id(contexts))
-    if memo is None or memo[0] is not contexts:
-        if len(_REFUSED) >= _CONTEXT_DICTS_ENTRIES:
-            _REFUSED.clear()
-        memo = _REFUSED[id(contexts)] = (contexts, _refused(contexts))
-    return memo[1]
+    return _per_negotiation(_REFUSED, a.contexts, _refused)
 
 
 def _refused(contexts: Sequence[PresentationContext]) -> tuple[bool, dict[str, Any]]:
@@ -242,7 +250,7 @@ class AssociationTotals:
         outcome = fields["outcome"]
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
         self.aborted += a.abort is not None
-        self.reset += a.end == "reset" or fields["resets"] > 0  # a.reset_seen
+        self.reset += a.reset_seen
         self.cut_short += a.cut_short
         self.with_gaps += a.missed > 0
         if a.reject is not None:
@@ -274,24 +282,12 @@ class AssociationTotals:
         }
 
 
-# id(contexts tuple) -> (the tuple, its _context_dict list). The core hands the same
-# (frozen) tuple to every association that negotiated byte-identical PDUs, and the UID
-# names were most of Association.to_dict on a capture of many short associations. The
-# list is shared by those associations' to_dict: read only (outputs, the report). Bounded;
-# the tuple is kept so its id cannot be reused.
-_CONTEXT_DICTS: dict[int, tuple[tuple, list[dict[str, Any]]]] = {}
-_CONTEXT_DICTS_ENTRIES = 1024
+def _context_dicts(contexts: Sequence[PresentationContext]) -> list[dict[str, Any]]:
+    return _per_negotiation(_CONTEXT_DICTS, contexts, _context_dict_list)
 
 
-def _context_dicts(contexts: tuple[PresentationContext, ...]) -> list[dict[str, Any]]:
-    if type(contexts) is not tuple:  # a list (tests): may change, not memoised
-        return [_context_dict(pc) for pc in contexts]
-    memo = _CONTEXT_DICTS.get(id(contexts))
-    if memo is None or memo[0] is not contexts:
-        if len(_CONTEXT_DICTS) >= _CONTEXT_DICTS_ENTRIES:
-            _CONTEXT_DICTS.clear()
-        memo = _CONTEXT_DICTS[id(contexts)] = (contexts, [_context_dict(pc) for pc in contexts])
-    return memo[1]
+def _context_dict_list(contexts: Sequence[PresentationContext]) -> list[dict[str, Any]]:
+    return [_context_dict(pc) for pc in contexts]
 
 
 def _context_dict(pc: PresentationContext) -> dict[str, Any]:
