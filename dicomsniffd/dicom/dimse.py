@@ -9,7 +9,7 @@ originator...) is skipped by length. Datasets are never decoded here.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 NO_DATASET = 0x0101  # CommandDataSetType value meaning "no dataset follows" (PS3.7 E.1)
 
@@ -60,22 +60,14 @@ class Command:
     failed: int | None = None
     warning: int | None = None
 
-    @property
-    def is_response(self) -> bool:
-        return self.command_field is not None and bool(self.command_field & RESPONSE_BIT)
-
-    @property
-    def name(self) -> str:
-        """Service name ("C-STORE" for both -RQ and -RSP); "unknown" for undefined fields."""
-        if self.command_field is None:
-            return "unknown"
-        return COMMAND_NAMES.get(self.command_field & ~RESPONSE_BIT, "unknown")
-
-    @property
-    def has_dataset(self) -> bool:
-        # Absent CommandDataSetType is invalid; assume no dataset so that the message is
-        # not left waiting forever for a fragment that will not come.
-        return self.dataset_type is not None and self.dataset_type != NO_DATASET
+    # Derived from command_field / dataset_type once, by decode_command (the only maker):
+    # read several times per message, and a property costs a Python call each time.
+    is_response: bool = field(init=False, repr=False, compare=False)
+    # service name ("C-STORE" for both -RQ and -RSP); "unknown" for undefined fields
+    name: str = field(init=False, repr=False, compare=False)
+    # Absent CommandDataSetType is invalid; it counts as no data set, so that the message
+    # is not left waiting forever for a fragment that will not come.
+    has_dataset: bool = field(init=False, repr=False, compare=False)
 
 
 def _text(value: bytes) -> str:
@@ -111,7 +103,7 @@ _SOP_CLASS_TEXT: dict[bytes, str] = {}
 _SOP_CLASS_TEXT_ENTRIES = 1024
 
 
-def decode_command(data: bytes, *, keep_instance_uids: bool = False) -> Command:
+def decode_command(data: bytes, keep_instance_uids: bool = False) -> Command:
     """Decode an Implicit VR LE group 0000 command set; raise CommandSetError if malformed."""
     cmd = Command()
     pos = 0
@@ -127,9 +119,9 @@ def decode_command(data: bytes, *, keep_instance_uids: bool = False) -> Command:
         else:
             raise CommandSetError("truncated element header")
         pos += 8
-        if group != 0x0000:
-            raise CommandSetError(f"element ({group:04X},{elem:04X}) outside group 0000")
-        if length > end - pos:
+        if group or length > end - pos:  # one test for the two faults, told apart here
+            if group:
+                raise CommandSetError(f"element ({group:04X},{elem:04X}) outside group 0000")
             raise CommandSetError(f"element (0000,{elem:04X}) length exceeds command set")
         setter = us_setters.get(elem)
         if setter is not None:  # its value came with the header: no slice
@@ -159,8 +151,13 @@ def decode_command(data: bytes, *, keep_instance_uids: bool = False) -> Command:
             cmd.requested_sop_instance_uid = _text(data[pos : pos + length])[:64]
         # anything else in group 0000 is not needed by the monitor: skipped by length
         pos += length
-    if cmd.command_field is None:
+    command_field = cmd.command_field
+    if command_field is None:
         raise CommandSetError("no CommandField")
+    cmd.is_response = bool(command_field & RESPONSE_BIT)
+    cmd.name = COMMAND_NAMES.get(command_field & ~RESPONSE_BIT, "unknown")
+    dataset_type = cmd.dataset_type
+    cmd.has_dataset = dataset_type is not None and dataset_type != NO_DATASET
     return cmd
 
 

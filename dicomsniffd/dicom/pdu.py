@@ -56,6 +56,7 @@ DATASET_HEAD = VIOLATION + 1
 
 # framer states; the three skipping states must stay contiguous (_DATA.._SKIPPDU)
 _HDR, _BODY, _PDVH, _CMD, _DATA, _DISCARD, _SKIPPDU, _SKIPBODY, _UNSYNC, _DEAD = range(10)
+DEAD = _DEAD  # for feed_chunk's callers
 _DSHEAD = 10  # buffering the first bytes of a data set (its first element header)
 assert (_HDR, _DATA) == (HDR_STATE, DATA_STATE)
 DATASET_HEAD_BYTES = 8  # tag(4) + VR(2) or length(4): PS3.5 7.1.1/7.1.3
@@ -114,7 +115,7 @@ class PduFramer(HeaderChecks, ChainedPdvs, ResyncScan):
         self._hdr = bytearray()
         # Empty outside the buffering states (_CMD, _BODY, _DSHEAD): whoever leaves one
         # empties it, so entering one needs no new bytearray (and a PDV or PDU that is all
-        # in one chunk never touches it: _feed takes it as one slice).
+        # in one chunk never touches it: feed_chunk takes it as one slice).
         self._buf = bytearray()
         self._need = 0
         self._pdu_type = 0
@@ -153,9 +154,9 @@ class PduFramer(HeaderChecks, ChainedPdvs, ResyncScan):
             self.skip -= n
             self.pdata_bytes += n
             return _NO_ITEMS
-        if self.state == _DEAD or not n:
+        if self.state == DEAD or not n:
             return _NO_ITEMS
-        return self._feed(data, ts)
+        return self.feed_chunk(data, ts)
 
     def gap(self, nbytes: int, ts: float) -> list | tuple:
         """``nbytes`` of the stream were never seen: stay aligned if the framing allows."""
@@ -183,7 +184,10 @@ class PduFramer(HeaderChecks, ChainedPdvs, ResyncScan):
 
     # -- feeding ------------------------------------------------------------------------
 
-    def _feed(self, data: bytes, ts: float) -> list:
+    def feed_chunk(self, data: bytes, ts: float) -> list | tuple:
+        """The framing loop of ``feed``, for a caller that made feed's tests itself (the
+        chunk is not empty, does not end inside a PDV being skipped, the framer is not
+        DEAD): the conversation, once per chunk, without a second call making them again."""
         out: list = []
         pos = 0
         n = len(data)
@@ -213,7 +217,7 @@ class PduFramer(HeaderChecks, ChainedPdvs, ResyncScan):
                     if (
                         pdu_type == 0x04
                         and 0 <= dlen <= length - 6
-                        and (not mch & 1 or dlen <= min(n - pos - 12, self.max_command_bytes))
+                        and (not mch & 1 or dlen <= n - pos - 12 and dlen <= self.max_command_bytes)
                     ):
                         if length > self.pdu_limit or not self.pdata_allowed:
                             self._pdu_violations(out, length)
@@ -250,7 +254,8 @@ class PduFramer(HeaderChecks, ChainedPdvs, ResyncScan):
                     self._pdu_ts = ts
                     if (
                         pdu_type != 0x04
-                        and 0 < length <= min(n - pos, self.max_association_pdu_bytes)
+                        and 0 < length <= n - pos
+                        and length <= self.max_association_pdu_bytes
                         and 1 <= pdu_type <= 7
                     ):
                         # ... and the whole association PDU too: what _on_pdu_header and
@@ -549,11 +554,15 @@ class PduFramer(HeaderChecks, ChainedPdvs, ResyncScan):
         self._enter_skip(_SKIPPDU, nbytes, out, ts)
 
     def _lose_alignment(self) -> None:
+        # (also at every connection's close, through kill: the buffers are only touched
+        # when there is something in them)
         self.state = _UNSYNC
         self.skip = 0
         self._need = 0
-        self._hdr.clear()
-        self._buf = bytearray()
+        if self._hdr:
+            self._hdr.clear()
+        if self._buf:
+            self._buf = bytearray()
         self._scan = b""
         self._skipped = 0
         self._at_start = False

@@ -3,7 +3,7 @@
 A part of PduFramer (pdu.py) kept in its own room, as headerchecks.py is. During a large
 data set every P-DATA-TF is one dataset PDV of the same presentation context (storescp's
 16 KB PDUs: 50 of them per 800 KB image); without this each PDU's end would leave the
-compiled path for the framer's 12-byte header path below (``PduFramer._feed``) and come
+compiled path for the framer's 12-byte header path below (``PduFramer.feed_chunk``) and come
 back with a new lease. ``chain_spec`` says when the lease may walk those headers itself:
 exactly when every header it accepts would take that path, break no DESIGN §4b rule
 and make no item but the DATA item of the PDV it ends (which the conversation folds into

@@ -35,6 +35,16 @@ class ResyncScan:
 
     def _find_header(self, buf: bytes) -> int:
         """Offset of the first plausible PDU header in ``buf``, or -1 (tail kept)."""
+        if (
+            self._at_start
+            and not self._skipped
+            and len(buf) >= 10
+            and 1 <= buf[0] <= 2
+            and plausible_associate_header(buf, 0, MAX_ASSOCIATE_PDU_LENGTH, True)
+        ):
+            # A connection's first bytes are an A-ASSOCIATE-RQ/AC (nearly every one is):
+            # what the scan below finds first (_plausible's first-bytes case), without it.
+            return 0
         pos = 0
         search = _CANDIDATE.search
         while True:

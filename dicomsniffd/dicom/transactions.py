@@ -230,7 +230,7 @@ class DimseTransactions:
             command_set = bytes(m.buf)
             m.buf = None
         try:
-            cmd = decode_command(command_set, keep_instance_uids=self.keep_instance_uids)
+            cmd = decode_command(command_set, self.keep_instance_uids)  # (positional: cheaper)
         except CommandSetError as exc:
             out.append(ProtocolError(ts, self.roles.sender(d), BAD_COMMAND_SET, str(exc)))
             return
