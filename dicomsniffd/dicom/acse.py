@@ -346,10 +346,12 @@ class AssociateDecoder:
     changes no result, only the cost. It is bounded by entries and by the bytes of the keys
     it holds; when either bound is reached it is simply emptied. Malformed bodies raise and
     are never stored. An instance rather than module globals: the core keeps no global
-    state (DESIGN §1), and a pipeline's memo dies with it.
+    state (DESIGN §1), and a pipeline's memo dies with it. It also carries the pipeline's
+    other shared memos: ``negotiations`` (conformance.py) and ``commands`` (the decoded
+    command sets, transactions.py).
     """
 
-    __slots__ = ("_assoc_memo", "_assoc_memo_bytes", "_merge_memo", "negotiations")
+    __slots__ = ("_assoc_memo", "_assoc_memo_bytes", "_merge_memo", "negotiations", "commands")
 
     MAX_ENTRIES = 512
     MAX_BYTES = 4 * 1024 * 1024
@@ -365,6 +367,8 @@ class AssociateDecoder:
         # conformance.negotiation's memo (what each distinct RQ/AC pair settled), kept
         # here so it is shared and dies with the decode memo it keys on
         self.negotiations: dict[tuple[int, int, int], tuple] = {}
+        # DimseTransactions' memo of decoded command sets (transactions.py), shared the same way
+        self.commands: dict[bytes, object] = {}
 
     def decode_associate(self, body: bytes, pdu_type: int) -> Associate:
         """``decode_associate(body, pdu_type)``, memoised."""

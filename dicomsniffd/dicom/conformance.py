@@ -422,7 +422,8 @@ class Conformance:
             return
         opened[(ev.sender, ev.message_id)] = ev.context_id
         window = found.windows[ev.sender]
-        if window:
+        # (no more open requests in all than the window: none to count, the usual case)
+        if window and len(opened) > window:
             outstanding = sum(1 for invoker, _ in opened if invoker == ev.sender)
             if outstanding > window:
                 detail = f"{outstanding} requests outstanding, window {window}"

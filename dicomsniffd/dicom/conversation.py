@@ -113,15 +113,20 @@ class DicomConversation:
             PduFramer(max_command_bytes, max_association_pdu_bytes),
             PduFramer(max_command_bytes, max_association_pdu_bytes),
         )
+        self._acse = associate_decoder if associate_decoder is not None else acse.AssociateDecoder()
         # positional: one per connection, and keyword calls cost (many-flows benchmark)
         self._dimse = dimse = DimseTransactions(
-            self.roles, max_command_bytes, keep_instance_uids, transaction_timeout, max_pending
+            self.roles,
+            max_command_bytes,
+            keep_instance_uids,
+            transaction_timeout,
+            max_pending,
+            self._acse.commands,
         )
         # Bound once: _handle calls these per PDV, at the cost of a method lookup (not
         # on_lost: rare, and one object less per connection).
         self._on_data = dimse.on_data
         self._on_cmd_fragment = dimse.on_command_fragment
-        self._acse = associate_decoder if associate_decoder is not None else acse.AssociateDecoder()
         self._rq_ts: float | None = None
         self._rq_contexts: tuple[PresentationContext, ...] = ()
         self._release_rq = False
@@ -287,7 +292,7 @@ class DicomConversation:
             for framer in self._framers:
                 framer.kill()
             end_how = self._end_how(how)
-            self._dimse.end(out, capture_ended=end_how == "capture-ended")
+            self._dimse.end(out, end_how == "capture-ended")  # (capture_ended)
             if self.dicom_seen:
                 end = AssociationEnded(
                     ts,

@@ -42,7 +42,10 @@ class CommandSetError(ValueError):
 
 @dataclass(slots=True)
 class Command:
-    """The fields of one command set that the monitor uses (absent ones stay None/"")."""
+    """The fields of one command set that the monitor uses (absent ones stay None/"").
+
+    Never changed once decoded: one Command may stand for many identical command sets
+    (the memo in transactions.py)."""
 
     command_field: int | None = None
     sop_class_uid: str = ""  # Affected or Requested SOP Class UID

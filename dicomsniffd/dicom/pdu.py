@@ -206,50 +206,58 @@ class PduFramer(HeaderChecks, ChainedPdvs, ResyncScan):
                 self._end_skip(out, ts)
             elif st == _HDR:
                 hdr = self._hdr
-                if not hdr and n - pos >= 12:
-                    # The common cases at a PDU boundary: a P-DATA-TF whose first PDV is a
-                    # dataset fragment (a transfer), or a whole command PDV (short
-                    # associations: nearly every command), both headers in this chunk.
-                    # Exactly what _on_pdu_header + _on_pdv_header (+ _end_buffered) do for
-                    # it, in one unpack (the paths below handle everything else).
-                    pdu_type, length, pdv_len, ctx, mch = _PDATA_PDV_HEADERS.unpack_from(data, pos)
-                    dlen = pdv_len - 2
-                    if (
-                        pdu_type == 0x04
-                        and 0 <= dlen <= length - 6
-                        and (not mch & 1 or dlen <= n - pos - 12 and dlen <= self.max_command_bytes)
-                    ):
-                        if length > self.pdu_limit or not self.pdata_allowed:
-                            self._pdu_violations(out, length)
-                        if ctx not in self.contexts or mch > 3 or pdv_len & 1:
-                            self._pdv_violations(out, ctx, mch, pdv_len)
-                        pos += 12
-                        self.synced = True
-                        self.pdata_bytes += 12
-                        self._pdu_ts = self._pdv_ts = ts
-                        self._first_pdv = False
-                        self._pdu_left = length - 6 - dlen
-                        self._ctx = ctx
-                        self._last = last = bool(mch & 2)
-                        self._pdv_len = dlen
-                        if mch & 1:
-                            end = pos + dlen
-                            out.append((CMD, ctx, last, bytes(data[pos:end]), ts))
-                            pos = end
-                            self.pdata_bytes += dlen
-                            self._ds_peek = last  # a data set, if any, starts with the next PDV
-                            self._next_pdv(out, ts)
-                            continue
-                        self._pdv_missed = False
-                        if self._ds_peek:
-                            self._start_head(dlen, out, ts)
-                        else:
-                            self._enter_skip(_DATA, dlen, out, ts)
-                        continue
                 if not hdr and n - pos >= 6:
                     # The whole PDU header in this chunk (short associations: nearly every
-                    # PDU starts a segment): no copy through _hdr.
-                    pdu_type, _reserved, length = _HEADER.unpack_from(data, pos)
+                    # PDU starts a segment): no copy through _hdr. With 6 bytes more, one
+                    # unpack reads it and what would be a first PDV header.
+                    if n - pos < 12:
+                        pdu_type, _reserved, length = _HEADER.unpack_from(data, pos)
+                    else:
+                        pdu_type, length, pdv_len, ctx, mch = _PDATA_PDV_HEADERS.unpack_from(
+                            data, pos
+                        )
+                        dlen = pdv_len - 2
+                        if (
+                            pdu_type == 0x04
+                            and 0 <= dlen <= length - 6
+                            and (
+                                not mch & 1
+                                or dlen <= n - pos - 12
+                                and dlen <= self.max_command_bytes
+                            )
+                        ):
+                            # The common cases at a PDU boundary: a P-DATA-TF whose first
+                            # PDV is a dataset fragment (a transfer), or a whole command PDV
+                            # (short associations: nearly every command), both headers in
+                            # this chunk. Exactly what _on_pdu_header + _on_pdv_header
+                            # (+ _end_buffered) do for it (the paths below do the rest).
+                            if length > self.pdu_limit or not self.pdata_allowed:
+                                self._pdu_violations(out, length)
+                            if ctx not in self.contexts or mch > 3 or pdv_len & 1:
+                                self._pdv_violations(out, ctx, mch, pdv_len)
+                            pos += 12
+                            self.synced = True
+                            self.pdata_bytes += 12
+                            self._pdu_ts = self._pdv_ts = ts
+                            self._first_pdv = False
+                            self._pdu_left = length - 6 - dlen
+                            self._ctx = ctx
+                            self._last = last = bool(mch & 2)
+                            self._pdv_len = dlen
+                            if mch & 1:
+                                end = pos + dlen
+                                out.append((CMD, ctx, last, bytes(data[pos:end]), ts))
+                                pos = end
+                                self.pdata_bytes += dlen
+                                self._ds_peek = last  # a data set, if any, starts with the next PDV
+                                self._next_pdv(out, ts)
+                                continue
+                            self._pdv_missed = False
+                            if self._ds_peek:
+                                self._start_head(dlen, out, ts)
+                            else:
+                                self._enter_skip(_DATA, dlen, out, ts)
+                            continue
                     pos += 6
                     self._pdu_ts = ts
                     if (
