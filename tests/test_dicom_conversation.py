@@ -17,6 +17,7 @@ from test_dicom_streams import (
     feed_all,
 )
 
+from dicomsniffd.dicom.acse import AssociateDecoder
 from dicomsniffd.dicom.conversation import DicomConversation
 from dicomsniffd.dicom.events import (
     DimseRequestSeen,
@@ -25,6 +26,7 @@ from dicomsniffd.dicom.events import (
     ProtocolError,
     Resynchronised,
 )
+from dicomsniffd.dicom.transactions import COMMAND_MEMO_ENTRIES
 
 
 def _assoc(conv, contexts=((1, CT, ("1.2.840.10008.1.2.1",)),), ts=0.0):
@@ -538,3 +540,46 @@ def test_nothing_raises_for_bad_direction():
     conv = DicomConversation()
     assert _of(conv.feed(7, b"abc", 1.0), ProtocolError)[0].kind == "parser-exception"
     assert _of(conv.gap(-5, 3, 1.0), ProtocolError)
+
+
+def _echo_association(decoder, status=0x0000):
+    """One association with one C-ECHO, fed through a conversation using ``decoder``."""
+    conv = DicomConversation(associate_decoder=decoder)
+    _assoc(conv, contexts=((1, VERIFICATION, ("1.2.840.10008.1.2",)),))
+    rq = dimse("C_ECHO_RQ", MessageID=1, AffectedSOPClassUID=VERIFICATION)
+    rsp = dimse(
+        "C_ECHO_RSP", MessageIDBeingRespondedTo=1, AffectedSOPClassUID=VERIFICATION, Status=status
+    )
+    events = feed_all(conv, [(0, rq[0], 1.0), (1, rsp[0], 1.5)])
+    return events + list(conv.close("fin", 2.0))
+
+
+def test_command_memo_changes_no_event():
+    """The pipeline's shared memo of decoded command sets: the second association's
+    byte-identical C-ECHO-RQ/RSP come from it, and give exactly the events a fresh decoder
+    gives (a different status in the same place is not mistaken for the memoised one)."""
+    shared = AssociateDecoder()
+    first = _echo_association(shared)
+    assert len(shared.commands) == 2  # the RQ and the RSP
+    again = _echo_association(shared)
+    assert again == first == _echo_association(AssociateDecoder())
+    failed = _echo_association(shared, status=0x0110)
+    assert _of(failed, DimseTransaction)[0].status == 0x0110
+    assert _of(again, DimseTransaction)[0].status == 0x0000
+
+
+def test_command_memo_is_bounded():
+    """Distinct command sets (a C-STORE names its instance) never grow the memo past its
+    bound, and with instance UIDs kept there is no memo at all."""
+    shared = AssociateDecoder()
+    conv = DicomConversation(associate_decoder=shared)
+    _assoc(conv)
+    for mid in range(1, COMMAND_MEMO_ENTRIES + 50):
+        rq = dimse("C_ECHO_RQ", MessageID=mid, AffectedSOPClassUID=VERIFICATION)
+        feed_all(conv, [(0, rq[0], 1.0)])
+        assert len(shared.commands) <= COMMAND_MEMO_ENTRIES
+    kept = AssociateDecoder()
+    conv = DicomConversation(keep_instance_uids=True, associate_decoder=kept)
+    _assoc(conv)
+    events = feed_all(conv, [(0, _store_rq(dataset=b"\x10\x00" * 8)[0], 1.0)])
+    assert _of(events, DimseRequestSeen) and not kept.commands
