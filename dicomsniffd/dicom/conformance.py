@@ -445,7 +445,7 @@ class Conformance:
         out.append(self._event(ts, self._roles.sender(d), DATASET_ENCODING_MISMATCH, detail))
 
     def _response(self, ev: DimseResponseSeen, out: list) -> None:
-        if nonstandard_status(ev.command, ev.status):
+        if ev.status and nonstandard_status(ev.command, ev.status):  # (0x0000 is standard)
             detail = f"{ev.command} status 0x{ev.status:04X}"
             out.append(self._event(ev.ts, ev.sender, NONSTANDARD_STATUS, detail))
         invoker = REQUESTOR if ev.sender == ACCEPTOR else ACCEPTOR

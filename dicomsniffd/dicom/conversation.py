@@ -414,11 +414,13 @@ class DicomConversation:
             elif pdu_type == acse.A_ASSOCIATE_RJ:
                 self._on_associate_rj(d, body, start_ts, ts, out)
             elif pdu_type == acse.A_RELEASE_RQ:
-                acse.check_release(body)
+                if len(body) != 4:  # (check_release raises only then: no call otherwise)
+                    acse.check_release(body)
                 self._release_rq = True
                 out.append(ReleaseRequested(start_ts, self.roles.sender(d)))
             elif pdu_type == acse.A_RELEASE_RP:
-                acse.check_release(body)
+                if len(body) != 4:
+                    acse.check_release(body)
                 self._release_rp = True
                 self._conformance.on_closed_to_pdata()
                 out.append(ReleaseReplied(start_ts, self.roles.sender(d)))

@@ -188,6 +188,8 @@ class PduFramer(HeaderChecks, ChainedPdvs, ResyncScan):
         """The framing loop of ``feed``, for a caller that made feed's tests itself (the
         chunk is not empty, does not end inside a PDV being skipped, the framer is not
         DEAD): the conversation, once per chunk, without a second call making them again."""
+        if type(data) is not bytes:  # (bytearray, memoryview): then its slices are bytes too
+            data = bytes(data)
         out: list = []
         pos = 0
         n = len(data)
@@ -240,17 +242,18 @@ class PduFramer(HeaderChecks, ChainedPdvs, ResyncScan):
                             self.pdata_bytes += 12
                             self._pdu_ts = self._pdv_ts = ts
                             self._first_pdv = False
-                            self._pdu_left = length - 6 - dlen
+                            self._pdu_left = left = length - 6 - dlen
                             self._ctx = ctx
                             self._last = last = bool(mch & 2)
                             self._pdv_len = dlen
                             if mch & 1:
                                 end = pos + dlen
-                                out.append((CMD, ctx, last, bytes(data[pos:end]), ts))
+                                out.append((CMD, ctx, last, data[pos:end], ts))
                                 pos = end
                                 self.pdata_bytes += dlen
                                 self._ds_peek = last  # a data set, if any, starts with the next PDV
-                                self._next_pdv(out, ts)
+                                if left:  # (else the PDU ends here: still _HDR, _next_pdv's case)
+                                    self._next_pdv(out, ts)
                                 continue
                             self._pdv_missed = False
                             if self._ds_peek:
@@ -271,7 +274,7 @@ class PduFramer(HeaderChecks, ChainedPdvs, ResyncScan):
                         self.synced = True
                         self._pdu_type = pdu_type
                         end = pos + length
-                        out.append((PDU, pdu_type, bytes(data[pos:end]), ts))
+                        out.append((PDU, pdu_type, data[pos:end], ts))
                         pos = end
                         if pdu_type in _STATE_CHANGING:  # the rest after the conversation
                             if pos < n:
@@ -313,7 +316,7 @@ class PduFramer(HeaderChecks, ChainedPdvs, ResyncScan):
                     # All of it in this chunk (a whole command PDV or association PDU,
                     # the usual case): taken as one slice, never copied into _buf.
                     end = pos + need
-                    whole = bytes(data[pos:end])
+                    whole = data[pos:end]
                     pos = end
                     self._need = 0
                 else:

@@ -167,6 +167,8 @@ class DimseTransactions:
         """The connection is over: every open request is unanswered, or, when it was the
         capture (or the daemon) that stopped, in flight: nobody failed to answer it."""
         self.messages.clear()
+        if not self.transactions:  # every request answered: the usual end
+            return
         outcome = IN_FLIGHT if capture_ended else "unanswered-ended"
         for txn in list(self.transactions.values()):
             self._emit_txn(txn, outcome, out)
@@ -357,8 +359,10 @@ class DimseTransactions:
             detail = "response without MessageIDBeingRespondedTo or Status"
             out.append(ProtocolError(m.start_ts, sender, BAD_COMMAND_SET, detail))
             return
-        cls = status_class(cmd.command_field, cmd.status)
-        out.append(DimseResponseSeen(m.start_ts, sender, cmd.name, cmd.status, cls, ctx, mid))
+        status = cmd.status
+        # (success, the usual answer, without the call: status_class's first case)
+        cls = "success" if status == 0 else status_class(cmd.command_field, status)
+        out.append(DimseResponseSeen(m.start_ts, sender, cmd.name, status, cls, ctx, mid))
         txn = self.transactions.get((1 - d, ctx, mid))
         if txn is None:  # request not seen (midstream start) or already given up
             return

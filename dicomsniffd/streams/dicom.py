@@ -94,10 +94,10 @@ class DicomFlowHandler:
         if self.closed:
             return
         self.closed = True
-        events = list(self.conv.close(how, ts))
+        events = self.conv.close(how, ts)  # (a list of its own, or the shared empty tuple)
         one_sided = self.conv.one_direction_error(ts)  # a capture can be one-sided
         if one_sided is not None:
-            events.append(one_sided)
+            events = [*events, one_sided]
         self.flush()
         if events:
             self.dispatch(events)
