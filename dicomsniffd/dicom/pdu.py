@@ -112,11 +112,13 @@ class PduFramer(HeaderChecks, ChainedPdvs, ResyncScan):
         self.max_command_bytes = max_command_bytes
         self.max_association_pdu_bytes = max_association_pdu_bytes
         self.synced = False  # a PDU header has been accepted at least once
-        self._hdr = bytearray()
+        # A PDU/PDV header split over chunks (up to 5 bytes; immutable, so nothing is made
+        # for the usual connection that never splits one: two objects less per framer)
+        self._hdr = b""
         # Empty outside the buffering states (_CMD, _BODY, _DSHEAD): whoever leaves one
-        # empties it, so entering one needs no new bytearray (and a PDV or PDU that is all
-        # in one chunk never touches it: feed_chunk takes it as one slice).
-        self._buf = bytearray()
+        # empties it (b"", made a bytearray when something is buffered: a PDV or PDU
+        # that is all in one chunk never touches it, feed_chunk takes it as one slice).
+        self._buf = b""
         self._need = 0
         self._pdu_type = 0
         self._pdu_left = 0  # P-DATA bytes after the current PDV (in _PDVH: incl. its header)
@@ -256,10 +258,21 @@ class PduFramer(HeaderChecks, ChainedPdvs, ResyncScan):
                                     self._next_pdv(out, ts)
                                 continue
                             self._pdv_missed = False
-                            if self._ds_peek:
-                                self._start_head(dlen, out, ts)
-                            else:
+                            if not self._ds_peek:
                                 self._enter_skip(_DATA, dlen, out, ts)
+                            elif dlen >= DATASET_HEAD_BYTES and pos + DATASET_HEAD_BYTES <= n:
+                                # The first PDV of a data set, its first element header in
+                                # this chunk too (a command's data set PDU usually follows
+                                # it in one segment): what _start_head, the buffering step
+                                # and _end_buffered do for it, without the three.
+                                self._ds_peek = False
+                                end = pos + DATASET_HEAD_BYTES
+                                out.append((DATASET_HEAD, ctx, data[pos:end]))
+                                pos = end
+                                self.pdata_bytes += DATASET_HEAD_BYTES
+                                self._enter_skip(_DATA, dlen - DATASET_HEAD_BYTES, out, ts)
+                            else:
+                                self._start_head(dlen, out, ts)
                             continue
                     pos += 6
                     self._pdu_ts = ts
@@ -286,11 +299,11 @@ class PduFramer(HeaderChecks, ChainedPdvs, ResyncScan):
                 if not hdr:
                     self._pdu_ts = ts
                 k = min(6 - len(hdr), n - pos)
-                hdr += data[pos : pos + k]
+                self._hdr = hdr = hdr + data[pos : pos + k]
                 pos += k
                 if len(hdr) == 6:
                     pdu_type, _reserved, length = _HEADER.unpack(hdr)
-                    hdr.clear()
+                    self._hdr = b""
                     self._on_pdu_header(out, ts, pdu_type, length)
             elif st == _PDVH:
                 hdr = self._hdr
@@ -303,12 +316,12 @@ class PduFramer(HeaderChecks, ChainedPdvs, ResyncScan):
                         self._on_pdv_header(out, ts, pdv_len, ctx, mch)
                         continue
                 k = min(6 - len(hdr), n - pos)
-                hdr += data[pos : pos + k]
+                self._hdr = hdr = hdr + data[pos : pos + k]
                 pos += k
                 self.pdata_bytes += k
                 if len(hdr) == 6:
                     pdv_len, ctx, mch = _PDV_HEADER.unpack(hdr)
-                    hdr.clear()
+                    self._hdr = b""
                     self._on_pdv_header(out, ts, pdv_len, ctx, mch)
             elif st in (_CMD, _BODY, _DSHEAD):
                 need = self._need
@@ -321,6 +334,8 @@ class PduFramer(HeaderChecks, ChainedPdvs, ResyncScan):
                     self._need = 0
                 else:
                     k = min(need, n - pos)
+                    if not self._buf:
+                        self._buf = bytearray()
                     self._buf += data[pos : pos + k]
                     pos += k
                     self._need = need - k
@@ -329,7 +344,7 @@ class PduFramer(HeaderChecks, ChainedPdvs, ResyncScan):
                             self.pdata_bytes += k
                         continue
                     whole = bytes(self._buf)
-                    self._buf = bytearray()
+                    self._buf = b""
                     need = k
                 if st != _BODY:
                     self.pdata_bytes += need
@@ -354,7 +369,7 @@ class PduFramer(HeaderChecks, ChainedPdvs, ResyncScan):
                 self._at_start = False
                 self._skipped = 0
                 self._scan = b""
-                self._hdr.clear()
+                self._hdr = b""
                 self.state = _HDR
                 data, n, pos = buf, len(buf), p  # continue framing from the found header
             else:  # _DEAD
@@ -496,7 +511,7 @@ class PduFramer(HeaderChecks, ChainedPdvs, ResyncScan):
         if st == _DSHEAD:  # the head is not whole: give it up, the PDV is skipped as usual
             st = self.state = _DATA
             self.skip = self._pdv_len - len(self._buf)
-            self._buf = bytearray()
+            self._buf = b""
         if st in (_DATA, _DISCARD):
             if n <= self.skip:  # inside the PDV: still aligned
                 self.skip -= n
@@ -520,19 +535,19 @@ class PduFramer(HeaderChecks, ChainedPdvs, ResyncScan):
         elif st == _CMD:
             if n <= self._need:  # the fragment is lost but the PDV boundary is known
                 out.append((LOST, self._ctx))
-                self._buf = bytearray()
+                self._buf = b""
                 self._enter_skip(_DISCARD, self._need - n, out, ts)
                 return
             rest = self._need + self._pdu_left
             if n <= rest:
                 out.append((LOST, self._ctx))
-                self._buf = bytearray()
+                self._buf = b""
                 self._skip_rest_of_pdu(rest - n, out, ts)
                 return
         elif st == _PDVH:
             rest = self._pdu_left - len(self._hdr)
             if n <= rest:
-                self._hdr.clear()
+                self._hdr = b""
                 self._skip_rest_of_pdu(rest - n, out, ts)
                 return
         elif st in (_BODY, _SKIPBODY):
@@ -547,7 +562,7 @@ class PduFramer(HeaderChecks, ChainedPdvs, ResyncScan):
                 # (AE titles) and the items before the cut are still worth decoding.
                 out.append((PARTIAL, self._pdu_type, bytes(self._buf), self._pdu_ts))
             if n <= self._need:  # an association PDU is lost, its end is known
-                self._buf = bytearray()
+                self._buf = b""
                 self._need -= n
                 self.state = _SKIPBODY if self._need else _HDR
                 return
@@ -565,15 +580,11 @@ class PduFramer(HeaderChecks, ChainedPdvs, ResyncScan):
         self._enter_skip(_SKIPPDU, nbytes, out, ts)
 
     def _lose_alignment(self) -> None:
-        # (also at every connection's close, through kill: the buffers are only touched
-        # when there is something in them)
         self.state = _UNSYNC
         self.skip = 0
         self._need = 0
-        if self._hdr:
-            self._hdr.clear()
-        if self._buf:
-            self._buf = bytearray()
+        self._hdr = b""
+        self._buf = b""
         self._scan = b""
         self._skipped = 0
         self._at_start = False
