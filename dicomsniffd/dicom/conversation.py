@@ -47,7 +47,7 @@ from .pdu import (
 )
 from .problems import BAD_PDU, ONE_DIRECTION_ONLY, PARSER_EXCEPTION
 from .roles import Roles
-from .transactions import DimseTransactions, add_stalls, delta, stall_tuple
+from .transactions import DimseTransactions, add_stall, delta, stall_tuple
 
 _NO_EVENTS: tuple = ()
 MAX_EXCEPTIONS_PER_DIRECTION = 3  # then the direction is ignored until the flow ends
@@ -262,7 +262,7 @@ class DicomConversation:
                     return _NO_EVENTS
             sender = self.roles.sender(direction)
             dimse.on_stall(direction, sender, cause, seconds, txn)
-            self._stalls = add_stalls(self._stalls, {(sender, cause): [1, seconds]})
+            self._stalls = add_stall(self._stalls, (sender, cause), seconds)
         except Exception as exc:  # noqa: BLE001
             return self._contain(direction, exc, ts, [])
         return [Stalled(ts, sender, cause, seconds)]

@@ -458,7 +458,7 @@ class DimseTransactions:
                 txn.completed,  # suboperations_completed
                 txn.failed,  # suboperations_failed
                 txn.warning,  # suboperations_warning
-                sum(v[1] for v in stalls.values()) if stalls else 0.0,  # stall_seconds
+                _stall_seconds(stalls) if stalls else 0.0,  # stall_seconds
                 stall_tuple(stalls) if stalls else (),  # stalls
                 final_ts,  # final_response_ts
                 response_transfer,  # response_transfer_seconds
@@ -470,7 +470,12 @@ class DimseTransactions:
 
     def message_open(self, d: int) -> bool:
         """A DIMSE message of direction ``d`` has started and not completed."""
-        return self.collecting[d] is not None or any(k[0] == d for k in self.messages)
+        if self.collecting[d] is not None:
+            return True
+        for k in self.messages:  # noqa: SIM110 - a loop, not any() over a generator (per stall)
+            if k[0] == d:
+                return True
+        return False
 
     def request_completed_since(self, d: int, since: float) -> Transaction | None:
         """An open transaction whose request (sent by ``d``) completed at ``since`` or later."""
@@ -486,9 +491,9 @@ class DimseTransactions:
         """A stall inside a transfer of direction ``d``: to ``txn`` if given (a request
         whose last bytes were resent), else to the message in transfer (its transaction
         once known), else to the next message of ``d``."""
-        one = {(sender, cause): [1, seconds]}
+        one = (sender, cause)
         if txn is not None:
-            txn.stalls = add_stalls(txn.stalls, one)
+            txn.stalls = add_stall(txn.stalls, one, seconds)
             return
         key = self.collecting[d]
         m = self.messages.get(key) if key is not None else None
@@ -497,11 +502,29 @@ class DimseTransactions:
         if m is None:
             if self.pending_stalls is None:
                 self.pending_stalls = [None, None]
-            self.pending_stalls[d] = add_stalls(self.pending_stalls[d], one)
+            self.pending_stalls[d] = add_stall(self.pending_stalls[d], one, seconds)
         elif m.txn is not None:
-            m.txn.stalls = add_stalls(m.txn.stalls, one)
+            m.txn.stalls = add_stall(m.txn.stalls, one, seconds)
         else:
-            m.stalls = add_stalls(m.stalls, one)
+            m.stalls = add_stall(m.stalls, one, seconds)
+
+
+def add_stall(into: dict | None, key: tuple[str, str], seconds: float) -> dict:
+    """``add_stalls(into, {key: [1, seconds]})`` without making that dict (per stall)."""
+    if into is None:
+        return {key: [1, seconds]}
+    total = into.setdefault(key, [0, 0.0])
+    total[0] += 1
+    total[1] += seconds
+    return into
+
+
+def _stall_seconds(stalls: dict) -> float:
+    """The stalls' seconds in all; one entry (the usual case) without sum's generator."""
+    if len(stalls) == 1:
+        for _count, seconds in stalls.values():
+            return seconds
+    return sum(v[1] for v in stalls.values())
 
 
 def add_stalls(into: dict | None, more: dict | None) -> dict | None:
@@ -521,4 +544,7 @@ def stall_tuple(stalls: dict | None) -> tuple[tuple[str, str, int, float], ...]:
     """The events' form of stall totals: sorted (sender, cause, count, seconds)."""
     if not stalls:
         return ()
+    if len(stalls) == 1:  # the usual case: one sender and cause, nothing to sort
+        (((s, c), (n, secs)),) = stalls.items()
+        return ((s, c, n, secs),)
     return tuple((s, c, n, secs) for (s, c), (n, secs) in sorted(stalls.items()))
