@@ -31,6 +31,7 @@ from dicomsniffd.dicom.conversation import DicomConversation
 from dicomsniffd.dicom.events import (
     AssociationRequested,
     DimseRequestSeen,
+    DimseTransaction,
     ProtocolError,
     ProtocolViolation,
     Resynchronised,
@@ -328,3 +329,28 @@ def test_dataset_encoding_against_the_accepted_transfer_syntax(ctx, head, broken
     chunks = [(0, rq), (1, AC), (0, store), (0, data[:9]), (0, data[9:13]), (0, data[13:])]
     found = kinds(feed_all(conv, chunks))
     assert found == ([("dataset-encoding-mismatch", "requestor")] if broken else [])
+
+
+@pytest.mark.parametrize(
+    ("ctx", "head", "broken"),
+    [(3, EXPLICIT_HEAD, False), (3, IMPLICIT_HEAD, True), (1, EXPLICIT_HEAD, True)],
+)
+def test_dataset_encoding_with_its_command_in_one_chunk(ctx, head, broken):
+    """A command and its data set PDU in one chunk (the framer reads the head in its
+    P-DATA fast path), and that chunk cut at every byte: the same verdict and detail, and
+    the data set's bytes counted the same."""
+    rq = associate_rq(contexts=((1, CT, (IVLE,)), (3, CT, (EVLE,))))
+    store = dimse("C_STORE_RQ", ctx=ctx, MessageID=1, AffectedSOPClassUID=CT,
+                  AffectedSOPInstanceUID="1.2", Priority=0, dataset=b"")[0]  # fmt: skip
+    stream = store + pdata([(ctx, 0x02, head + b"\0" * 100)])
+    seen = set()
+    for cut in range(len(stream) + 1):
+        conv = DicomConversation()
+        parts = [(0, part) for part in (stream[:cut], stream[cut:]) if part]
+        events = feed_all(conv, [(0, rq), (1, AC), *parts])
+        found = [(e.kind, e.detail) for e in events if isinstance(e, ProtocolViolation)]
+        (txn,) = [e for e in conv.close("fin", 1.0) if isinstance(e, DimseTransaction)]
+        seen.add((tuple(found), txn.request_dataset_bytes, conv.pdata_bytes[0]))
+    (only,) = seen
+    assert [kind for kind, _ in only[0]] == (["dataset-encoding-mismatch"] if broken else [])
+    assert only[1] == len(head) + 100 and only[2] == len(stream)
