@@ -44,7 +44,7 @@ class Association:
         "requests", "unanswered", "pdata", "missed", "retransmissions", "zero_windows",
         "resets", "protocol_errors", "requestor_info", "acceptor_info", "setup_seconds", "stores",
         "busy_seconds", "first_error", "command_with_dataset", "in_flight", "first_store_ts",
-        "titles",
+        "titles", "problem_score",
     )  # fmt: skip
 
     def __init__(self, flow: Any) -> None:
@@ -97,6 +97,9 @@ class Association:
         # the flow's (calling, called) titles the two fields above were last set from (the
         # Summary may fold them, see sinks/summary/sink.py MAX_AE_PAIRS); none yet
         self.titles: tuple[str | None, str | None] = (None, None)
+        # formatting.problem_score of the ended association, once KeptAssociations.add has
+        # counted it (the text summary ranks the kept records by it: not computed twice)
+        self.problem_score: int | None = None
 
     @property
     def outcome(self) -> str:
@@ -132,9 +135,9 @@ class Association:
             "end": self.end,
             "dimse": self.dimse,
             "unanswered": self.unanswered,
-            "resets": sum(self.resets.values()),
-            "retransmissions": sum(self.retransmissions.values()),
-            "zero_windows": sum(self.zero_windows.values()),
+            "resets": _total(self.resets),
+            "retransmissions": _total(self.retransmissions),
+            "zero_windows": _total(self.zero_windows),
             "missed_bytes": self.missed,
         }
 
@@ -165,6 +168,12 @@ class Association:
             "requestor_implementation": implementation_dict(self.requestor_info),
             "acceptor_implementation": implementation_dict(self.acceptor_info),
         }
+
+
+def _total(counts: Mapping[str, int]) -> int:
+    """Both senders' count of one kind of TCP event; the shared zero count (most
+    associations) without summing a mapping proxy's values."""
+    return 0 if counts is NO_TCP_EVENTS else sum(counts.values())
 
 
 # Answers computed once per negotiation. The core hands the same (frozen) contexts tuple to

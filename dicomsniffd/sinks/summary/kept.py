@@ -43,7 +43,7 @@ class KeptAssociations:
             return  # a connection without DICOM: not an association
         refused = refused_contexts(a)
         fields = a.problem_fields()
-        score = problem_score(fields, a.protocol_errors)
+        score = a.problem_score = problem_score(fields, a.protocol_errors)
         self.totals.add(a, score > 0, refused, fields)
         self._seq += 1
         if score or refused[1]:

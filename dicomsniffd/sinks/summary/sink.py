@@ -437,7 +437,12 @@ class Summary(EventSink):
         return self.kept.records()
 
     def to_dict(self, capture_info: dict[str, Any]) -> dict[str, Any]:
-        associations = self._associations()
+        return self._to_dict(capture_info, self._associations())
+
+    def _to_dict(
+        self, capture_info: dict[str, Any], associations: list[Association]
+    ) -> dict[str, Any]:
+        """``to_dict`` of the kept records ``associations`` (``_associations()``)."""
         totals = self.kept.totals
         return {
             "schema": SCHEMA,
@@ -538,4 +543,7 @@ class Summary(EventSink):
     # -- text ---------------------------------------------------------------------------------
 
     def render_text(self, capture_info: dict[str, Any]) -> str:
-        return render_text(self.to_dict(capture_info))
+        associations = self._associations()
+        # each record's problem_score, set when it was counted (KeptAssociations.add)
+        scores = [a.problem_score for a in associations]
+        return render_text(self._to_dict(capture_info, associations), scores)
