@@ -165,8 +165,8 @@ class Association:
             "retransmissions": sum(self.retransmissions.values()),
             "zero_windows": sum(self.zero_windows.values()),
             "resets": sum(self.resets.values()),
-            "requestor_implementation": implementation_dict(self.requestor_info),
-            "acceptor_implementation": implementation_dict(self.acceptor_info),
+            "requestor_implementation": _implementation(self.requestor_info),
+            "acceptor_implementation": _implementation(self.acceptor_info),
         }
 
 
@@ -181,14 +181,18 @@ def _total(counts: Mapping[str, int]) -> int:
 # Association.to_dict on a capture of many short associations. Keyed by the tuple's id,
 # the tuple kept beside its answer so the id cannot be reused; bounded (cleared when
 # full). The answers are shared by those associations: read only (outputs, the report).
+# The same holds for the decoded user information of an RQ or AC (a frozen object the
+# core shares the same way): its implementation_dict is asked twice per association.
 _MEMO_ENTRIES = 1024
 _REFUSED: dict[int, tuple[tuple, Any]] = {}  # refused_contexts, asked once per association
 _CONTEXT_DICTS: dict[int, tuple[tuple, Any]] = {}  # to_dict's presentation_contexts
+_IMPLEMENTATIONS: dict[int, tuple[UserInformation, Any]] = {}  # to_dict's *_implementation
 
 
-def _per_negotiation(memo: dict, contexts: Sequence[PresentationContext], answer: Any) -> Any:
-    """``answer(contexts)``, memoised in ``memo`` for the core's contexts tuples."""
-    if type(contexts) is not tuple:  # a list (tests): may change, not memoised
+def _per_negotiation(memo: dict, contexts: Any, answer: Any) -> Any:
+    """``answer(contexts)``, memoised in ``memo`` for the core's contexts tuples (and
+    its user information objects)."""
+    if type(contexts) is list:  # (tests): may change, not memoised
         return answer(contexts)
     hit = memo.get(id(contexts))
     if hit is None or hit[0] is not contexts:
@@ -289,6 +293,12 @@ class AssociationTotals:
             "cut_short": self.cut_short,
             "with_gaps": self.with_gaps,
         }
+
+
+def _implementation(info: UserInformation | None) -> dict[str, Any] | None:
+    if info is None:
+        return None
+    return _per_negotiation(_IMPLEMENTATIONS, info, implementation_dict)
 
 
 def _context_dicts(contexts: Sequence[PresentationContext]) -> list[dict[str, Any]]:
