@@ -9,7 +9,7 @@ from summary_fakes import capture_info, good_association, requested
 from dicomsniffd.dicom.events import Aborted, AssociationEnded
 from dicomsniffd.sinks.summary import Summary
 from dicomsniffd.sinks.summary.kept import KeptAssociations
-from dicomsniffd.sinks.summary.text import cited_flows
+from dicomsniffd.sinks.summary.text import cited_flows, render_text
 
 
 def _aborted(summary: Summary, flow: Flow) -> None:
@@ -213,3 +213,38 @@ def test_tls_rows_keyed_by_raw_server_addresses_are_bounded(monkeypatch) -> None
     data = summary.to_dict(capture_info())
     assert data["tls_handshakes_dropped"] == 6
     assert sum(row["count"] for row in data["tls"]) == 10  # the capped-label table: all
+
+
+def test_the_text_ranks_by_the_scores_kept_with_the_records() -> None:
+    # Summary.render_text hands the text the problem_score each record got when it was
+    # counted; ranking the to_dict rows afresh gives the same text, problems included
+    summary = _capture(300, {3, 30, 200, 299}, problem_cap=3, sample_cap=60)
+    info = capture_info()
+    text = summary.render_text(info)
+    assert "With problems (3 of 4), worst first" in text
+    assert text == render_text(summary.to_dict(info))
+
+
+def test_the_kept_records_are_handed_out_as_copies() -> None:
+    summary = _capture(50, {5}, problem_cap=2, sample_cap=5)
+    summary.to_dict(capture_info())  # every record decided on
+    first = summary.kept.records()
+    first.clear()  # a caller's list: the kept records stay
+    again = summary.kept.records()
+    assert len(again) == 6 and [a.flow_id for a in again] == sorted(a.flow_id for a in again)
+
+
+def test_without_the_transaction_log_the_summary_is_the_same() -> None:
+    # analyze without --report needs no per-transaction records: the summary is unchanged
+    with_log, without = Summary(), Summary(transaction_log=False)
+    for summary in (with_log, without):
+        for flow_id in range(1, 40):
+            flow = Flow(flow_id=flow_id, client=f"10.1.0.{flow_id}:50000")
+            if flow_id % 9:
+                good_association(summary, flow, n=2)
+            else:
+                _aborted(summary, flow)
+    assert without.transactions is None and with_log.transactions.total == 35 * 2
+    info = capture_info()
+    assert without.to_dict(info) == with_log.to_dict(info)
+    assert without.render_text(info) == with_log.render_text(info)

@@ -44,7 +44,7 @@ class Association:
         "requests", "unanswered", "pdata", "missed", "retransmissions", "zero_windows",
         "resets", "protocol_errors", "requestor_info", "acceptor_info", "setup_seconds", "stores",
         "busy_seconds", "first_error", "command_with_dataset", "in_flight", "first_store_ts",
-        "titles",
+        "titles", "problem_score",
     )  # fmt: skip
 
     def __init__(self, flow: Any) -> None:
@@ -97,6 +97,9 @@ class Association:
         # the flow's (calling, called) titles the two fields above were last set from (the
         # Summary may fold them, see sinks/summary/sink.py MAX_AE_PAIRS); none yet
         self.titles: tuple[str | None, str | None] = (None, None)
+        # formatting.problem_score of the ended association, once KeptAssociations.add has
+        # counted it (the text summary ranks the kept records by it: not computed twice)
+        self.problem_score: int | None = None
 
     @property
     def outcome(self) -> str:
@@ -132,9 +135,9 @@ class Association:
             "end": self.end,
             "dimse": self.dimse,
             "unanswered": self.unanswered,
-            "resets": sum(self.resets.values()),
-            "retransmissions": sum(self.retransmissions.values()),
-            "zero_windows": sum(self.zero_windows.values()),
+            "resets": _total(self.resets),
+            "retransmissions": _total(self.retransmissions),
+            "zero_windows": _total(self.zero_windows),
             "missed_bytes": self.missed,
         }
 
@@ -162,9 +165,15 @@ class Association:
             "retransmissions": sum(self.retransmissions.values()),
             "zero_windows": sum(self.zero_windows.values()),
             "resets": sum(self.resets.values()),
-            "requestor_implementation": implementation_dict(self.requestor_info),
-            "acceptor_implementation": implementation_dict(self.acceptor_info),
+            "requestor_implementation": _implementation(self.requestor_info),
+            "acceptor_implementation": _implementation(self.acceptor_info),
         }
+
+
+def _total(counts: Mapping[str, int]) -> int:
+    """Both senders' count of one kind of TCP event; the shared zero count (most
+    associations) without summing a mapping proxy's values."""
+    return 0 if counts is NO_TCP_EVENTS else sum(counts.values())
 
 
 # Answers computed once per negotiation. The core hands the same (frozen) contexts tuple to
@@ -172,14 +181,18 @@ class Association:
 # Association.to_dict on a capture of many short associations. Keyed by the tuple's id,
 # the tuple kept beside its answer so the id cannot be reused; bounded (cleared when
 # full). The answers are shared by those associations: read only (outputs, the report).
+# The same holds for the decoded user information of an RQ or AC (a frozen object the
+# core shares the same way): its implementation_dict is asked twice per association.
 _MEMO_ENTRIES = 1024
 _REFUSED: dict[int, tuple[tuple, Any]] = {}  # refused_contexts, asked once per association
 _CONTEXT_DICTS: dict[int, tuple[tuple, Any]] = {}  # to_dict's presentation_contexts
+_IMPLEMENTATIONS: dict[int, tuple[UserInformation, Any]] = {}  # to_dict's *_implementation
 
 
-def _per_negotiation(memo: dict, contexts: Sequence[PresentationContext], answer: Any) -> Any:
-    """``answer(contexts)``, memoised in ``memo`` for the core's contexts tuples."""
-    if type(contexts) is not tuple:  # a list (tests): may change, not memoised
+def _per_negotiation(memo: dict, contexts: Any, answer: Any) -> Any:
+    """``answer(contexts)``, memoised in ``memo`` for the core's contexts tuples (and
+    its user information objects)."""
+    if type(contexts) is list:  # (tests): may change, not memoised
         return answer(contexts)
     hit = memo.get(id(contexts))
     if hit is None or hit[0] is not contexts:
@@ -280,6 +293,12 @@ class AssociationTotals:
             "cut_short": self.cut_short,
             "with_gaps": self.with_gaps,
         }
+
+
+def _implementation(info: UserInformation | None) -> dict[str, Any] | None:
+    if info is None:
+        return None
+    return _per_negotiation(_IMPLEMENTATIONS, info, implementation_dict)
 
 
 def _context_dicts(contexts: Sequence[PresentationContext]) -> list[dict[str, Any]]:

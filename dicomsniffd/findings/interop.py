@@ -6,7 +6,7 @@ sharing its P-DATA-TF with the data set on associations that failed."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from dicomsniffd.dicom.dimse import status_class
@@ -127,6 +127,22 @@ def _is_success(status: str) -> bool:
     return status == "0x0000" or status.startswith("0xB")  # success or warning
 
 
+def _refusals(contexts: Sequence[PresentationContext]) -> list[tuple[str, str]]:
+    """(service, why) of each SOP class refused on every context that proposed it."""
+    refused_pcs = [pc for pc in contexts if pc.result]  # not None, not acceptance
+    if not refused_pcs:
+        return []
+    accepted = {pc.abstract_syntax for pc in contexts if pc.result == 0}
+    refused = {
+        (pc.abstract_syntax, pc.result) for pc in refused_pcs if pc.abstract_syntax not in accepted
+    }
+    out = []
+    for uid, result in sorted(refused):
+        name = uid_display_name(uid) or uid
+        out.append((_service_of(uid), f"{name} refused ({context_result(result)})"))
+    return out
+
+
 @rule(PARTIAL_SERVICE)
 def partial_service(c: Collected, info: Mapping[str, Any]) -> list[Found]:
     ok: dict[tuple[str, str], dict[str, int]] = {}
@@ -136,23 +152,26 @@ def partial_service(c: Collected, info: Mapping[str, Any]) -> list[Found]:
         reasons = failed.setdefault(pair, {}).setdefault(service, {})
         reasons[why] = reasons.get(why, 0) + n
 
+    # the refusals of each negotiation, once: the core shares one contexts tuple among the
+    # associations that negotiated the same (they stay alive here, so their ids are unique)
+    refusals: dict[int, list[tuple[str, str]]] = {}
     for a in c.associations:
         pair = (a.calling_ae, a.called_ae)
         for command, statuses in a.dimse.items():
-            n = sum(count for status, count in statuses.items() if _is_success(status))
+            n = 0
+            for status, count in statuses.items():
+                if _is_success(status):
+                    n += count
             if n:
-                ok.setdefault(pair, {})[command] = ok.get(pair, {}).get(command, 0) + n
-        refused_pcs = [pc for pc in a.contexts if pc.result]  # not None, not acceptance
-        if refused_pcs:
-            accepted = {pc.abstract_syntax for pc in a.contexts if pc.result == 0}
-            refused = {
-                (pc.abstract_syntax, pc.result)
-                for pc in refused_pcs
-                if pc.abstract_syntax not in accepted
-            }
-            for uid, result in sorted(refused):
-                name = uid_display_name(uid) or uid
-                fail(pair, _service_of(uid), f"{name} refused ({context_result(result)})")
+                done = ok.get(pair)
+                if done is None:
+                    done = ok[pair] = {}
+                done[command] = done.get(command, 0) + n
+        refused = refusals.get(id(a.contexts))
+        if refused is None:
+            refused = refusals[id(a.contexts)] = _refusals(a.contexts)
+        for service, why in refused:
+            fail(pair, service, why)
         if a.reject is not None:
             fail(pair, "association", f"A-ASSOCIATE-RJ {a.reject['reason']}")
     for (command, status, calling, called), n in c.failures.items():

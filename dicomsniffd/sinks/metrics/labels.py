@@ -25,6 +25,8 @@ CAPPED_LABELS = ("calling_ae", "called_ae", "server", "sop_class", "status")
 # every 0xA7xx (out of resources: the alert rules and the dashboard select those by
 # value) never take a slot, so a flood of odd values cannot hide them.
 MAX_STATUS_LABELS = 256
+# SOP class UIDs whose label value is remembered (the memo is emptied when full)
+_SETTLED_UIDS = 1_024
 
 
 class LabelCaps:
@@ -44,6 +46,11 @@ class LabelCaps:
         self._servers_seen: set[str] = set()
         self._sop_seen: set[str] = set()
         self._status_seen: set[str] = set()
+        # Label values that can no longer change (a standard status, or a value admitted
+        # under its cap stays admitted): status -> label, SOP class UID -> label. Looked up
+        # first, they spare the keyword lookup and the cap check of every later message.
+        self._status_labels: dict[int | None, str] = {}
+        self._sop_labels: dict[str, str] = {}
 
     def _capped(self, value: str, seen: set[str], cap: int, label: str) -> str:
         if value in seen:
@@ -60,6 +67,8 @@ class LabelCaps:
         then ``other``; each fold into ``other`` counts once under ``label``."""
         if not self.config.ae_title_labels:
             return ALL
+        if title in self._ae_seen:  # (never "unknown" or "other"): no _capped call
+            return title
         if not title or title == UNKNOWN:
             return UNKNOWN
         if title == OTHER:
@@ -78,17 +87,32 @@ class LabelCaps:
     def status_label(self, status: int | None) -> str:
         """A DIMSE status as a label value (``0xA700``): a standard one always, any other
         while fewer than MAX_STATUS_LABELS distinct others were seen, then ``other``."""
+        settled = self._status_labels.get(status)
+        if settled is not None:
+            return settled
         text = status_hex(status)
-        if text in self._status_seen or is_standard_status(status):
-            return text
-        return self._capped(text, self._status_seen, MAX_STATUS_LABELS, "status")
+        if not (text in self._status_seen or is_standard_status(status)):
+            text = self._capped(text, self._status_seen, MAX_STATUS_LABELS, "status")
+            if text == OTHER:
+                return text  # folded: counted every time, never settled
+        # bounded: the standard statuses, 256 of 0xA7xx and MAX_STATUS_LABELS others
+        self._status_labels[status] = text
+        return text
 
     def sop_class_label(self, uid: str, label: str = "sop_class") -> str:
         """Keyword of a SOP class UID (``private``/``unknown`` outside the dictionary),
         capped at ``max_sop_classes``; never the UID itself."""
         if not self.config.sop_class_label:
             return ALL
+        settled = self._sop_labels.get(uid)
+        if settled is not None:
+            return settled
         keyword = sop_class_keyword(uid)
-        if keyword in (UNKNOWN, "private"):
-            return keyword
-        return self._capped(keyword, self._sop_seen, self.config.max_sop_classes, label)
+        if keyword not in (UNKNOWN, "private"):
+            keyword = self._capped(keyword, self._sop_seen, self.config.max_sop_classes, label)
+            if keyword == OTHER:
+                return keyword  # folded: counted every time, never settled
+        if len(self._sop_labels) >= _SETTLED_UIDS:  # UIDs come off the network
+            self._sop_labels.clear()
+        self._sop_labels[uid] = keyword
+        return keyword

@@ -107,6 +107,27 @@ class MetricsStore(LabelCaps, EventSink):
                 self._values[family.name] = {}
         # name -> (its rows, its bounds): one lookup per observation (_observe)
         self._hist_rows = {name: (self._hists[name], self._bounds[name]) for name in self._hists}
+        # The per-DIMSE-message families, bound once: their handlers run 3-4 times per
+        # association and count into these dicts directly, without an _inc/_observe call
+        # and its family lookup each (the rows dicts are never replaced, only filled).
+        self._requests = self._values["dicom_dimse_requests_total"]
+        self._responses = self._values["dicom_dimse_responses_total"]
+        # ... and the once-per-association ones (2-3 counts each per association)
+        self._association_requests = self._values["dicom_association_requests_total"]
+        self._associations_active = self._values["dicom_associations_active"]
+        self._association_ends = self._values["dicom_association_ends_total"]
+        self._contexts = self._values["dicom_presentation_contexts_total"]
+        self._pdata_bytes = self._values["dicom_pdata_bytes_total"]
+        # DimseTransaction's phases, in the order _on_transaction observed them one by one
+        self._phases = tuple(
+            (field, *self._hist_rows[name])
+            for field, name in (
+                ("duration_seconds", "dicom_dimse_duration_seconds"),
+                ("request_transfer_seconds", "dicom_dimse_request_transfer_seconds"),
+                ("response_latency_seconds", "dicom_dimse_response_latency_seconds"),
+                ("response_transfer_seconds", "dicom_dimse_response_transfer_seconds"),
+            )
+        )
         self._init_caps()
         # flow_id -> AE label key under which the association was counted active, so the
         # gauge goes down under the same key even if the labels changed in between.
@@ -152,14 +173,17 @@ class MetricsStore(LabelCaps, EventSink):
         elif kind == "reset":
             self._inc("dicom_tcp_resets_total", (*self._ae(flow), sender))
         elif kind == "handshake-rtt":
-            self._observe("dicom_tcp_handshake_rtt_seconds", self._ae(flow), value)
+            key = (flow.calling_ae_label, flow.called_ae_label)  # _ae, inlined
+            self._observe("dicom_tcp_handshake_rtt_seconds", key, value)
         # "duplicate" and "out-of-order" are capture facts, not DICOM health: not exported.
 
     def add_bytes(self, kind: str, sender: str, nbytes: int, flow: Any) -> None:
         if nbytes <= 0:
             return
-        if kind == "pdata":
-            self._inc("dicom_pdata_bytes_total", (*self._ae(flow), sender), nbytes)
+        if kind == "pdata":  # twice per association: _ae and _inc inlined
+            key = (flow.calling_ae_label, flow.called_ae_label, sender)
+            values = self._pdata_bytes
+            values[key] = values.get(key, 0) + nbytes
         elif kind == "missed":
             self._inc("dicom_capture_missed_bytes_total", (*self._ae(flow), sender), nbytes)
 
@@ -190,18 +214,20 @@ class MetricsStore(LabelCaps, EventSink):
 
     def _on_requested(self, event: AssociationRequested, flow: Any) -> None:
         self._implementation(flow.calling_ae_label, REQUESTOR, event.user_info)
-        key = self._ae(flow)
-        self._inc("dicom_association_requests_total", key)
+        key = (flow.calling_ae_label, flow.called_ae_label)  # _ae and _inc, inlined
+        values = self._association_requests
+        values[key] = values.get(key, 0) + 1
         if flow.flow_id not in self._active:
             self._active[flow.flow_id] = key
-            self._inc("dicom_associations_active", key)
+            values = self._associations_active
+            values[key] = values.get(key, 0) + 1
 
     def _on_accepted(self, event: AssociationAccepted, flow: Any) -> None:
         self._implementation(flow.called_ae_label, ACCEPTOR, event.user_info)
-        ae = self._ae(flow)
+        ae = (flow.calling_ae_label, flow.called_ae_label)  # _ae, inlined
         if event.setup_seconds is not None:
             self._observe("dicom_association_setup_seconds", ae, event.setup_seconds)
-        values = self._values["dicom_presentation_contexts_total"]
+        values = self._contexts
         for labels in self._context_labels(event.presentation_contexts):
             key = (*ae, *labels)
             values[key] = values.get(key, 0) + 1
@@ -246,11 +272,14 @@ class MetricsStore(LabelCaps, EventSink):
         self._inc("dicom_association_aborts_total", (*self._ae(flow), event.source, event.reason))
 
     def _on_ended(self, event: AssociationEnded, flow: Any) -> None:
-        ae = self._ae(flow)
-        self._inc("dicom_association_ends_total", (*ae, event.how))
+        ae = (flow.calling_ae_label, flow.called_ae_label)  # _ae and _inc, inlined
+        key = (*ae, event.how)
+        values = self._association_ends
+        values[key] = values.get(key, 0) + 1
         active_key = self._active.pop(flow.flow_id, None)
         if active_key is not None:
-            self._inc("dicom_associations_active", active_key, -1)
+            values = self._associations_active
+            values[active_key] = values.get(active_key, 0) - 1
         if event.duration_seconds is not None:
             self._observe("dicom_association_duration_seconds", ae, event.duration_seconds)
 
@@ -259,30 +288,32 @@ class MetricsStore(LabelCaps, EventSink):
     def _on_request(self, event: DimseRequestSeen, flow: Any) -> None:
         sop = self.sop_class_label(event.sop_class_uid)
         key = (flow.calling_ae_label, flow.called_ae_label, event.command, sop)
-        self._inc("dicom_dimse_requests_total", key)
+        values = self._requests  # _inc, inlined
+        values[key] = values.get(key, 0) + 1
 
     def _on_response(self, event: DimseResponseSeen, flow: Any) -> None:
-        status = self.status_label(event.status)
-        ae = flow.calling_ae_label, flow.called_ae_label
-        key = (*ae, event.command, status, event.status_class)
-        self._inc("dicom_dimse_responses_total", key)
+        # status_label's memo of settled values first: two calls less per response
+        status = self._status_labels.get(event.status) or self.status_label(event.status)
+        key = (
+            flow.calling_ae_label,
+            flow.called_ae_label,
+            event.command,
+            status,
+            event.status_class,
+        )
+        values = self._responses  # _inc, inlined
+        values[key] = values.get(key, 0) + 1
 
     def _on_transaction(self, event: DimseTransaction, flow: Any) -> None:
         key = (flow.calling_ae_label, flow.called_ae_label, event.command)
-        if event.duration_seconds is not None:
-            self._observe("dicom_dimse_duration_seconds", key, event.duration_seconds)
-        if event.request_transfer_seconds is not None:
-            self._observe(
-                "dicom_dimse_request_transfer_seconds", key, event.request_transfer_seconds
-            )
-        if event.response_latency_seconds is not None:
-            self._observe(
-                "dicom_dimse_response_latency_seconds", key, event.response_latency_seconds
-            )
-        if event.response_transfer_seconds is not None:
-            self._observe(
-                "dicom_dimse_response_transfer_seconds", key, event.response_transfer_seconds
-            )
+        for field, rows, bounds in self._phases:  # _observe of each phase, inlined
+            value = getattr(event, field)
+            if value is not None:
+                row = rows.get(key)
+                if row is None:
+                    row = rows[key] = [0] * (len(bounds) + 2)
+                row[bisect_left(bounds, value)] += 1
+                row[-1] += value
         if event.command in _RESPONSE_DATASET_COMMANDS:
             dataset = event.response_dataset_bytes
         else:

@@ -36,14 +36,16 @@ class KeptAssociations:
         self._others = 0  # associations without a problem seen so far
         self._seq = 0
         self._rng = random.Random(seed)
+        self._sorted: list[Association] | None = None  # records(), until the next add
 
     def add(self, a: Association) -> None:
         """Count one ended association and keep its record or not."""
         if not (a.dicom_seen or any(a.pdata.values())):
             return  # a connection without DICOM: not an association
+        self._sorted = None
         refused = refused_contexts(a)
         fields = a.problem_fields()
-        score = problem_score(fields, a.protocol_errors)
+        score = a.problem_score = problem_score(fields, a.protocol_errors)
         self.totals.add(a, score > 0, refused, fields)
         self._seq += 1
         if score or refused[1]:
@@ -68,9 +70,12 @@ class KeptAssociations:
             self._sample[slot] = a
 
     def records(self) -> list[Association]:
-        """The kept records in start time order."""
-        kept = [item[2] for item in self._problems] + self._sample
-        return sorted(kept, key=lambda a: (a.start_ts or 0.0, a.flow_id))
+        """The kept records in start time order (sorted once: the outputs ask for them
+        several times after the last add)."""
+        if self._sorted is None:
+            kept = [item[2] for item in self._problems] + self._sample
+            self._sorted = sorted(kept, key=lambda a: (a.start_ts or 0.0, a.flow_id))
+        return list(self._sorted)
 
     def __len__(self) -> int:
         return len(self._problems) + len(self._sample)

@@ -110,7 +110,12 @@ class Summary(EventSink):
         ProtocolViolation: "_on_protocol_violation",
     }
 
-    def __init__(self, kept: KeptAssociations | None = None) -> None:
+    def __init__(
+        self, kept: KeptAssociations | None = None, *, transaction_log: bool = True
+    ) -> None:
+        """``transaction_log`` False: no per-transaction records (``transactions`` is None),
+        for a run that writes no HTML report, the only reader of them: about a tenth of
+        this sink's work per short association."""
         self._assocs: dict[int, Association] = {}  # open (and just ended) associations
         self._ended: deque[int] = deque()  # flow ids of the just ended ones, oldest first
         self._quiet: deque[int] = deque()  # flow ids of records made before any DICOM
@@ -146,7 +151,7 @@ class Summary(EventSink):
         self._moves = MoveLinks()  # C-MOVEs and their sub-associations (moves.py)
         self._busy = BusyTime()  # the effective transfer rate of the objects (rates.py)
         # Per-transaction records for the HTML report (bounded, see TransactionLog).
-        self.transactions = TransactionLog()
+        self.transactions = TransactionLog() if transaction_log else None
         self._until_compact = _COMPACT_EVERY
         super().__init__()  # self._handlers, from EVENTS
 
@@ -330,7 +335,8 @@ class Summary(EventSink):
             self._failures[key] = self._failures.get(key, 0) + 1
 
     def _on_transaction(self, event: DimseTransaction, assoc: Association) -> None:
-        self.transactions.add(event, assoc.flow_id)
+        if self.transactions is not None:
+            self.transactions.add(event, assoc.flow_id)
         if event.outcome == "answered":
             pair = (assoc.calling_ae, assoc.called_ae)
             self._stalls.add(pair, event.command, event.duration_seconds, event.stalls)
@@ -437,7 +443,12 @@ class Summary(EventSink):
         return self.kept.records()
 
     def to_dict(self, capture_info: dict[str, Any]) -> dict[str, Any]:
-        associations = self._associations()
+        return self._to_dict(capture_info, self._associations())
+
+    def _to_dict(
+        self, capture_info: dict[str, Any], associations: list[Association]
+    ) -> dict[str, Any]:
+        """``to_dict`` of the kept records ``associations`` (``_associations()``)."""
         totals = self.kept.totals
         return {
             "schema": SCHEMA,
@@ -538,4 +549,7 @@ class Summary(EventSink):
     # -- text ---------------------------------------------------------------------------------
 
     def render_text(self, capture_info: dict[str, Any]) -> str:
-        return render_text(self.to_dict(capture_info))
+        associations = self._associations()
+        # each record's problem_score, set when it was counted (KeptAssociations.add)
+        scores = [a.problem_score for a in associations]
+        return render_text(self._to_dict(capture_info, associations), scores)

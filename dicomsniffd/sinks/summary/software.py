@@ -19,12 +19,21 @@ from dicomsniffd.findings.facts import Association
 
 def implementations(associations: Iterable[Association]) -> list[dict[str, Any]]:
     """The rows, most associations first, then by AE title and side."""
-    rows: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+    # First the associations per AE pair and decoded user information of each side: the
+    # core shares one frozen object among the associations that sent the same RQ or AC
+    # bytes, so the rows are then made once per distinct negotiation, not twice per
+    # association. Rows come in the order the associations first showed them.
+    seen: dict[tuple[str, str, int, int], list[Any]] = {}
     for a in associations:
-        for side, ae, info in (
-            (REQUESTOR, a.calling_ae, a.requestor_info),
-            (ACCEPTOR, a.called_ae, a.acceptor_info),
-        ):
+        key = (a.calling_ae, a.called_ae, id(a.requestor_info), id(a.acceptor_info))
+        count = seen.get(key)
+        if count is None:
+            seen[key] = [a.requestor_info, a.acceptor_info, 1]
+        else:
+            count[2] += 1
+    rows: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+    for (calling, called, _, _), (requestor, acceptor, n) in seen.items():
+        for side, ae, info in ((REQUESTOR, calling, requestor), (ACCEPTOR, called, acceptor)):
             if info is None:
                 continue
             uid = info.implementation_class_uid
@@ -40,7 +49,7 @@ def implementations(associations: Iterable[Association]) -> list[dict[str, Any]]
                     "max_pdu_lengths": [],
                     "associations": 0,
                 }
-            row["associations"] += 1
+            row["associations"] += n
             if info.max_pdu_length not in row["max_pdu_lengths"]:
                 row["max_pdu_lengths"].append(info.max_pdu_length)
     for row in rows.values():

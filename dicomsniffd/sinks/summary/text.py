@@ -28,12 +28,13 @@ _WIDTH = 100
 _MAX_ROWS = 50  # associations listed; --json lists all
 
 
-def render_text(data: dict[str, Any]) -> str:
-    """The whole text summary of ``data`` (``Summary.to_dict``)."""
+def render_text(data: dict[str, Any], scores: list[int] | None = None) -> str:
+    """The whole text summary of ``data`` (``Summary.to_dict``); ``scores``: the
+    ``problem_score`` of each of ``data["associations"]`` when the caller has them."""
     parts = [
         _render_capture(data["capture"]),
         _render_findings(data["findings"]),
-        _render_associations(data),
+        _render_associations(data, scores),
         _render_dimse(data["dimse"]),
         _render_moves(data.get("moves") or [], data.get("moves_dropped", 0)),
         _render_tcp(data["tcp"], data["protocol_errors"]),
@@ -123,11 +124,14 @@ def pick_rows(
     cited: set[int],
     protocol_errors: dict[str, int],
     cap: int = _MAX_ROWS,
+    scores: list[int] | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(problem rows worst first, other rows in time order): every cited flow, then the
     worst problems, then the other associations in time order, ``cap`` rows in all (more
-    only when the findings cite more)."""
-    scores = [problem_score(a, protocol_errors.get(str(a["flow_id"]), 0)) for a in assocs]
+    only when the findings cite more). ``scores``: the rows' ``problem_score``s, computed
+    here when not given."""
+    if scores is None:
+        scores = [problem_score(a, protocol_errors.get(str(a["flow_id"]), 0)) for a in assocs]
     problems = sorted((i for i, s in enumerate(scores) if s), key=lambda i: (-scores[i], i))
     others = [i for i, s in enumerate(scores) if not s]
     chosen = {i for i, a in enumerate(assocs) if a["flow_id"] in cited}
@@ -213,7 +217,7 @@ def _sketch_note(shown: Any) -> list[str]:
     ]
 
 
-def _render_associations(data: dict[str, Any]) -> str:
+def _render_associations(data: dict[str, Any], scores: list[int] | None = None) -> str:
     """Problems (worst first, every cited flow among them), the per-AE-pair rollup, then
     the other associations in time order, up to ``_MAX_ROWS`` rows. Counts are exact (the
     ``association_totals``), the rows come from the records the summary kept."""
@@ -224,7 +228,7 @@ def _render_associations(data: dict[str, Any]) -> str:
     lines = [_heading(f"Associations ({total})")]
     if not assocs:
         return "\n".join([*lines, "None.", ""])
-    problems, others = pick_rows(assocs, cited_flows(data["findings"]), errors)
+    problems, others = pick_rows(assocs, cited_flows(data["findings"]), errors, scores=scores)
     total_problems = totals.get("with_problems")
     if total_problems is None:
         total_problems = sum(
