@@ -6,7 +6,8 @@
  *                 link types with an ethertype (Ethernet, Linux SLL, SLL2): the same
  *                 clean shapes as the Python fast path -- any stack of VLAN tags, IPv4
  *                 without options or IPv6 without extension headers, TCP, fully captured
- *                 -- become the same Segment tuples. Every other frame is handed, as
+ *                 -- become the same Segment fields, handed to emit(ts, *fields) as call
+ *                 arguments (no tuple per packet). Every other frame is handed, as
  *                 bytes, to the Python decoder's general path, which decides and counts.
  *
  * Bypass          a bounded table of "leases" granted by the flow table (flows.FlowTable):
@@ -37,6 +38,8 @@
 #define LINK_ETHERNET 0
 #define LINK_SLL 1
 #define LINK_SLL2 2
+#define SEG_FIELDS 11 /* a decode.Segment: src, sport, dst, dport, seq, ack, flags, window,
+                       * payload, seg_len, ip_id */
 
 static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
 static inline uint32_t rd32(const uint8_t *p)
@@ -784,7 +787,7 @@ static PyTypeObject BypassType = {
 
 /* ------------------------------------------------------------------ decode_batch */
 
-/* Address and port objects of the segment tuples, shared between packets.
+/* Address and port objects of the segments, shared between packets.
  *
  * Every packet of a flow carries the same two addresses and ports; built afresh, each
  * is an allocation and a free, and the flow table's key lookup hashes both addresses
@@ -851,12 +854,13 @@ static PyObject *shared_u16(uint16_t v)
     return o;
 }
 
-static PyObject *segment_tuple(const uint8_t *f, const Parsed *p)
+/* A segment's eleven fields (flows.FlowTable.segment's arguments after ts, in the order of
+ * a decode.Segment tuple) as new references in items[0..10]: passed to emit as call
+ * arguments, not packed into a tuple the flow table unpacks again (one tuple allocation,
+ * its GC tracking and its unpacking less per packet). 0, or -1 with nothing held. */
+static int segment_fields(const uint8_t *f, const Parsed *p, PyObject **items)
 {
     Py_ssize_t seg_len = p->end - p->start;
-    PyObject *t = PyTuple_New(11);
-    if (t == NULL) return NULL;
-    PyObject *items[11];
     items[0] = shared_addr(p->src, p->alen);
     items[1] = shared_u16(p->sport);
     items[2] = shared_addr(p->dst, p->alen);
@@ -868,16 +872,13 @@ static PyObject *segment_tuple(const uint8_t *f, const Parsed *p)
     items[8] = PyBytes_FromStringAndSize((const char *)f + p->start, seg_len);
     items[9] = PyLong_FromSsize_t(seg_len);
     items[10] = PyLong_FromLong(p->ip_id);
-    for (int i = 0; i < 11; i++) {
+    for (int i = 0; i < SEG_FIELDS; i++) {
         if (items[i] == NULL) {
-            for (int j = 0; j < 11; j++) Py_XDECREF(items[j]);
-            /* the tuple's slots are still NULL: freeing it is safe */
-            Py_DECREF(t);
-            return NULL;
+            for (int j = 0; j < SEG_FIELDS; j++) Py_CLEAR(items[j]);
+            return -1;
         }
     }
-    for (int i = 0; i < 11; i++) PyTuple_SET_ITEM(t, i, items[i]);
-    return t;
+    return 0;
 }
 
 /* The key of a Segment tuple the general path returned (to end a lease of its flow). */
@@ -888,12 +889,19 @@ static int key_of_segment(PyObject *seg, Key *k)
                        PyTuple_GET_ITEM(seg, 2), PyTuple_GET_ITEM(seg, 3), k);
 }
 
-static PyObject *call_emit(PyObject *emit, double ts, PyObject *seg)
+/* emit(ts, *fields): fields[0..10] are borrowed. args[0] is scratch space
+ * (PY_VECTORCALL_ARGUMENTS_OFFSET): a bound method such as FlowTable.segment puts its
+ * self there instead of copying the 12 arguments into a new array. */
+static PyObject *call_emit(PyObject *emit, double ts, PyObject *const *fields)
 {
+    PyObject *args[2 + SEG_FIELDS];
     PyObject *pts = PyFloat_FromDouble(ts);
     if (pts == NULL) return NULL;
-    PyObject *args[2] = {pts, seg};
-    PyObject *r = PyObject_Vectorcall(emit, args, 2, NULL);
+    args[0] = NULL;
+    args[1] = pts;
+    memcpy(args + 2, fields, SEG_FIELDS * sizeof(PyObject *));
+    PyObject *r = PyObject_Vectorcall(emit, args + 1, (1 + SEG_FIELDS) | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                      NULL);
     Py_DECREF(pts);
     return r;
 }
@@ -965,7 +973,6 @@ static PyObject *decode_batch(PyObject *Py_UNUSED(module), PyObject *args)
         if (caplen > blen - off) caplen = blen - off;
         const uint8_t *f = data + off;
         Parsed p;
-        PyObject *seg = NULL;
         if (parse_clean(f, caplen, link, &p)) {
             if (p.flags & TCP_SYN) {
                 long m = syn_mss(f + p.opts, p.start - p.opts);
@@ -987,11 +994,18 @@ static PyObject *decode_batch(PyObject *Py_UNUSED(module), PyObject *args)
                     }
                 }
             }
-            seg = segment_tuple(f, &p);
-            if (seg == NULL) {
+            PyObject *fields[SEG_FIELDS];
+            if (segment_fields(f, &p, fields) < 0) {
                 failed = 1;
                 break;
             }
+            PyObject *r = call_emit(target, ts, fields);
+            for (int j = 0; j < SEG_FIELDS; j++) Py_DECREF(fields[j]);
+            if (r == NULL) {
+                failed = 1;
+                break;
+            }
+            Py_DECREF(r);
         } else {
             PyObject *frame = PyBytes_FromStringAndSize((const char *)f, caplen);
             if (frame == NULL) {
@@ -1003,7 +1017,7 @@ static PyObject *decode_batch(PyObject *Py_UNUSED(module), PyObject *args)
                 failed = 1;
                 break;
             }
-            seg = PyObject_CallOneArg(general, frame);
+            PyObject *seg = PyObject_CallOneArg(general, frame);
             Py_DECREF(frame);
             if (seg == NULL) {
                 failed = 1;
@@ -1018,6 +1032,12 @@ static PyObject *decode_batch(PyObject *Py_UNUSED(module), PyObject *args)
                 Py_DECREF(seg);
                 continue;
             }
+            if (!PyTuple_CheckExact(seg) || PyTuple_GET_SIZE(seg) != SEG_FIELDS) {
+                Py_DECREF(seg);
+                PyErr_SetString(PyExc_TypeError, "the general path must return a Segment or None");
+                failed = 1;
+                break;
+            }
             if (bp && bp->nleases) {
                 Key k;
                 if (key_of_segment(seg, &k) == 0 && end_lease_for(bp, &k) < 0) {
@@ -1026,14 +1046,14 @@ static PyObject *decode_batch(PyObject *Py_UNUSED(module), PyObject *args)
                     break;
                 }
             }
+            PyObject *r = call_emit(target, ts, &PyTuple_GET_ITEM(seg, 0));
+            Py_DECREF(seg);
+            if (r == NULL) {
+                failed = 1;
+                break;
+            }
+            Py_DECREF(r);
         }
-        PyObject *r = call_emit(target, ts, seg);
-        Py_DECREF(seg);
-        if (r == NULL) {
-            failed = 1;
-            break;
-        }
-        Py_DECREF(r);
     }
     Py_XDECREF(target);
     PyBuffer_Release(&buf);
@@ -1147,7 +1167,7 @@ static PyMethodDef module_methods[] = {
      "owner: an object whose int attribute mss is the super-packet limit, raised by the "
      "MSS option of every SYN (a Decoder); None: 1460 at the start of each call.\n"
      "link: 0 Ethernet, 1 Linux SLL, 2 SLL2. general(frame) -> Segment | None decodes "
-     "every frame that is not a clean TCP/IP shape. emit: a callable(ts, seg), or a "
+     "every frame that is not a clean TCP/IP shape. emit: a callable(ts, *seg), or a "
      "Bypass (its segment callable receives what it does not consume)."},
     {"index_pcap", index_pcap, METH_VARARGS,
      "index_pcap(buf, start, end, max_n, swapped, nsec, snaplen, max_caplen) -> "

@@ -55,7 +55,7 @@ def _compiled(linktype, buf, records):
     dec = Decoder(linktype, accelerate=True)
     assert dec.accelerated
     out: list = []
-    res = dec.decode_batch(buf, records, lambda ts, seg: out.append((ts, seg)))
+    res = dec.decode_batch(buf, records, lambda ts, *seg: out.append((ts, seg)))
     assert res[:2] == (len(records), sum(r[3] for r in records))
     return out, dec.counters()
 
@@ -146,7 +146,7 @@ def test_compiled_decode_batch_reads_unaligned_record_buffers():
     buf, records = _batch(frames)
     packed = memoryview(b"\0" + array_of(records).tobytes())[1:]  # misaligned by one byte
     got: list = []
-    accel.fastpath.decode_batch(0, lambda f: None, buf, packed, lambda ts, seg: got.append(seg))
+    accel.fastpath.decode_batch(0, lambda f: None, buf, packed, lambda ts, *seg: got.append(seg))
     assert [seg[4] for seg in got] == [1, 2, 3, 4, 5]
 
 
@@ -172,7 +172,7 @@ def _bypass(max_leases=8):
     synced: list = []
     sent: list = []
     b = accel.fastpath.Bypass(
-        lambda ts, seg: sent.append((ts, seg)), lambda *a: synced.append(a), max_leases
+        lambda ts, *seg: sent.append((ts, seg)), lambda *a: synced.append(a), max_leases
     )
     return b, synced, sent
 
@@ -565,7 +565,7 @@ def test_the_limit_crosses_between_the_c_and_the_general_path():
     dec = Decoder(DLT_EN10MB, accelerate=True)
     for frames in ([_mss_syn(8960)], [_bulk(8960)], [_bulk(8960, _ip_options)]):
         buf, records = _batch(frames)
-        dec.decode_batch(buf, records, lambda ts, seg: None)
+        dec.decode_batch(buf, records, lambda ts, *seg: None)
     assert dec.mss == 8960 and dec.super_packets == 0
 
 
@@ -607,7 +607,7 @@ def test_compiled_equals_python_on_random_syn_options():
 def test_decode_batch_without_an_owner_keeps_the_limit_for_one_call_only():
     def super_packets(frames):
         buf, records = _batch(frames)
-        emit = lambda ts, seg: None  # noqa: E731
+        emit = lambda ts, *seg: None  # noqa: E731
         return accel.fastpath.decode_batch(0, lambda f: None, buf, array_of(records), emit)[3]
 
     assert super_packets([_mss_syn(8960), _bulk(8960)]) == 0
