@@ -18,7 +18,13 @@
  *                 packet of a leased flow first ends the lease (its state is written back
  *                 to the Python objects through on_sync) and then takes the Python path.
  *                 At the end of every batch all touched leases are written back, so
- *                 between batches the Python objects are exact.
+ *                 between batches the Python objects are exact -- unless the Bypass was
+ *                 made with sync_each_batch=False: then only when a lease ends and on
+ *                 sync(), which the flow table calls before anything reads its state
+ *                 (timeouts, eviction, the pipeline's flush). With thousands of short
+ *                 concurrent associations a lease lives across several batches, and the
+ *                 write-back of each (one Python call) cost more than the few packets it
+ *                 had consumed (docs/performance.md, fifth session).
  *
  * Why in C: pure Python costs ~2.6 us per packet before the DICOM core is reached,
  * against ~2.1 us for everything that 0.40 of the raw read loop allows; ~89 % of the
@@ -221,6 +227,7 @@ typedef struct {
     int64_t pdv_bytes;  /* ... their data bytes */
     double done_ts;     /* ... when the last one ended */
     int touched;        /* in the dirty list */
+    int32_t dirty_pos;  /* ... at this index (O(1) removal when it ends) */
     int used;
 } Lease;
 
@@ -245,6 +252,7 @@ typedef struct {
     uint64_t mask;
     int32_t *dirty;
     int32_t ndirty;
+    int sync_each_batch; /* write the touched leases back at the end of decode_batch */
     unsigned long long consumed;  /* segments consumed here (the flow table adds them) */
     unsigned long long granted, refused, ended;
 } Bypass;
@@ -387,14 +395,14 @@ static int lease_sync(Bypass *b, Lease *l, int ended, int fresh)
     return 0;
 }
 
+/* Take a touched lease off the dirty list: the list's last entry moves into its place.
+ * O(1): without sync_each_batch the list may hold every lease between write-backs. */
 static void dirty_remove(Bypass *b, int32_t idx)
 {
-    for (int32_t i = 0; i < b->ndirty; i++) {
-        if (b->dirty[i] == idx) {
-            b->dirty[i] = b->dirty[--b->ndirty];
-            return;
-        }
-    }
+    int32_t pos = b->leases[idx].dirty_pos;
+    int32_t moved = b->dirty[--b->ndirty];
+    b->dirty[pos] = moved;
+    b->leases[moved].dirty_pos = pos;
 }
 
 /* End a lease: write it back (if it consumed anything since the last write-back, or to
@@ -447,6 +455,7 @@ static inline void touch(Bypass *b, int32_t idx, Lease *l, double ts)
     l->last_ts = ts;
     if (!l->touched) {
         l->touched = 1;
+        l->dirty_pos = b->ndirty;
         b->dirty[b->ndirty++] = idx;
     }
 }
@@ -551,11 +560,11 @@ static int end_lease_for(Bypass *b, const Key *k)
 
 static int Bypass_init(Bypass *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"segment", "on_sync", "max_leases", NULL};
+    static char *kwlist[] = {"segment", "on_sync", "max_leases", "sync_each_batch", NULL};
     PyObject *segment, *on_sync;
-    int max_leases = 4096;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|i", kwlist, &segment, &on_sync,
-                                     &max_leases))
+    int max_leases = 4096, sync_each_batch = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|ip", kwlist, &segment, &on_sync,
+                                     &max_leases, &sync_each_batch))
         return -1;
     if (max_leases < 1 || max_leases > (1 << 22)) {
         PyErr_SetString(PyExc_ValueError, "max_leases must be 1..4194304");
@@ -566,6 +575,7 @@ static int Bypass_init(Bypass *self, PyObject *args, PyObject *kwds)
         return -1;
     }
     self->max_leases = max_leases;
+    self->sync_each_batch = sync_each_batch;
     /* Start small: a table sized for the limit would cost ~1.3 MB for 4096 leases on a
      * link that never carries more than a few concurrent transfers. */
     if (grow(self, max_leases < 64 ? max_leases : 64) < 0) return -1;
@@ -1067,7 +1077,7 @@ static PyObject *decode_batch(PyObject *Py_UNUSED(module), PyObject *args)
             PyErr_Fetch(&et, &ev, &tb);
             if (sync_dirty(bp) < 0) PyErr_Clear();
             PyErr_Restore(et, ev, tb);
-        } else if (sync_dirty(bp) < 0) {
+        } else if (bp->sync_each_batch && sync_dirty(bp) < 0) {
             failed = 1;
         }
     }
