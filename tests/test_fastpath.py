@@ -268,6 +268,37 @@ def test_bypass_leaves_other_flows_alone_and_writes_back_at_batch_end():
     assert b.leases == 0 and synced[-1][7] == 1 and synced[-1][3] is None  # nothing new
 
 
+def test_bypass_without_batch_end_sync_writes_back_on_end_and_on_sync_only():
+    # The flow table's Bypass (sync_each_batch=False): a lease that goes on is written
+    # back by sync(), once, with everything consumed since -- across batches -- and a
+    # lease that ends in between (taken off the middle of the dirty list) exactly once.
+    synced: list = []
+    b = accel.fastpath.Bypass(
+        lambda ts, *seg: None, lambda *a: synced.append(a), 8, sync_each_batch=False
+    )
+    for port in (40000, 40001, 40002):
+        assert b.grant(_Half(), A, port, B, 104, 1000, 100_000, -1)
+    data = [ethernet(ipv4(tcp(p, 104, 1000, 5000, payload=b"x" * 100), A, B)) for p in
+            (40000, 40001, 40002)]  # fmt: skip
+    buf, records = _batch(data)
+    accel.fastpath.decode_batch(0, lambda f: None, buf, array_of(records), b)
+    assert b.consumed == 3 and synced == []  # no write-back at the batch end
+    # the middle lease ends (its reverse pure ACK is not allowed), the others go on
+    buf, records = _batch(
+        [
+            ethernet(ipv4(tcp(104, 40001, 5000, 1100, flags=ACK), B, A)),
+            ethernet(ipv4(tcp(40000, 104, 1100, 5000, payload=b"y" * 50), A, B)),
+        ]
+    )
+    accel.fastpath.decode_batch(0, lambda f: None, buf, array_of(records), b)
+    assert [(s[1], s[2], s[7]) for s in synced] == [(1100, 100, 1)]  # ended: next, taken
+    b.sync()
+    got = sorted((s[1], s[2], s[4], s[7]) for s in synced[1:])
+    assert got == [(1100, 100, 1, 0), (1150, 150, 2, 0)]  # both, once, two batches summed
+    b.sync()
+    assert len(synced) == 3 and b.leases == 2  # nothing new: nothing written back
+
+
 def test_bypass_is_bounded_and_refuses_what_it_cannot_hold():
     b, synced, _ = _bypass(max_leases=4)
     granted = [b.grant(_Half(), A, 1000 + i, B, 104, 0, 10_000, 0) for i in range(5)]
