@@ -29,7 +29,7 @@ from dicomsniffd.decode import (  # noqa: E402
 def compare(linktype: int, buf: bytes, records: list) -> None:
     a, b = Decoder(linktype), Decoder(linktype)
     got: list = []
-    res = a.decode_batch(buf, records, lambda ts, seg: got.append((ts, seg)))
+    res = a.decode_batch(buf, records, lambda ts, *seg: got.append((ts, seg)))
     want = []
     for sec, usec, off, caplen in records:
         seg = b.decode(buf[off : off + caplen])

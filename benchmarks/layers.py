@@ -8,7 +8,6 @@ exclude the file read; "analyze_files" is the whole pipeline with the real sinks
 
 from __future__ import annotations
 
-import operator
 import os
 import sys
 import time
@@ -61,7 +60,7 @@ def main(path: str) -> int:
     def decode_only() -> None:
         d = Decoder(linktype)
         for buf, rec in batches:
-            d.decode_batch(buf, rec, operator.is_)  # a C callable that keeps nothing
+            d.decode_batch(buf, rec, "".format)  # a C callable of any arity that keeps nothing
 
     def decode_flows() -> None:
         d = Decoder(linktype)

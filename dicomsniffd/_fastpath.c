@@ -6,7 +6,8 @@
  *                 link types with an ethertype (Ethernet, Linux SLL, SLL2): the same
  *                 clean shapes as the Python fast path -- any stack of VLAN tags, IPv4
  *                 without options or IPv6 without extension headers, TCP, fully captured
- *                 -- become the same Segment tuples. Every other frame is handed, as
+ *                 -- become the same Segment fields, handed to emit(ts, *fields) as call
+ *                 arguments (no tuple per packet). Every other frame is handed, as
  *                 bytes, to the Python decoder's general path, which decides and counts.
  *
  * Bypass          a bounded table of "leases" granted by the flow table (flows.FlowTable):
@@ -17,7 +18,13 @@
  *                 packet of a leased flow first ends the lease (its state is written back
  *                 to the Python objects through on_sync) and then takes the Python path.
  *                 At the end of every batch all touched leases are written back, so
- *                 between batches the Python objects are exact.
+ *                 between batches the Python objects are exact -- unless the Bypass was
+ *                 made with sync_each_batch=False: then only when a lease ends and on
+ *                 sync(), which the flow table calls before anything reads its state
+ *                 (timeouts, eviction, the pipeline's flush). With thousands of short
+ *                 concurrent associations a lease lives across several batches, and the
+ *                 write-back of each (one Python call) cost more than the few packets it
+ *                 had consumed (docs/performance.md, fifth session).
  *
  * Why in C: pure Python costs ~2.6 us per packet before the DICOM core is reached,
  * against ~2.1 us for everything that 0.40 of the raw read loop allows; ~89 % of the
@@ -37,6 +44,8 @@
 #define LINK_ETHERNET 0
 #define LINK_SLL 1
 #define LINK_SLL2 2
+#define SEG_FIELDS 11 /* a decode.Segment: src, sport, dst, dport, seq, ack, flags, window,
+                       * payload, seg_len, ip_id */
 
 static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
 static inline uint32_t rd32(const uint8_t *p)
@@ -218,6 +227,7 @@ typedef struct {
     int64_t pdv_bytes;  /* ... their data bytes */
     double done_ts;     /* ... when the last one ended */
     int touched;        /* in the dirty list */
+    int32_t dirty_pos;  /* ... at this index (O(1) removal when it ends) */
     int used;
 } Lease;
 
@@ -242,6 +252,7 @@ typedef struct {
     uint64_t mask;
     int32_t *dirty;
     int32_t ndirty;
+    int sync_each_batch; /* write the touched leases back at the end of decode_batch */
     unsigned long long consumed;  /* segments consumed here (the flow table adds them) */
     unsigned long long granted, refused, ended;
 } Bypass;
@@ -384,14 +395,14 @@ static int lease_sync(Bypass *b, Lease *l, int ended, int fresh)
     return 0;
 }
 
+/* Take a touched lease off the dirty list: the list's last entry moves into its place.
+ * O(1): without sync_each_batch the list may hold every lease between write-backs. */
 static void dirty_remove(Bypass *b, int32_t idx)
 {
-    for (int32_t i = 0; i < b->ndirty; i++) {
-        if (b->dirty[i] == idx) {
-            b->dirty[i] = b->dirty[--b->ndirty];
-            return;
-        }
-    }
+    int32_t pos = b->leases[idx].dirty_pos;
+    int32_t moved = b->dirty[--b->ndirty];
+    b->dirty[pos] = moved;
+    b->leases[moved].dirty_pos = pos;
 }
 
 /* End a lease: write it back (if it consumed anything since the last write-back, or to
@@ -444,6 +455,7 @@ static inline void touch(Bypass *b, int32_t idx, Lease *l, double ts)
     l->last_ts = ts;
     if (!l->touched) {
         l->touched = 1;
+        l->dirty_pos = b->ndirty;
         b->dirty[b->ndirty++] = idx;
     }
 }
@@ -548,11 +560,11 @@ static int end_lease_for(Bypass *b, const Key *k)
 
 static int Bypass_init(Bypass *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"segment", "on_sync", "max_leases", NULL};
+    static char *kwlist[] = {"segment", "on_sync", "max_leases", "sync_each_batch", NULL};
     PyObject *segment, *on_sync;
-    int max_leases = 4096;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|i", kwlist, &segment, &on_sync,
-                                     &max_leases))
+    int max_leases = 4096, sync_each_batch = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|ip", kwlist, &segment, &on_sync,
+                                     &max_leases, &sync_each_batch))
         return -1;
     if (max_leases < 1 || max_leases > (1 << 22)) {
         PyErr_SetString(PyExc_ValueError, "max_leases must be 1..4194304");
@@ -563,6 +575,7 @@ static int Bypass_init(Bypass *self, PyObject *args, PyObject *kwds)
         return -1;
     }
     self->max_leases = max_leases;
+    self->sync_each_batch = sync_each_batch;
     /* Start small: a table sized for the limit would cost ~1.3 MB for 4096 leases on a
      * link that never carries more than a few concurrent transfers. */
     if (grow(self, max_leases < 64 ? max_leases : 64) < 0) return -1;
@@ -784,7 +797,7 @@ static PyTypeObject BypassType = {
 
 /* ------------------------------------------------------------------ decode_batch */
 
-/* Address and port objects of the segment tuples, shared between packets.
+/* Address and port objects of the segments, shared between packets.
  *
  * Every packet of a flow carries the same two addresses and ports; built afresh, each
  * is an allocation and a free, and the flow table's key lookup hashes both addresses
@@ -851,12 +864,13 @@ static PyObject *shared_u16(uint16_t v)
     return o;
 }
 
-static PyObject *segment_tuple(const uint8_t *f, const Parsed *p)
+/* A segment's eleven fields (flows.FlowTable.segment's arguments after ts, in the order of
+ * a decode.Segment tuple) as new references in items[0..10]: passed to emit as call
+ * arguments, not packed into a tuple the flow table unpacks again (one tuple allocation,
+ * its GC tracking and its unpacking less per packet). 0, or -1 with nothing held. */
+static int segment_fields(const uint8_t *f, const Parsed *p, PyObject **items)
 {
     Py_ssize_t seg_len = p->end - p->start;
-    PyObject *t = PyTuple_New(11);
-    if (t == NULL) return NULL;
-    PyObject *items[11];
     items[0] = shared_addr(p->src, p->alen);
     items[1] = shared_u16(p->sport);
     items[2] = shared_addr(p->dst, p->alen);
@@ -868,16 +882,13 @@ static PyObject *segment_tuple(const uint8_t *f, const Parsed *p)
     items[8] = PyBytes_FromStringAndSize((const char *)f + p->start, seg_len);
     items[9] = PyLong_FromSsize_t(seg_len);
     items[10] = PyLong_FromLong(p->ip_id);
-    for (int i = 0; i < 11; i++) {
+    for (int i = 0; i < SEG_FIELDS; i++) {
         if (items[i] == NULL) {
-            for (int j = 0; j < 11; j++) Py_XDECREF(items[j]);
-            /* the tuple's slots are still NULL: freeing it is safe */
-            Py_DECREF(t);
-            return NULL;
+            for (int j = 0; j < SEG_FIELDS; j++) Py_CLEAR(items[j]);
+            return -1;
         }
     }
-    for (int i = 0; i < 11; i++) PyTuple_SET_ITEM(t, i, items[i]);
-    return t;
+    return 0;
 }
 
 /* The key of a Segment tuple the general path returned (to end a lease of its flow). */
@@ -888,12 +899,19 @@ static int key_of_segment(PyObject *seg, Key *k)
                        PyTuple_GET_ITEM(seg, 2), PyTuple_GET_ITEM(seg, 3), k);
 }
 
-static PyObject *call_emit(PyObject *emit, double ts, PyObject *seg)
+/* emit(ts, *fields): fields[0..10] are borrowed. args[0] is scratch space
+ * (PY_VECTORCALL_ARGUMENTS_OFFSET): a bound method such as FlowTable.segment puts its
+ * self there instead of copying the 12 arguments into a new array. */
+static PyObject *call_emit(PyObject *emit, double ts, PyObject *const *fields)
 {
+    PyObject *args[2 + SEG_FIELDS];
     PyObject *pts = PyFloat_FromDouble(ts);
     if (pts == NULL) return NULL;
-    PyObject *args[2] = {pts, seg};
-    PyObject *r = PyObject_Vectorcall(emit, args, 2, NULL);
+    args[0] = NULL;
+    args[1] = pts;
+    memcpy(args + 2, fields, SEG_FIELDS * sizeof(PyObject *));
+    PyObject *r = PyObject_Vectorcall(emit, args + 1, (1 + SEG_FIELDS) | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                      NULL);
     Py_DECREF(pts);
     return r;
 }
@@ -965,7 +983,6 @@ static PyObject *decode_batch(PyObject *Py_UNUSED(module), PyObject *args)
         if (caplen > blen - off) caplen = blen - off;
         const uint8_t *f = data + off;
         Parsed p;
-        PyObject *seg = NULL;
         if (parse_clean(f, caplen, link, &p)) {
             if (p.flags & TCP_SYN) {
                 long m = syn_mss(f + p.opts, p.start - p.opts);
@@ -987,11 +1004,18 @@ static PyObject *decode_batch(PyObject *Py_UNUSED(module), PyObject *args)
                     }
                 }
             }
-            seg = segment_tuple(f, &p);
-            if (seg == NULL) {
+            PyObject *fields[SEG_FIELDS];
+            if (segment_fields(f, &p, fields) < 0) {
                 failed = 1;
                 break;
             }
+            PyObject *r = call_emit(target, ts, fields);
+            for (int j = 0; j < SEG_FIELDS; j++) Py_DECREF(fields[j]);
+            if (r == NULL) {
+                failed = 1;
+                break;
+            }
+            Py_DECREF(r);
         } else {
             PyObject *frame = PyBytes_FromStringAndSize((const char *)f, caplen);
             if (frame == NULL) {
@@ -1003,7 +1027,7 @@ static PyObject *decode_batch(PyObject *Py_UNUSED(module), PyObject *args)
                 failed = 1;
                 break;
             }
-            seg = PyObject_CallOneArg(general, frame);
+            PyObject *seg = PyObject_CallOneArg(general, frame);
             Py_DECREF(frame);
             if (seg == NULL) {
                 failed = 1;
@@ -1018,6 +1042,12 @@ static PyObject *decode_batch(PyObject *Py_UNUSED(module), PyObject *args)
                 Py_DECREF(seg);
                 continue;
             }
+            if (!PyTuple_CheckExact(seg) || PyTuple_GET_SIZE(seg) != SEG_FIELDS) {
+                Py_DECREF(seg);
+                PyErr_SetString(PyExc_TypeError, "the general path must return a Segment or None");
+                failed = 1;
+                break;
+            }
             if (bp && bp->nleases) {
                 Key k;
                 if (key_of_segment(seg, &k) == 0 && end_lease_for(bp, &k) < 0) {
@@ -1026,14 +1056,14 @@ static PyObject *decode_batch(PyObject *Py_UNUSED(module), PyObject *args)
                     break;
                 }
             }
+            PyObject *r = call_emit(target, ts, &PyTuple_GET_ITEM(seg, 0));
+            Py_DECREF(seg);
+            if (r == NULL) {
+                failed = 1;
+                break;
+            }
+            Py_DECREF(r);
         }
-        PyObject *r = call_emit(target, ts, seg);
-        Py_DECREF(seg);
-        if (r == NULL) {
-            failed = 1;
-            break;
-        }
-        Py_DECREF(r);
     }
     Py_XDECREF(target);
     PyBuffer_Release(&buf);
@@ -1047,7 +1077,7 @@ static PyObject *decode_batch(PyObject *Py_UNUSED(module), PyObject *args)
             PyErr_Fetch(&et, &ev, &tb);
             if (sync_dirty(bp) < 0) PyErr_Clear();
             PyErr_Restore(et, ev, tb);
-        } else if (sync_dirty(bp) < 0) {
+        } else if (bp->sync_each_batch && sync_dirty(bp) < 0) {
             failed = 1;
         }
     }
@@ -1147,7 +1177,7 @@ static PyMethodDef module_methods[] = {
      "owner: an object whose int attribute mss is the super-packet limit, raised by the "
      "MSS option of every SYN (a Decoder); None: 1460 at the start of each call.\n"
      "link: 0 Ethernet, 1 Linux SLL, 2 SLL2. general(frame) -> Segment | None decodes "
-     "every frame that is not a clean TCP/IP shape. emit: a callable(ts, seg), or a "
+     "every frame that is not a clean TCP/IP shape. emit: a callable(ts, *seg), or a "
      "Bypass (its segment callable receives what it does not consume)."},
     {"index_pcap", index_pcap, METH_VARARGS,
      "index_pcap(buf, start, end, max_n, swapped, nsec, snaplen, max_caplen) -> "

@@ -194,7 +194,7 @@ def _link_fast_path(
     return decode
 
 
-_Emit = Callable[[float, "Segment"], None]
+_Emit = Callable[..., None]  # emit(ts, *seg): a Segment's fields as arguments, no tuple
 BatchResult = tuple[int, int, float]  # (packets, captured bytes, timestamp of the last one)
 
 
@@ -208,7 +208,7 @@ def _link_fast_batch(
     buffer, so the frame is never copied out first (the per-frame ``decode`` needs a
     ``bytes`` frame: one slice of up to 1514 bytes, then a second one for the payload).
     One Python call per batch instead of one per frame, and the capture timestamp is
-    computed here, in the same loop. Each segment goes to ``emit(ts, seg)``; the decoder
+    computed here, in the same loop. Each segment goes to ``emit(ts, *seg)``; the decoder
     does not know who that is. Results are identical to ``decode`` frame by frame.
     """
     unpack_from = layout.unpack_from
@@ -236,12 +236,12 @@ def _link_fast_batch(
                         seg_len = end - start
                         if seg_len > self.mss:
                             self.super_packets += 1
-                        emit(ts, (src, sport, dst, dport, seq, ack, flags, window,
-                                  buf[off + start : off + end], seg_len, ip_id))  # fmt: skip
+                        emit(ts, src, sport, dst, dport, seq, ack, flags, window,
+                             buf[off + start : off + end], seg_len, ip_id)  # fmt: skip
                         continue
             seg = general(self, buf[off : off + caplen])
             if seg is not None:
-                emit(ts, seg)
+                emit(ts, *seg)
         self.packets += packets
         return packets, nbytes, ts
 
@@ -274,7 +274,7 @@ def _generic_batch(self: Decoder, buf: bytes, records: Any, emit: _Emit) -> Batc
         nbytes += caplen
         seg = decode(buf[off : off + caplen])
         if seg is not None:
-            emit(ts, seg)
+            emit(ts, *seg)
     return packets, nbytes, ts
 
 
@@ -287,7 +287,7 @@ class Decoder:
 
     decode: Callable[[bytes], Segment | None]
     # decode_batch(packet_bytes, records, emit) -> (packets, bytes, last ts): every frame
-    # of a pcapy-ng batch ((sec, usec, offset, caplen) records), each segment to emit(ts, seg)
+    # of a pcapy-ng batch ((sec, usec, offset, caplen) records), each segment to emit(ts, *seg)
     decode_batch: Callable[[bytes, Any, _Emit], BatchResult]
 
     def __init__(self, linktype: int, accelerate: bool | None = None) -> None:

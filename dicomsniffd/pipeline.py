@@ -118,6 +118,7 @@ class Pipeline:
 
     def flush(self) -> None:
         """Publish counters kept on live flows (before a scrape)."""
+        self.flows.sync()  # what the compiled bypass consumed since, into the handlers
         for handler in list(self.handlers.values()):
             handler.flush()
 

@@ -89,7 +89,7 @@ class Env:
 
     def feed(self, *segs, ts=0.0, step=0.001):
         for s in segs:
-            self.table.segment(ts, s)
+            self.table.segment(ts, *s)
             ts += step
         return ts
 
@@ -100,7 +100,7 @@ class Env:
 
 
 def handshake(env: Env, isn_c: int = 1000, isn_s: int = 5000, ts: float = 0.0) -> float:
-    env.table.segment(ts, c2s(isn_c, flags=SYN, ack=0))
-    env.table.segment(ts + 0.010, s2c(isn_s, flags=SYN | ACK, ack=isn_c + 1))
-    env.table.segment(ts + 0.012, c2s(isn_c + 1, flags=ACK, ack=isn_s + 1))
+    env.table.segment(ts, *c2s(isn_c, flags=SYN, ack=0))
+    env.table.segment(ts + 0.010, *s2c(isn_s, flags=SYN | ACK, ack=isn_c + 1))
+    env.table.segment(ts + 0.012, *c2s(isn_c + 1, flags=ACK, ack=isn_s + 1))
     return ts + 0.02

@@ -538,7 +538,7 @@ _BASE_FRAME = bytes.fromhex(
 def _batch_matches_frame_by_frame(linktype: int, buf: bytes, records: list) -> None:
     batch, single = Decoder(linktype), Decoder(linktype)
     got: list = []
-    result = batch.decode_batch(buf, records, lambda ts, seg: got.append((ts, seg)))
+    result = batch.decode_batch(buf, records, lambda ts, *seg: got.append((ts, seg)))
     want = []
     for sec, usec, off, caplen in records:
         seg = single.decode(buf[off : off + caplen])
@@ -619,7 +619,7 @@ def _super_packets(frames: list[bytes], path: str) -> Decoder:
             records.append((1_700_000_000, i, off, len(frame)))
             buf += frame
             off += len(frame)
-        decoder.decode_batch(buf, records, lambda ts, seg: None)
+        decoder.decode_batch(buf, records, lambda ts, *seg: None)
     return decoder
 
 

@@ -55,7 +55,7 @@ def _compiled(linktype, buf, records):
     dec = Decoder(linktype, accelerate=True)
     assert dec.accelerated
     out: list = []
-    res = dec.decode_batch(buf, records, lambda ts, seg: out.append((ts, seg)))
+    res = dec.decode_batch(buf, records, lambda ts, *seg: out.append((ts, seg)))
     assert res[:2] == (len(records), sum(r[3] for r in records))
     return out, dec.counters()
 
@@ -146,7 +146,7 @@ def test_compiled_decode_batch_reads_unaligned_record_buffers():
     buf, records = _batch(frames)
     packed = memoryview(b"\0" + array_of(records).tobytes())[1:]  # misaligned by one byte
     got: list = []
-    accel.fastpath.decode_batch(0, lambda f: None, buf, packed, lambda ts, seg: got.append(seg))
+    accel.fastpath.decode_batch(0, lambda f: None, buf, packed, lambda ts, *seg: got.append(seg))
     assert [seg[4] for seg in got] == [1, 2, 3, 4, 5]
 
 
@@ -172,7 +172,7 @@ def _bypass(max_leases=8):
     synced: list = []
     sent: list = []
     b = accel.fastpath.Bypass(
-        lambda ts, seg: sent.append((ts, seg)), lambda *a: synced.append(a), max_leases
+        lambda ts, *seg: sent.append((ts, seg)), lambda *a: synced.append(a), max_leases
     )
     return b, synced, sent
 
@@ -266,6 +266,37 @@ def test_bypass_leaves_other_flows_alone_and_writes_back_at_batch_end():
     buf, records = _batch([ethernet(ipv4(tcp(104, 40000, 5000, 1100, flags=ACK), B, A))])
     accel.fastpath.decode_batch(0, lambda f: None, buf, array_of(records), b)
     assert b.leases == 0 and synced[-1][7] == 1 and synced[-1][3] is None  # nothing new
+
+
+def test_bypass_without_batch_end_sync_writes_back_on_end_and_on_sync_only():
+    # The flow table's Bypass (sync_each_batch=False): a lease that goes on is written
+    # back by sync(), once, with everything consumed since -- across batches -- and a
+    # lease that ends in between (taken off the middle of the dirty list) exactly once.
+    synced: list = []
+    b = accel.fastpath.Bypass(
+        lambda ts, *seg: None, lambda *a: synced.append(a), 8, sync_each_batch=False
+    )
+    for port in (40000, 40001, 40002):
+        assert b.grant(_Half(), A, port, B, 104, 1000, 100_000, -1)
+    data = [ethernet(ipv4(tcp(p, 104, 1000, 5000, payload=b"x" * 100), A, B)) for p in
+            (40000, 40001, 40002)]  # fmt: skip
+    buf, records = _batch(data)
+    accel.fastpath.decode_batch(0, lambda f: None, buf, array_of(records), b)
+    assert b.consumed == 3 and synced == []  # no write-back at the batch end
+    # the middle lease ends (its reverse pure ACK is not allowed), the others go on
+    buf, records = _batch(
+        [
+            ethernet(ipv4(tcp(104, 40001, 5000, 1100, flags=ACK), B, A)),
+            ethernet(ipv4(tcp(40000, 104, 1100, 5000, payload=b"y" * 50), A, B)),
+        ]
+    )
+    accel.fastpath.decode_batch(0, lambda f: None, buf, array_of(records), b)
+    assert [(s[1], s[2], s[7]) for s in synced] == [(1100, 100, 1)]  # ended: next, taken
+    b.sync()
+    got = sorted((s[1], s[2], s[4], s[7]) for s in synced[1:])
+    assert got == [(1100, 100, 1, 0), (1150, 150, 2, 0)]  # both, once, two batches summed
+    b.sync()
+    assert len(synced) == 3 and b.leases == 2  # nothing new: nothing written back
 
 
 def test_bypass_is_bounded_and_refuses_what_it_cannot_hold():
@@ -565,7 +596,7 @@ def test_the_limit_crosses_between_the_c_and_the_general_path():
     dec = Decoder(DLT_EN10MB, accelerate=True)
     for frames in ([_mss_syn(8960)], [_bulk(8960)], [_bulk(8960, _ip_options)]):
         buf, records = _batch(frames)
-        dec.decode_batch(buf, records, lambda ts, seg: None)
+        dec.decode_batch(buf, records, lambda ts, *seg: None)
     assert dec.mss == 8960 and dec.super_packets == 0
 
 
@@ -607,7 +638,7 @@ def test_compiled_equals_python_on_random_syn_options():
 def test_decode_batch_without_an_owner_keeps_the_limit_for_one_call_only():
     def super_packets(frames):
         buf, records = _batch(frames)
-        emit = lambda ts, seg: None  # noqa: E731
+        emit = lambda ts, *seg: None  # noqa: E731
         return accel.fastpath.decode_batch(0, lambda f: None, buf, array_of(records), emit)[3]
 
     assert super_packets([_mss_syn(8960), _bulk(8960)]) == 0

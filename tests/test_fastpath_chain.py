@@ -119,6 +119,7 @@ def _step_by_step(pcap: str, batch_size: int, monkeypatch) -> tuple[int, int, in
         for data, records in source.batches(batch_size):
             compiled.process_batch(c_decoder, data, records)
             pure.process_batch(p_decoder, data, records)
+            compiled.flows.sync()  # the leases written back: what anything reading does first
             state = _state(compiled)
             assert state == _state(pure), f"after batch {batches}"
             batches += 1

@@ -17,12 +17,12 @@ from flows_env import (
 
 def test_handshake_rtt_value_uses_latest_syn():
     env = Env()
-    env.table.segment(10.0, c2s(99, flags=SYN, ack=0))
-    env.table.segment(11.0, c2s(99, flags=SYN, ack=0))  # SYN retry: not a new flow
-    env.table.segment(11.004, s2c(500, flags=SYN | ACK, ack=100))
-    env.table.segment(11.005, c2s(100, flags=ACK, ack=501))
+    env.table.segment(10.0, *c2s(99, flags=SYN, ack=0))
+    env.table.segment(11.0, *c2s(99, flags=SYN, ack=0))  # SYN retry: not a new flow
+    env.table.segment(11.004, *s2c(500, flags=SYN | ACK, ack=100))
+    env.table.segment(11.005, *c2s(100, flags=ACK, ack=501))
     assert env.table.flows_active == 1
-    env.table.segment(11.006, c2s(100, b"A"))
+    env.table.segment(11.006, *c2s(100, b"A"))
     rtt = env.h.events("handshake-rtt")
     assert len(rtt) == 1 and rtt[0][3] == pytest.approx(0.005)
 
@@ -37,13 +37,13 @@ def test_refused_syn():
 def test_unanswered_syn_reported_once_despite_retries():
     env = Env(syn_timeout_s=10.0)
     for t in (0.0, 1.0, 3.0, 7.0):
-        env.table.segment(t, c2s(42, flags=SYN, ack=0))
+        env.table.segment(t, *c2s(42, flags=SYN, ack=0))
     env.table.expire(9.0)
     assert env.failures == []
     env.table.expire(11.0)
     assert env.failures == [(S, SP, "unanswered", 11.0)]
-    env.table.segment(15.0, c2s(42, flags=SYN, ack=0))
-    env.table.segment(31.0, c2s(42, flags=SYN, ack=0))
+    env.table.segment(15.0, *c2s(42, flags=SYN, ack=0))
+    env.table.segment(31.0, *c2s(42, flags=SYN, ack=0))
     for t in range(12, 90):
         env.table.expire(float(t))
     assert len(env.failures) == 1

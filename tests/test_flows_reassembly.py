@@ -92,9 +92,9 @@ def test_span_duplicate_vs_retransmission_ipv4():
     ts = handshake(env)
     a = c2s(1001, b"abcd", ip_id=10)
     env.feed(a, ts=ts)
-    env.table.segment(ts + 0.0005, a)  # the same frame mirrored twice
-    env.table.segment(ts + 0.3, c2s(1001, b"abcd", ip_id=11))  # RTO retransmission: new ID
-    env.table.segment(ts + 0.4, a)  # same ID but long after: not a capture duplicate
+    env.table.segment(ts + 0.0005, *a)  # the same frame mirrored twice
+    env.table.segment(ts + 0.3, *c2s(1001, b"abcd", ip_id=11))  # RTO retransmission: new ID
+    env.table.segment(ts + 0.4, *a)  # same ID but long after: not a capture duplicate
     h = env.h
     assert h.stream(0) == b"abcd"
     assert env.table.duplicates == 1 and len(h.events("duplicate")) == 1

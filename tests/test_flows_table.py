@@ -39,10 +39,10 @@ def test_in_order_delivery_after_handshake_with_rtt():
 def test_isn_from_syn_first_data_must_start_at_isn_plus_one():
     env = Env()
     handshake(env, isn_c=7)
-    env.table.segment(1.0, c2s(10, b"late"))  # bytes 8..9 missing: buffered, not delivered
+    env.table.segment(1.0, *c2s(10, b"late"))  # bytes 8..9 missing: buffered, not delivered
     assert not env.handlers
     assert env.table.buffered_bytes == 4
-    env.table.segment(1.1, c2s(8, b"ab"))
+    env.table.segment(1.1, *c2s(8, b"ab"))
     assert env.h.stream(0) == b"ablate"
     assert env.table.buffered_bytes == 0
 
@@ -60,7 +60,7 @@ def test_midstream_client_is_higher_port_and_anchor_on_first_segment():
 
 def test_midstream_port_tie_first_sender_is_client():
     env = Env()
-    env.table.segment(0.0, seg(S, 5000, C, 5000, 1, b"x"))
+    env.table.segment(0.0, *seg(S, 5000, C, 5000, 1, b"x"))
     assert env.h.info.client_ip == S and env.h.first[0] == 0
 
 

@@ -30,14 +30,14 @@ def test_fin_with_data_and_one_sided_fin_times_out_as_fin():
 
 
 def _open_flow(env: Env, port: int, ts: float) -> None:
-    env.table.segment(ts, seg(C, port, S, SP, 1, b"x"))
+    env.table.segment(ts, *seg(C, port, S, SP, 1, b"x"))
 
 
 def test_capacity_eviction_is_approximately_lru():
     env = Env(capacity=3)
     for i in range(3):
         _open_flow(env, 50000 + i, float(i))
-    env.table.segment(3.0, seg(C, 50000, S, SP, 2, b"y"))  # flow 0 is busy again
+    env.table.segment(3.0, *seg(C, 50000, S, SP, 2, b"y"))  # flow 0 is busy again
     _open_flow(env, 50003, 4.0)
     assert env.table.flows_active == 3
     assert env.table.evictions["capacity"] == 1
@@ -49,7 +49,7 @@ def test_capacity_eviction_is_approximately_lru():
 def test_idle_timeout():
     env = Env(idle_timeout_s=600.0)
     env.feed(c2s(1, b"x"), ts=100.0)
-    env.table.segment(400.0, c2s(2, b"y"))
+    env.table.segment(400.0, *c2s(2, b"y"))
     env.table.expire(900.0)
     assert env.h.of("close") == []
     env.table.expire(1002.0)
@@ -65,7 +65,7 @@ def test_idle_eviction_after_a_capture_gap_ends_at_the_last_packet():
     """Offline, days of nothing in a capture file: the flow still ended at its last packet."""
     env = Env(idle_timeout_s=600.0)
     env.feed(c2s(1, b"x"), ts=100.0)
-    env.table.segment(130.0, c2s(2, b"y"))
+    env.table.segment(130.0, *c2s(2, b"y"))
     env.table.expire(100.0 + 3 * 86400)
     assert env.h.of("close") == [("close", "idle")]
     assert env.h.closed_at == 130.0
@@ -100,7 +100,7 @@ def test_syn_flood_stays_at_capacity():
     t = env.table
     for i in range(100_000):
         src = (0x0A000000 + i).to_bytes(4, "big")
-        t.segment(i * 1e-5, (src, 1024 + i % 60000, S, SP, i, 0, SYN, 1024, b"", 0, i & 0xFFFF))
+        t.segment(i * 1e-5, src, 1024 + i % 60000, S, SP, i, 0, SYN, 1024, b"", 0, i & 0xFFFF)
     assert t.flows_active == 1000
     assert t.evictions["capacity"] == 99_000
     assert len(t._halves) == 2000 and sum(map(len, t._wheel.values())) == 1000
@@ -119,13 +119,13 @@ def test_flood_within_one_second_evicts_the_oldest_not_the_newest():
     def flood(first: int, count: int, ts: float) -> None:
         for i in range(first, first + count):  # connections that send a little and idle
             src = (0x0B000000 + i).to_bytes(4, "big")
-            t.segment(ts, (src, 40000, S, SP, 1, 0, PSH_ACK, 1024, b"junk", 4, 1))
+            t.segment(ts, src, 40000, S, SP, 1, 0, PSH_ACK, 1024, b"junk", 4, 1)
 
     flood(0, 300, 0.1)
-    t.segment(0.2, c2s(1, b"legit"))  # the legitimate flow arrives mid-flood...
+    t.segment(0.2, *c2s(1, b"legit"))  # the legitimate flow arrives mid-flood...
     for k in range(6):  # ...and keeps talking while the flood goes on
         flood(300 + 50 * k, 50, 0.3 + k * 0.01)
-        t.segment(0.305 + k * 0.01, c2s(6 + k, b"+"))
+        t.segment(0.305 + k * 0.01, *c2s(6 + k, b"+"))
     legit = [h for h in env.handlers if h.first == (0, b"legit")]
     assert len(legit) == 1 and legit[0].of("close") == []
     assert legit[0].stream(0) == b"legit" + b"+" * 6

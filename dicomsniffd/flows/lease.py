@@ -4,9 +4,15 @@ When the compiled ``_fastpath`` is in use, a handler that can say how many of th
 bytes it would skip unseen (``skip_budget``) gets a *lease* for that direction in the C
 table. The compiled decode_batch then consumes the flow's in-order segments shorter than
 the budget, and its in-order pure ACKs, without calling Python at all. Any other packet
-of the flow ends the lease first; every lease is written back at the end of each batch
-(``_lease_synced``), so between batches the table is exact, and ``FlowTable._release``
-ends a lease before a flow's state is torn down.
+of the flow ends the lease first (its state is written back: ``_lease_synced``), and
+``FlowTable._release`` ends a lease before a flow's state is torn down. A lease that goes
+on is written back by ``sync()``, which everything that reads the table's or the
+handlers' state from outside a batch calls first: ``expire`` (timeouts, and through it
+``close_all``), capacity eviction, and the pipeline before handlers publish counters.
+Not at the end of every batch: with 2,000 concurrent short associations a lease lived
+across ~6 batches and each of those write-backs (a Python call) cost more than the
+packets it had saved (many.pcap: 8,004 write-backs for 1,334 leases; see
+docs/performance.md, fifth session).
 """
 
 from __future__ import annotations
@@ -39,7 +45,15 @@ class Leases:
         writes a lease back."""
         if not accel.use(accelerate):
             return None
-        return accel.fastpath.Bypass(self.segment, self._lease_synced, MAX_LEASES)  # type: ignore[attr-defined, union-attr]
+        return accel.fastpath.Bypass(  # type: ignore[union-attr]
+            self.segment, self._lease_synced, MAX_LEASES, sync_each_batch=False
+        )
+
+    def sync(self) -> None:
+        """Write every lease back: the flows' and the handlers' state exact from here on
+        (until the next batch). Call before reading that state outside a batch."""
+        if self._bypass is not None:
+            self._bypass.sync()
 
     @property
     def segments_total(self) -> int:

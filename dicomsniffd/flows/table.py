@@ -52,7 +52,7 @@ log = logging.getLogger("dicomsniffd.flows")
 
 
 class FlowTable(Handshake, Reassembly, Timers, Leases, Stalls):
-    """The bounded flow table: ``segment(ts, seg)`` per decoded segment, ``expire(now)``
+    """The bounded flow table: ``segment(ts, *seg)`` per decoded segment, ``expire(now)``
     about once a second, ``close_all(ts)`` at the end; plain-int counters for scrapes."""
 
     def __init__(
@@ -92,16 +92,31 @@ class FlowTable(Handshake, Reassembly, Timers, Leases, Stalls):
 
     # ------------------------------------------------------------------ hot path
 
-    def segment(self, ts: float, seg: Segment) -> None:
+    def segment(
+        self,
+        ts: float,
+        src: bytes,
+        sport: int,
+        dst: bytes,
+        dport: int,
+        seq: int,
+        ack: int,
+        flags: int,
+        window: int,
+        payload: bytes,
+        seg_len: int,
+        ip_id: int,
+    ) -> None:
+        """One decoded segment: a Segment's fields as arguments (``segment(ts, *seg)``)."""
         # Hot path. Measured with timeit (best of 7 x 100k segments, 2000 other flows in the
         # table, fresh address objects per packet as decode makes them, no-op handler,
         # CPython 3.11): 0.52 us per in-order data segment and 0.34 us per pure ACK, lookup
         # included. The SPAN-duplicate history (two stores + one small tuple) is ~0.08 us
         # of that; without it a mirrored copy could not be told from a retransmission.
-        # One UNPACK_SEQUENCE into locals is cheaper than the eight seg[i] lookups it
-        # replaces (about 60 ns per segment, measured on the C-STORE benchmark capture).
+        # The fields come as arguments, not as a Segment tuple: the decoders (the compiled
+        # one above all) then build no tuple per packet for this to unpack again (many.pcap:
+        # -7 k instructions per short association, docs/performance.md).
         self.segments += 1
-        src, sport, dst, dport, seq, ack, flags, window, payload, seg_len, ip_id = seg
         h = self._halves.get((src, sport, dst, dport))
         if h is not None and h.fast and seq == h.next and not flags & 0x07 and window:
             n = len(payload)
@@ -128,6 +143,8 @@ class FlowTable(Handshake, Reassembly, Timers, Leases, Stalls):
                     h.ack_no = ack  # a pure ACK: what a stall's cause is judged by
                     h.ack_ts = ts
                 return
+        # the slow path (handshake, FIN, RST, out of order, first data) reads a tuple
+        seg = (src, sport, dst, dport, seq, ack, flags, window, payload, seg_len, ip_id)
         self._slow(ts, seg, h)
 
     # ------------------------------------------------------------------ slow path

@@ -26,7 +26,7 @@ SYN_RETRY_LINGER_S = 64.0
 class Timers:
     """FlowTable's timer methods (a part of ``FlowTable``, not used alone).
 
-    Uses from the table: ``_finish``, ``_remove``, ``_connection_failure``, ``_bypass``,
+    Uses from the table: ``_finish``, ``_remove``, ``_connection_failure``, ``sync``,
     ``_halves``, ``_buffering``, ``evictions``.
     """
 
@@ -72,6 +72,7 @@ class Timers:
 
     def expire(self, now: float) -> None:
         """Run the timeouts that are due at capture time ``now`` (about once a second)."""
+        self.sync()  # type: ignore[attr-defined]  # leased flows' last_seen, handler state
         heap = self._heap
         wheel = self._wheel
         while heap and heap[0] <= now:
@@ -111,8 +112,7 @@ class Timers:
 
     def _evict_capacity(self, ts: float) -> None:
         """Drop the flow with the earliest deadline to make room for a new one."""
-        if self._bypass is not None:
-            self._bypass.sync()  # last_seen of leased flows, for the second chance
+        self.sync()  # type: ignore[attr-defined]  # last_seen of leased flows: second chance
         heap = self._heap
         wheel = self._wheel
         while heap:
