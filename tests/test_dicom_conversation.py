@@ -583,3 +583,26 @@ def test_command_memo_is_bounded():
     _assoc(conv)
     events = feed_all(conv, [(0, _store_rq(dataset=b"\x10\x00" * 8)[0], 1.0)])
     assert _of(events, DimseRequestSeen) and not kept.commands
+
+
+def _store_association(decoder, instance):
+    conv = DicomConversation(associate_decoder=decoder)
+    _assoc(conv)
+    rq = dimse("C_STORE_RQ", MessageID=1, AffectedSOPClassUID=CT,
+               AffectedSOPInstanceUID=instance, Priority=0, dataset=b"\x10\x00" * 8)  # fmt: skip
+    rsp = dimse("C_STORE_RSP", MessageIDBeingRespondedTo=1, AffectedSOPClassUID=CT,
+                AffectedSOPInstanceUID=instance, Status=0xB000)  # fmt: skip
+    events = feed_all(conv, [(0, b"".join(rq), 1.0), (1, rsp[0], 1.5)])
+    return events + list(conv.close("fin", 2.0))
+
+
+def test_command_shape_memo_changes_no_event():
+    """C-STOREs naming other instances come from the shape memo (one entry each for the
+    RQ and the RSP) and give exactly the events a fresh decoder gives."""
+    shared = AssociateDecoder()
+    first = _store_association(shared, "1.2.3")
+    assert len(shared.command_shapes) == 2 and not shared.commands
+    again = _store_association(shared, "1.2.3.4.5.6.7.8.9")
+    assert len(shared.command_shapes) == 2
+    assert again == first == _store_association(AssociateDecoder(), "1.2.3.4.5.6.7.8.9")
+    assert _of(again, DimseTransaction)[0].status == 0xB000

@@ -8,7 +8,7 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 from test_dicom_streams import CT, IVLE
 
-from dicomsniffd.dicom.dimse import CommandSetError, decode_command, status_class
+from dicomsniffd.dicom.dimse import CommandSetError, command_shape, decode_command, status_class
 from dicomsniffd.dicom.uids import uid_name
 
 
@@ -114,3 +114,33 @@ def test_uid_names():
     assert uid_name("") == "unknown"
     assert uid_name("not a uid") == "unknown"
     assert uid_name("1.2.840.10008.5.1.4.1.1.999999") == "unknown"  # never a UID as a label
+
+
+def _store_rq(instance: str, mid: int = 1) -> bytes:
+    return _encode(
+        AffectedSOPClassUID=CT,
+        CommandField=0x0001,
+        MessageID=mid,
+        Priority=0,
+        CommandDataSetType=0x0000,
+        AffectedSOPInstanceUID=instance,
+    )
+
+
+def test_command_shape_leaves_out_only_what_decoding_does_not_read():
+    """Two C-STORE-RQs naming different instances (so also of different group lengths)
+    share a shape, and decode alike when instance UIDs are not kept; any other difference
+    (the message ID) is a different shape; no instance, a second instance element or bytes
+    that are not elements give no shape."""
+    short, long_ = _store_rq("1.2.3"), _store_rq("1.2.3.4.5.6.7.8.9.10")
+    assert short[8:12] != long_[8:12]  # the CommandGroupLength values differ
+    assert command_shape(short) == command_shape(long_) is not None
+    assert decode_command(short) == decode_command(long_)
+    assert command_shape(_store_rq("1.2.3", mid=2)) != command_shape(short)
+    echo = _encode(AffectedSOPClassUID="1.2.840.10008.1.1", CommandField=0x0030,
+                   MessageID=1, CommandDataSetType=0x0101)  # fmt: skip
+    assert command_shape(echo) is None
+    twice = short + short[-(8 + 6) :]  # the instance element ("1.2.3" padded) again
+    assert command_shape(twice) is None
+    assert command_shape(short[:-3]) is None  # the last element overruns the bytes
+    assert command_shape(b"\x08\x00" + short[2:]) is None  # not group 0000

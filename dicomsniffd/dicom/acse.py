@@ -347,11 +347,18 @@ class AssociateDecoder:
     it holds; when either bound is reached it is simply emptied. Malformed bodies raise and
     are never stored. An instance rather than module globals: the core keeps no global
     state (DESIGN §1), and a pipeline's memo dies with it. It also carries the pipeline's
-    other shared memos: ``negotiations`` (conformance.py) and ``commands`` (the decoded
-    command sets, transactions.py).
+    other shared memos: ``negotiations`` (conformance.py), ``commands`` and
+    ``command_shapes`` (the decoded command sets, transactions.py).
     """
 
-    __slots__ = ("_assoc_memo", "_assoc_memo_bytes", "_merge_memo", "negotiations", "commands")
+    __slots__ = (
+        "_assoc_memo",
+        "_assoc_memo_bytes",
+        "_merge_memo",
+        "negotiations",
+        "commands",
+        "command_shapes",
+    )
 
     MAX_ENTRIES = 512
     MAX_BYTES = 4 * 1024 * 1024
@@ -369,6 +376,7 @@ class AssociateDecoder:
         self.negotiations: dict[tuple[int, int, int], tuple] = {}
         # DimseTransactions' memo of decoded command sets (transactions.py), shared the same way
         self.commands: dict[bytes, object] = {}
+        self.command_shapes: dict[bytes, object] = {}  # ... and by their shape (dimse.py)
 
     def decode_associate(self, body: bytes, pdu_type: int) -> Associate:
         """``decode_associate(body, pdu_type)``, memoised."""

@@ -122,6 +122,7 @@ class DicomConversation:
             transaction_timeout,
             max_pending,
             self._acse.commands,
+            self._acse.command_shapes,
         )
         # Bound once: _handle calls these per PDV, at the cost of a method lookup (not
         # on_lost: rare, and one object less per connection).

@@ -104,6 +104,38 @@ _ELEMENT_HEADER_US = struct.Struct("<HHIH")
 # command of its service (bounded: the values come off the network)
 _SOP_CLASS_TEXT: dict[bytes, str] = {}
 _SOP_CLASS_TEXT_ENTRIES = 1024
+# (0000,0000) UL, length 4: the first element of a command set (PS3.7 E.1)
+_GROUP_LENGTH_HEADER = b"\x00\x00\x00\x00\x04\x00\x00\x00"
+
+
+def command_shape(data: bytes) -> bytes | None:
+    """What ``decode_command(data)`` reads of a command set that names an instance, when
+    instance UIDs are not kept: the bytes without the Affected SOP Instance UID element
+    and without the CommandGroupLength value (its length is still tested), neither of
+    which is read then. A C-STORE's command sets differ by little else, so they can share
+    a memo entry (transactions.py). None when there is no such element, or the bytes do
+    not walk as well-formed group 0000 elements (decode_command then says why)."""
+    end = len(data)
+    if end < 12 or data[:8] != _GROUP_LENGTH_HEADER:
+        return None
+    unpack = _ELEMENT_HEADER.unpack_from
+    pos = 12
+    cut = cut_end = 0
+    while pos < end:
+        if end - pos < 8:
+            return None
+        group, elem, length = unpack(data, pos)
+        after = pos + 8 + length
+        if group or after > end:
+            return None
+        if elem == 0x1000:
+            if cut:  # twice: no shape, the plain memo
+                return None
+            cut, cut_end = pos, after
+        pos = after
+    if not cut:
+        return None
+    return data[:8] + data[12:cut] + data[cut_end:]
 
 
 def decode_command(data: bytes, keep_instance_uids: bool = False) -> Command:

@@ -10,7 +10,7 @@ dataset PDVs arrive as lengths.
 
 from __future__ import annotations
 
-from .dimse import C_CANCEL, Command, CommandSetError, decode_command, status_class
+from .dimse import C_CANCEL, Command, CommandSetError, command_shape, decode_command, status_class
 from .events import (
     ACCEPTOR,
     REQUESTOR,
@@ -26,8 +26,11 @@ _COMMAND_SET_START = b"\x00\x00\x00\x00\x04\x00\x00\x00"  # (0000,0000) UL, leng
 # The command set memo (``DimseTransactions.command_memo``): a C-ECHO or C-FIND, and their
 # responses, are byte-identical in every association of a peer (message ID 1, the same
 # SOP class), about 60 % of the commands of short associations (many-flows benchmark),
-# while decoding one costs ~24 k instructions. Bounded by entries and by the size of what
-# it keeps; a command set that names an instance (C-STORE) is simply never met again.
+# while decoding one costs ~24 k instructions. A command set that names an instance (a
+# C-STORE's) is never met again: it is kept by its dimse.command_shape instead (the same
+# SCU's C-STOREs differ by little but the instance; finding the shape costs ~9 k), in a
+# memo of its own (a shape is not a command set: the two kinds of key never meet). Both
+# bounded by entries and by the size of what they keep.
 COMMAND_MEMO_ENTRIES = 1024
 COMMAND_MEMO_MAX_BYTES = 512  # per command set (they are ~60-200 bytes)
 # DimseTransaction.outcome of a request still open when the capture or the daemon stopped
@@ -120,6 +123,7 @@ class DimseTransactions:
         "in_gap",
         "pending_stalls",
         "command_memo",
+        "shape_memo",
     )
 
     def __init__(
@@ -130,9 +134,11 @@ class DimseTransactions:
         transaction_timeout: float,
         max_pending: int,
         command_memo: dict | None = None,
+        shape_memo: dict | None = None,
     ) -> None:
-        """``command_memo``: command set bytes -> decoded Command, shared by the connections
-        of a pipeline (acse.AssociateDecoder.commands; one of its own if None). Decoding is a
+        """``command_memo``: command set bytes -> decoded Command, ``shape_memo``: the same
+        by dimse.command_shape, shared by the connections of a pipeline
+        (acse.AssociateDecoder.commands / .command_shapes; its own if None). Decoding is a
         pure function of the bytes, and a Command is never changed once decoded."""
         self.roles = roles
         self.max_command_bytes = max_command_bytes
@@ -154,6 +160,7 @@ class DimseTransactions:
         self.command_memo = (
             None if keep_instance_uids else {} if command_memo is None else command_memo
         )
+        self.shape_memo = {} if shape_memo is None else shape_memo
 
     # -- the conversation's calls ---------------------------------------------------------
 
@@ -247,18 +254,11 @@ class DimseTransactions:
                 return
             command_set = bytes(m.buf)
             m.buf = None
-        memo = self.command_memo
-        cmd = memo.get(command_set) if memo is not None else None
-        if cmd is None:
-            try:
-                cmd = decode_command(command_set, self.keep_instance_uids)  # (positional)
-            except CommandSetError as exc:
-                out.append(ProtocolError(ts, self.roles.sender(d), BAD_COMMAND_SET, str(exc)))
-                return
-            if memo is not None and len(command_set) <= COMMAND_MEMO_MAX_BYTES:
-                if len(memo) >= COMMAND_MEMO_ENTRIES:
-                    memo.clear()
-                memo[command_set] = cmd
+        try:
+            cmd = self._decode(command_set)
+        except CommandSetError as exc:
+            out.append(ProtocolError(ts, self.roles.sender(d), BAD_COMMAND_SET, str(exc)))
+            return
         m.command = cmd
         has_dataset = cmd.has_dataset
         if has_dataset:
@@ -269,6 +269,28 @@ class DimseTransactions:
             self._on_request(d, ctx, m, cmd, out)
         if not has_dataset:
             self._message_complete(m, ts, out)
+
+    def _decode(self, command_set: bytes) -> Command:
+        """``decode_command(command_set)``, through the memos (see COMMAND_MEMO_ENTRIES)."""
+        memo = self.command_memo
+        if memo is None or len(command_set) > COMMAND_MEMO_MAX_BYTES:
+            return decode_command(command_set, self.keep_instance_uids)  # (positional)
+        cmd = memo.get(command_set)
+        if cmd is not None:
+            return cmd
+        key = command_shape(command_set)
+        if key is None:
+            key = command_set  # names no instance: kept by its bytes
+        else:
+            memo = self.shape_memo
+            cmd = memo.get(key)
+            if cmd is not None:
+                return cmd
+        cmd = decode_command(command_set, False)  # (a memo: instance UIDs are not kept)
+        if len(memo) >= COMMAND_MEMO_ENTRIES:
+            memo.clear()
+        memo[key] = cmd
+        return cmd
 
     def _take_pending_stalls(self, d: int, m: Message) -> None:
         """A new message of ``d`` owns the stalls seen before its command was decoded."""
