@@ -7,6 +7,7 @@ from sink_fakes import Flow
 from summary_fakes import capture_info, good_association, requested
 
 from dicomsniffd.dicom.events import Aborted, AssociationEnded
+from dicomsniffd.findings.facts import Association, AssociationTotals
 from dicomsniffd.sinks.summary import Summary
 from dicomsniffd.sinks.summary.kept import KeptAssociations
 from dicomsniffd.sinks.summary.text import cited_flows, render_text
@@ -248,3 +249,38 @@ def test_without_the_transaction_log_the_summary_is_the_same() -> None:
     info = capture_info()
     assert without.to_dict(info) == with_log.to_dict(info)
     assert without.render_text(info) == with_log.render_text(info)
+
+
+def _counted(**facts) -> AssociationTotals:
+    """The totals of one accepted association with ``facts`` set on its record."""
+    a = Association(Flow())
+    a.dicom_seen = a.requested = a.accepted = True
+    for name, value in facts.items():
+        setattr(a, name, value)
+    kept = KeptAssociations()
+    kept.add(a)
+    return kept.totals
+
+
+def test_every_health_count_belongs_to_an_association_with_a_problem() -> None:
+    # AssociationTotals.add stops early for an association whose problem_score is 0:
+    # each fact it counts must score, or that count would be lost
+    abort = {"source": "service-user", "reason": "not-specified", "sender": "requestor"}
+    reject = {"result": "permanent", "source": "service-user", "reason": "no-reason"}
+    cases = {
+        "aborted": _counted(abort=abort),
+        "reset": _counted(end="reset"),
+        "reset by a TCP event": _counted(resets={"requestor": 0, "acceptor": 1}),
+        "with_gaps": _counted(missed=10),
+        "retransmissions": _counted(retransmissions={"requestor": 2, "acceptor": 0}),
+        "zero_windows": _counted(zero_windows={"requestor": 0, "acceptor": 3}),
+        "an RJ after an AC": _counted(reject=reject),
+    }
+    for what, totals in cases.items():
+        (health,) = totals.health.values()
+        counted = totals.aborted + totals.reset + totals.with_gaps + sum(health.values())
+        assert counted and (totals.problems or totals.rejects), what
+    assert cases["an RJ after an AC"].rejects  # counted although it scores nothing here
+    clean = _counted()
+    assert (clean.associations, clean.problems, clean.by_pair) == (1, 0, {("MODALITY", "PACS"): 1})
+    assert clean.health == {("MODALITY", "PACS"): dict.fromkeys(AssociationTotals.HEALTH, 0)}

@@ -254,14 +254,27 @@ class AssociationTotals:
         refused: tuple[bool, dict[str, Any]],
         fields: dict[str, Any] | None = None,
     ) -> None:
-        """Count one association (``refused``: its ``refused_contexts``; ``fields``: its
-        ``problem_fields``, when the caller has them: their sums are not done again)."""
+        """Count one association (``problem``: its ``formatting.problem_score`` > 0;
+        ``refused``: its ``refused_contexts``; ``fields``: its ``problem_fields``, when the
+        caller has them: their sums are not done again)."""
         if fields is None:
             fields = a.problem_fields()
         self.associations += 1
-        self.problems += problem
         outcome = fields["outcome"]
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+        self.refused_contexts += len(refused[1])
+        self.none_accepted += refused[0]
+        pair = (a.calling_ae, a.called_ae)
+        self.by_pair[pair] = self.by_pair.get(pair, 0) + 1
+        health = self.health.get(pair)
+        if health is None:
+            health = self.health[pair] = dict.fromkeys(self.HEALTH, 0)
+        if not problem and a.reject is None:
+            # problem_score 0: an abort, a reset, a gap and every TCP event score (a
+            # reject too, but for an odd RJ after an AC), so each count below would add
+            # 0 (most associations stop here)
+            return
+        self.problems += 1
         self.aborted += a.abort is not None
         self.reset += a.reset_seen
         self.cut_short += a.cut_short
@@ -270,13 +283,6 @@ class AssociationTotals:
             r = a.reject
             key = (a.calling_ae, a.called_ae, r["result"], r["source"], r["reason"])
             self.rejects[key] = self.rejects.get(key, 0) + 1
-        self.refused_contexts += len(refused[1])
-        self.none_accepted += refused[0]
-        pair = (a.calling_ae, a.called_ae)
-        self.by_pair[pair] = self.by_pair.get(pair, 0) + 1
-        health = self.health.get(pair)
-        if health is None:
-            health = self.health[pair] = dict.fromkeys(self.HEALTH, 0)
         health["rejected"] += a.reject is not None
         health["aborted"] += a.abort is not None
         health["retransmissions"] += fields["retransmissions"]
