@@ -146,6 +146,7 @@ class Timers:
                 # a FIN seen: the connection was closing, not cut by the end of the capture
                 self._finish(f, "fin" if f.fin_seen else "end", ts)
             self._remove(f)
+            _break_cycle(f)  # freed now, not left to a collection of the oldest generation
         self._wheel.clear()
         self._heap.clear()
         self._halves.clear()
