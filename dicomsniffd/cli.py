@@ -259,7 +259,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     except outputs.OutputError as exc:
         return _fail(str(exc))
     metrics = MetricsStore(config.metrics)
-    summary = Summary()
+    # The per-transaction log feeds only the HTML report (~300 bytecodes a transaction).
+    summary = Summary(transaction_log=args.report is not None)
     sinks: list = [metrics, summary]
     event_log = None
     event_failures: list[OSError] = []
