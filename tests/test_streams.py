@@ -306,3 +306,93 @@ def test_failures_on_a_learned_dicom_server_on_any_port(tmp_path):
     other.seg(1, RST | ACK)
     r = run(cap.write(tmp_path / "learned.pcap"))
     assert _fail_labels(r) == {("10.0.0.2:5104", "refused"): 1}
+
+
+# ======================================================================================
+# the fan-out to the sinks: per event type, only the sinks that handle it, in sink order
+# ======================================================================================
+def test_events_reach_each_sink_by_its_own_table_in_sink_order(tmp_path):
+    """An EventSink is called only for the event types its EVENTS lists (straight to the
+    handler), a sink that overrides handle() and a plain Sink-protocol object get every
+    event, and for each event the sinks are called in the order they were given."""
+    from dicomsniffd.analyze import analyze_files
+    from dicomsniffd.dicom.events import AssociationRequested, DimseTransaction
+    from dicomsniffd.sinks.dispatch import EventSink
+
+    calls: list[tuple[str, str]] = []
+
+    class OnlyTwo(EventSink):
+        EVENTS = {AssociationRequested: "_rq", DimseTransaction: "_txn"}
+
+        def __init__(self) -> None:
+            super().__init__()
+
+        def _rq(self, event, flow):
+            calls.append(("only-two", type(event).__name__))
+
+        def _txn(self, event, flow):
+            calls.append(("only-two", type(event).__name__))
+
+    class Everything(EventSink):  # overrides handle: sees every event
+        def handle(self, event, flow):
+            calls.append(("override", type(event).__name__))
+
+    class Plain:  # the Sink protocol without EventSink
+        def handle(self, event, flow):
+            calls.append(("plain", type(event).__name__))
+
+        def tcp_event(self, kind, sender, flow, value=0.0, ts=None):
+            pass
+
+        def add_bytes(self, kind, sender, nbytes, flow):
+            pass
+
+        def connection_failure(self, server_label, reason, ts=None):
+            pass
+
+        def tls_connection(self, server_label, outcome, ts=None):
+            pass
+
+    cap = Capture()
+    c = Conn(cap, sport=104)
+    open_association(c, "SCU", "SCP", abstract=VERIFICATION)
+    c.send(0, echo_rq(1))
+    c.send(1, echo_rsp(1))
+    release(c)
+    path = str(cap.write(tmp_path / "fanout.pcap"))
+    analyze_files([path], Config(), [Plain(), OnlyTwo(), Everything()])
+
+    plain = [name for who, name in calls if who == "plain"]
+    assert plain == [name for who, name in calls if who == "override"]
+    assert "ReleaseRequested" in plain and "AssociationEnded" in plain
+    assert [name for who, name in calls if who == "only-two"] == [
+        "AssociationRequested",
+        "DimseTransaction",
+    ]
+    # per event: plain, then only-two (if it takes the type), then override
+    order = [who for who, _ in calls]
+    for i, who in enumerate(order):
+        if who == "only-two":
+            assert order[i - 1] == "plain" and order[i + 1] == "override"
+
+
+def test_emitter_route_skips_a_sink_for_types_it_does_not_list():
+    from dicomsniffd.dicom.events import AssociationRequested, ReleaseRequested
+    from dicomsniffd.sinks.dispatch import EventSink
+    from dicomsniffd.streams.emitter import Emitter
+
+    class OnlyRq(EventSink):
+        EVENTS = {AssociationRequested: "on_rq"}
+
+        def on_rq(self, event, flow):
+            pass
+
+    class Everything(EventSink):
+        def handle(self, event, flow):
+            pass
+
+    only, every = OnlyRq(), Everything()
+    emitter = Emitter([only, every])
+    assert emitter.route(ReleaseRequested) == (every.handle,)
+    assert emitter.route(AssociationRequested) == (only.on_rq, every.handle)
+    assert set(emitter.routes) == {ReleaseRequested, AssociationRequested}

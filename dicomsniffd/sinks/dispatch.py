@@ -6,7 +6,8 @@ looks the event's exact type up in a table built once per instance from the clas
 ``isinstance`` ladder (event classes are final, so the exact type is enough), and an
 event type a sink does not list costs nothing. A sink whose ``handle`` must do more per
 event (the summary touches the association first) still takes its handlers from the same
-table, through ``bound_handlers``.
+table, through ``bound_handlers``. ``handler_for(cls)`` says which call an event type
+takes, so the pipeline can skip a sink for the types it does not list.
 """
 
 from __future__ import annotations
@@ -57,6 +58,15 @@ class EventSink:
         handler = self._handlers.get(type(event))
         if handler is not None:
             handler(event, flow)
+
+    def handler_for(self, cls: type) -> Handler | None:
+        """What ``handle`` does with an event of exact type ``cls``: its bound handler, or
+        None when the sink ignores that type. The stream handlers call it directly (the
+        Emitter's routes): one frame and one probe less per event and sink. A subclass
+        whose ``handle`` does more than dispatch gets its ``handle`` for every type."""
+        if type(self).handle is not EventSink.handle:
+            return self.handle
+        return self._handlers.get(cls)
 
     def tcp_event(
         self, kind: str, sender: str, flow: Any, value: float = 0.0, ts: float | None = None

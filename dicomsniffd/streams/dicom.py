@@ -25,7 +25,7 @@ class DicomFlowHandler:
 
     __slots__ = (
         "emitter",
-        "handles",
+        "routes",
         "ctx",
         "conv",
         "deliver",
@@ -48,7 +48,7 @@ class DicomFlowHandler:
         learn_server: Callable[[str], None],
     ) -> None:
         self.emitter = emitter
-        self.handles = emitter.handles  # the sinks' handle(event, flow), for dispatch()
+        self.routes = emitter.routes  # per event type, the sinks' calls, for dispatch()
         self.ctx = ctx
         self.conv = conv
         # The flow table's split hot path (flows.StreamHandler): it calls the core's feed
@@ -120,14 +120,18 @@ class DicomFlowHandler:
 
     def dispatch(self, events: Iterable[Any]) -> None:
         ctx = self.ctx
-        handles = self.handles
+        routes = self.routes
         for event in events:
-            # a set probe on the exact type (event classes are final) instead of
+            # set and dict probes on the exact type (event classes are final) instead of
             # isinstance() against a union on every event
-            if type(event) in _TITLE_EVENTS:
+            cls = type(event)
+            if cls in _TITLE_EVENTS:
                 self._learn_titles(event.calling_ae, event.called_ae)
-            for handle in handles:  # Emitter.event, inlined: one call less per event
-                handle(event, ctx)
+            calls = routes.get(cls)
+            if calls is None:
+                calls = self.emitter.route(cls)
+            for call in calls:  # Emitter.event, inlined: one call less per event
+                call(event, ctx)
 
     def _learn_titles(self, calling: str, called: str) -> None:
         ctx = self.ctx

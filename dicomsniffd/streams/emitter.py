@@ -36,13 +36,14 @@ def _same_server(server: str) -> str:
 class Emitter:
     """Fan-out of one pipeline's sink calls; ``Labels`` None: label values uncapped."""
 
-    __slots__ = ("sinks", "handles", "ae_label", "server_label")
+    __slots__ = ("sinks", "routes", "ae_label", "server_label")
 
     def __init__(self, sinks: Sequence[Sink], labels: Labels | None = None) -> None:
         self.sinks = tuple(sinks)
-        # Every sink's handle(event, flow), bound once: DicomFlowHandler.dispatch loops over
-        # them itself, one call per sink and event and none for the fan-out (hot path).
-        self.handles: tuple[Callable[[Any, Any], None], ...] = tuple(s.handle for s in sinks)
+        # Per exact event type, the sinks' calls it takes (see route()), filled on first
+        # use: DicomFlowHandler.dispatch loops over them itself, one call per sink that
+        # handles the type and none for the fan-out (hot path).
+        self.routes: dict[type, tuple[Callable[[Any, Any], None], ...]] = {}
         self.ae_label: Callable[[str, str], str] = (
             labels.ae_label if labels is not None else _same_title
         )
@@ -51,8 +52,24 @@ class Emitter:
         )
 
     def event(self, event: Any, ctx: FlowContext) -> None:
-        for handle in self.handles:
-            handle(event, ctx)
+        calls = self.routes.get(type(event))
+        for call in calls if calls is not None else self.route(type(event)):
+            call(event, ctx)
+
+    def route(self, cls: type) -> tuple[Callable[[Any, Any], None], ...]:
+        """The calls an event of exact type ``cls`` takes, in sink order: a sink that can say
+        which of its handlers takes the type (``handler_for``, sinks.dispatch.EventSink) is
+        called there directly or not at all (A-RELEASE events reach no metrics handler);
+        any other sink through its ``handle``. Event classes are final: the exact type is
+        the key. Bounded by the number of event classes."""
+        calls = []
+        for sink in self.sinks:
+            handler_for = getattr(sink, "handler_for", None)
+            call = handler_for(cls) if handler_for is not None else sink.handle
+            if call is not None:
+                calls.append(call)
+        self.routes[cls] = route = tuple(calls)
+        return route
 
     def tcp_event(self, kind: str, sender: str, ctx: FlowContext, value: float, ts: float) -> None:
         for sink in self.sinks:
