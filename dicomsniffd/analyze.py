@@ -134,6 +134,8 @@ def _analyze(
             "retransmissions": getattr(flows, "retransmissions", 0),
             "duplicates": getattr(flows, "duplicates", 0),
             "out_of_order": getattr(flows, "out_of_order", 0),
+            # connections dropped because dicomsniffd's own code raised (logged once)
+            "handler_errors": getattr(flows, "handler_errors", 0),
         },
         "_pipeline": pipeline,
     }

@@ -141,6 +141,8 @@ def test_handler_exception_is_contained():
     bad, good = env.handlers
     assert env.table.handler_errors == 1
     assert bad.stream(0) == b"ok"
+    assert bad.of("close") == [("close", "handler-failed")]  # once, what it opened ends
+    assert good.of("close") == []
     assert good.stream(0) == b"otherfine"
     assert env.table.flows_active == 2
 

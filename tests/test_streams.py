@@ -25,6 +25,7 @@ from pipeline_captures import (
     store_rsp,
     store_session,
 )
+from prometheus_client.parser import text_string_to_metric_families
 
 from dicomsniffd.config import Config
 
@@ -396,3 +397,48 @@ def test_emitter_route_skips_a_sink_for_types_it_does_not_list():
     assert emitter.route(ReleaseRequested) == (every.handle,)
     assert emitter.route(AssociationRequested) == (only.on_rq, every.handle)
     assert set(emitter.routes) == {ReleaseRequested, AssociationRequested}
+
+
+def test_a_failing_sink_ends_its_association_instead_of_leaving_it_open(tmp_path):
+    """A handler that raises (here: a sink, on the association's first request) is dropped
+    and closed as seen so far: dicom_associations_active goes back to 0 and the flow
+    table counts the failure; the other connection is unaffected."""
+    from dicomsniffd.analyze import analyze_files
+    from dicomsniffd.dicom.events import DimseRequestSeen
+    from dicomsniffd.sinks.dispatch import EventSink
+    from dicomsniffd.sinks.metrics import MetricsStore
+    from dicomsniffd.sinks.summary import Summary
+
+    class FailsOnce(EventSink):
+        EVENTS = {DimseRequestSeen: "_request"}
+        failed = False
+
+        def _request(self, event, flow):
+            if not self.failed:
+                self.failed = True
+                raise RuntimeError("a sink's bug")
+
+    cap = Capture()
+    for cport in (40001, 40002):
+        c = Conn(cap, sport=104, cport=cport)
+        open_association(c, "SCU", "SCP", abstract=VERIFICATION)
+        c.send(0, echo_rq(1))
+        c.send(1, echo_rsp(1))
+        release(c)
+    path = str(cap.write(tmp_path / "sinkbug.pcap"))
+    config = Config()
+    metrics = MetricsStore(config.metrics)
+    summary = Summary()
+    info = analyze_files([path], config, [metrics, FailsOnce(), summary], labels=metrics)
+    assert "Internal: 1 connection(s) left unanalysed" in summary.render_text(info)
+    text = metrics.exposition().decode()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+    }
+    pair = (("called_ae", "SCP"), ("calling_ae", "SCU"))
+    assert samples[("dicom_associations_active", pair)] == 0
+    assert samples[("dicom_association_requests_total", pair)] == 2
+    assert sum(v for (n, _), v in samples.items() if n == "dicom_association_ends_total") == 2
+    assert info["flows"]["handler_errors"] == 1

@@ -64,7 +64,7 @@ class Stalls:
         try:
             flow.on_stall(h.d, cause, ts - h.data_ts, ts)
         except Exception as exc:
-            self._handler_failed(flow, exc)  # type: ignore[attr-defined]
+            self._handler_failed(flow, exc, ts)  # type: ignore[attr-defined]
             return True
         return False
 

@@ -47,6 +47,10 @@ from dicomsniffd.flows.state import (
 )
 from dicomsniffd.flows.timers import Timers
 
+# The close() reason of a handler that raised (its flow is ignored from then on); the
+# DICOM core ends such an association as "closed", like any close it cannot explain.
+HANDLER_FAILED = "handler-failed"
+
 # The logger keeps the name of the module the table used to be (log configuration).
 log = logging.getLogger("dicomsniffd.flows")
 
@@ -138,7 +142,7 @@ class FlowTable(Handshake, Reassembly, Timers, Leases, Stalls):
                         elif h.budget is not None:
                             self._lease(h)
                     except Exception as exc:
-                        self._handler_failed(h.flow, exc)
+                        self._handler_failed(h.flow, exc, ts)
                 else:
                     h.ack_no = ack  # a pure ACK: what a stall's cause is judged by
                     h.ack_ts = ts
@@ -249,13 +253,13 @@ class FlowTable(Handshake, Reassembly, Timers, Leases, Stalls):
             if results:
                 h.dispatch(results)
         except Exception as exc:
-            self._handler_failed(flow, exc)
+            self._handler_failed(flow, exc, ts)
 
     def _classify(self, flow: Flow, d: int, data: bytes, ts: float) -> StreamHandler | None:
         try:
             handler = self._classify_fn(flow, d, data)
         except Exception as exc:
-            self._handler_failed(flow, exc)
+            self._handler_failed(flow, exc, ts)
             return None
         if handler is None:
             self.ignored_flows += 1
@@ -307,7 +311,7 @@ class FlowTable(Handshake, Reassembly, Timers, Leases, Stalls):
         try:
             flow.handler.gap(h.d, n, ts)
         except Exception as exc:
-            self._handler_failed(flow, exc)
+            self._handler_failed(flow, exc, ts)
 
     def _event(self, flow: Flow, kind: str, d: int, ts: float, value: float = 0.0) -> None:
         if flow.handler is None:
@@ -315,9 +319,9 @@ class FlowTable(Handshake, Reassembly, Timers, Leases, Stalls):
         try:
             flow.handler.tcp_event(kind, d, ts, value)
         except Exception as exc:
-            self._handler_failed(flow, exc)
+            self._handler_failed(flow, exc, ts)
 
-    def _handler_failed(self, flow: Flow, exc: Exception) -> None:
+    def _handler_failed(self, flow: Flow, exc: Exception, ts: float) -> None:
         # A bug in one conversation must not stop the capture: drop that flow's handler.
         self.handler_errors += 1
         if not self._logged_error:
@@ -325,7 +329,17 @@ class FlowTable(Handshake, Reassembly, Timers, Leases, Stalls):
             log.error("stream handler failed; flow ignored from now on", exc_info=exc)
         else:
             log.debug("stream handler failed: %r", exc)
+        handler = flow.handler
         self._ignore(flow)
+        if handler is not None:
+            # Closed as seen so far, once, like any other end: else what it opened stays
+            # open for good (the association in dicom_associations_active, the summary's
+            # record, the pipeline's reference to it). A close that fails too is counted.
+            try:
+                handler.close(HANDLER_FAILED, ts)
+            except Exception as exc2:
+                self.handler_errors += 1
+                log.debug("stream handler close failed: %r", exc2)
 
     def _connection_failure(self, flow: Flow, reason: str, ts: float) -> None:
         try:
