@@ -135,7 +135,7 @@ def _analyze(
             "duplicates": getattr(flows, "duplicates", 0),
             "out_of_order": getattr(flows, "out_of_order", 0),
             # connections dropped because dicomsniffd's own code raised (logged once)
-            "handler_errors": getattr(flows, "handler_errors", 0),
+            "failed_connections": getattr(flows, "failed_flows", 0),
         },
         "_pipeline": pipeline,
     }

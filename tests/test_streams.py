@@ -440,5 +440,58 @@ def test_a_failing_sink_ends_its_association_instead_of_leaving_it_open(tmp_path
     pair = (("called_ae", "SCP"), ("calling_ae", "SCU"))
     assert samples[("dicom_associations_active", pair)] == 0
     assert samples[("dicom_association_requests_total", pair)] == 2
-    assert sum(v for (n, _), v in samples.items() if n == "dicom_association_ends_total") == 2
-    assert info["flows"]["handler_errors"] == 1
+    ends = {
+        dict(labels)["how"]: v
+        for (n, labels), v in samples.items()
+        if n == "dicom_association_ends_total"
+    }
+    # our failure is no fault of the peers: "we stopped watching", as at a capture's end
+    assert ends == {"released": 1, "capture-ended": 1}
+    assert not any(v for (n, _), v in samples.items() if n == "dicom_dimse_unanswered_total")
+    assert not any(n == "dicom_protocol_errors_total" and v for (n, _), v in samples.items())
+    assert info["flows"]["failed_connections"] == 1
+    assert not info["_pipeline"].handlers  # none left registered
+
+
+def test_a_sink_failing_again_while_its_association_closes_still_ends_it(tmp_path):
+    """The sink fails on the request and again on the in-flight transaction the close
+    reports: AssociationEnded still reaches the metrics store, the handler is not left
+    registered, and the connection counts once."""
+    from dicomsniffd.analyze import analyze_files
+    from dicomsniffd.dicom.events import DimseRequestSeen, DimseTransaction
+    from dicomsniffd.sinks.dispatch import EventSink
+    from dicomsniffd.sinks.metrics import MetricsStore
+
+    class AlwaysFails(EventSink):
+        EVENTS = {DimseRequestSeen: "_boom", DimseTransaction: "_boom"}
+
+        def _boom(self, event, flow):
+            raise RuntimeError("a sink's bug")
+
+    cap = Capture()
+    c = Conn(cap, sport=104, cport=40001)
+    open_association(c, "SCU", "SCP", abstract=VERIFICATION)
+    c.send(0, echo_rq(1))
+    c.send(1, echo_rsp(1))
+    release(c)
+    path = str(cap.write(tmp_path / "sinkbug2.pcap"))
+    config = Config()
+    metrics = MetricsStore(config.metrics)
+    info = analyze_files([path], config, [metrics, AlwaysFails()], labels=metrics)
+    text = metrics.exposition().decode()
+    active = [
+        s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+        if s.name == "dicom_associations_active"
+    ]
+    assert active == [0]
+    assert not info["_pipeline"].handlers
+    assert info["flows"]["failed_connections"] == 1
+
+
+def test_the_flow_table_and_the_core_name_our_own_failure_alike():
+    from dicomsniffd.dicom.conversation import OBSERVER_FAILED_HOW
+    from dicomsniffd.flows.table import HANDLER_FAILED
+
+    assert HANDLER_FAILED == OBSERVER_FAILED_HOW

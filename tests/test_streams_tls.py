@@ -69,3 +69,13 @@ def test_closed_before_the_handshake_ended() -> None:
     handler.data(0, CLIENT_HELLO, 1.0)
     handler.close("fin", 1.1)
     assert rec.handshakes == [("handshake-failed", {"how": "closed", "refused_by": ""})]
+
+
+def test_closed_after_our_own_failure_counts_no_outcome() -> None:
+    """The flow table closes a handler whose code raised with how="handler-failed": the
+    handshake's outcome is unknown then, so no handshake-failed is counted (an alert
+    could fire on it)."""
+    handler, rec = _handler()
+    handler.data(0, CLIENT_HELLO, 1.0)
+    handler.close("handler-failed", 1.1)
+    assert rec.handshakes == []

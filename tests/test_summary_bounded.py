@@ -281,6 +281,7 @@ def test_every_health_count_belongs_to_an_association_with_a_problem() -> None:
         counted = totals.aborted + totals.reset + totals.with_gaps + sum(health.values())
         assert counted and (totals.problems or totals.rejects), what
     assert cases["an RJ after an AC"].rejects  # counted although it scores nothing here
+    assert cases["an RJ after an AC"].problems == 0  # ... and is no problem association
     clean = _counted()
     assert (clean.associations, clean.problems, clean.by_pair) == (1, 0, {("MODALITY", "PACS"): 1})
     assert clean.health == {("MODALITY", "PACS"): dict.fromkeys(AssociationTotals.HEALTH, 0)}

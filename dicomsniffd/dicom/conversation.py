@@ -58,6 +58,10 @@ _TIMEOUT_HOWS = frozenset({"idle", "timeout", "evicted-capacity", "evicted-memca
 # close(how) at the end of the capture or when the daemon stops: AssociationEnded.how
 # "capture-ended" (the association was still open; no peer ended it, no peer is to blame)
 CAPTURE_END_HOW = "end"
+# The flow table's reason when dicomsniffd's own code failed on the connection: the monitor
+# stopped watching, as at the end of a capture; nothing is the peers' fault (open requests
+# are in flight, not unanswered; no one-sided-capture error).
+OBSERVER_FAILED_HOW = "handler-failed"
 
 
 class DicomConversation:
@@ -524,5 +528,7 @@ class DicomConversation:
         if how == CAPTURE_END_HOW and not self._release_rq:
             # still open (a release under way whose reply was not seen is "closed": its
             # open requests then were not answered before the release)
+            return "capture-ended"
+        if how == OBSERVER_FAILED_HOW:
             return "capture-ended"
         return "closed"

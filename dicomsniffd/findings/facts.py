@@ -274,7 +274,7 @@ class AssociationTotals:
             # reject too, but for an odd RJ after an AC), so each count below would add
             # 0 (most associations stop here)
             return
-        self.problems += 1
+        self.problems += problem  # (an RJ after an AC reaches here without a problem)
         self.aborted += a.abort is not None
         self.reset += a.reset_seen
         self.cut_short += a.cut_short

@@ -83,6 +83,7 @@ class FlowTable(Handshake, Reassembly, Timers, Leases, Stalls):
         self.out_of_order = 0
         self.ignored_flows = 0
         self.handler_errors = 0
+        self.failed_flows = 0  # connections dropped after their handler raised
         self.gaps = 0
         self.gap_bytes = 0
         self.buffered_bytes = 0
@@ -324,6 +325,7 @@ class FlowTable(Handshake, Reassembly, Timers, Leases, Stalls):
     def _handler_failed(self, flow: Flow, exc: Exception, ts: float) -> None:
         # A bug in one conversation must not stop the capture: drop that flow's handler.
         self.handler_errors += 1
+        self.failed_flows += 1  # (handler_errors also counts failed callbacks and closes)
         if not self._logged_error:
             self._logged_error = True
             log.error("stream handler failed; flow ignored from now on", exc_info=exc)

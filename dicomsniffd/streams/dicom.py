@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from dicomsniffd.dicom.conversation import DicomConversation
+from dicomsniffd.dicom.conversation import OBSERVER_FAILED_HOW, DicomConversation
 from dicomsniffd.dicom.events import AssociationAccepted, AssociationRequested
 
 from .context import FlowContext
@@ -94,14 +94,31 @@ class DicomFlowHandler:
         if self.closed:
             return
         self.closed = True
-        events = self.conv.close(how, ts)  # (a list of its own, or the shared empty tuple)
-        one_sided = self.conv.one_direction_error(ts)  # a capture can be one-sided
-        if one_sided is not None:
-            events = [*events, one_sided]
-        self.flush()
-        if events:
-            self.dispatch(events)
-        self._on_close(self)
+        try:
+            events = self.conv.close(how, ts)  # (a list of its own, or the shared empty tuple)
+            # a capture can be one-sided; after our own failure, silence proves nothing
+            if how != OBSERVER_FAILED_HOW:
+                one_sided = self.conv.one_direction_error(ts)
+                if one_sided is not None:
+                    events = [*events, one_sided]
+            self.flush()
+            self._dispatch_each(events)
+        finally:
+            self._on_close(self)  # also when a sink fails here: never left registered
+
+    def _dispatch_each(self, events: Iterable[Any]) -> None:
+        """The closing events one by one: a sink failing on one of them (an open
+        transaction) must not keep AssociationEnded from the others, or the association
+        stays in dicom_associations_active. The first failure is raised afterwards (the
+        flow table counts and logs it)."""
+        failure: Exception | None = None
+        for event in events:
+            try:
+                self.dispatch((event,))
+            except Exception as exc:  # noqa: BLE001 - re-raised below
+                failure = failure or exc
+        if failure is not None:
+            raise failure
 
     def expire(self, now: float) -> None:
         events = self.conv.expire(now)

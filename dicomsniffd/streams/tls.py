@@ -10,6 +10,7 @@ like those on DICOM connections.
 
 from __future__ import annotations
 
+from dicomsniffd.dicom.conversation import OBSERVER_FAILED_HOW
 from dicomsniffd.dicom.events import ACCEPTOR, REQUESTOR
 
 from .context import FlowContext
@@ -139,8 +140,8 @@ class TlsFlowHandler:
 
     def close(self, how: str, ts: float) -> None:
         self._last_ts = ts
-        if self.outcome:
-            return
+        if self.outcome or how == OBSERVER_FAILED_HOW:
+            return  # (after our own failure the handshake's outcome is unknown: not counted)
         reset_by = self._reset_by
         if reset_by < 0:
             self._finish("handshake-failed", CLOSED, "")

@@ -63,7 +63,7 @@ def _render_capture(capture: dict[str, Any]) -> str:
         f"Packets:  {capture.get('packets', 0)}   Bytes: {byte_size(capture.get('bytes', 0))}",
         f"Time:     {utc(first)} → {utc(last)} UTC{span}",
     ]
-    failed = (capture.get("flows") or {}).get("handler_errors")
+    failed = (capture.get("flows") or {}).get("failed_connections")
     if failed:
         lines += _wrap(
             f"{failed} connection(s) left unanalysed after an internal error in dicomsniffd "
