@@ -399,6 +399,18 @@ def test_emitter_route_skips_a_sink_for_types_it_does_not_list():
     assert set(emitter.routes) == {ReleaseRequested, AssociationRequested}
 
 
+def _echo_associations(path, *client_ports: int) -> str:
+    """A capture of one released C-ECHO association from each client port, SCU -> SCP."""
+    cap = Capture()
+    for cport in client_ports:
+        c = Conn(cap, sport=104, cport=cport)
+        open_association(c, "SCU", "SCP", abstract=VERIFICATION)
+        c.send(0, echo_rq(1))
+        c.send(1, echo_rsp(1))
+        release(c)
+    return str(cap.write(path))
+
+
 def test_a_failing_sink_ends_its_association_instead_of_leaving_it_open(tmp_path):
     """A handler that raises (here: a sink, on the association's first request) is dropped
     and closed as seen so far: dicom_associations_active goes back to 0 and the flow
@@ -418,14 +430,7 @@ def test_a_failing_sink_ends_its_association_instead_of_leaving_it_open(tmp_path
                 self.failed = True
                 raise RuntimeError("a sink's bug")
 
-    cap = Capture()
-    for cport in (40001, 40002):
-        c = Conn(cap, sport=104, cport=cport)
-        open_association(c, "SCU", "SCP", abstract=VERIFICATION)
-        c.send(0, echo_rq(1))
-        c.send(1, echo_rsp(1))
-        release(c)
-    path = str(cap.write(tmp_path / "sinkbug.pcap"))
+    path = _echo_associations(tmp_path / "sinkbug.pcap", 40001, 40002)
     config = Config()
     metrics = MetricsStore(config.metrics)
     summary = Summary()
@@ -468,13 +473,7 @@ def test_a_sink_failing_again_while_its_association_closes_still_ends_it(tmp_pat
         def _boom(self, event, flow):
             raise RuntimeError("a sink's bug")
 
-    cap = Capture()
-    c = Conn(cap, sport=104, cport=40001)
-    open_association(c, "SCU", "SCP", abstract=VERIFICATION)
-    c.send(0, echo_rq(1))
-    c.send(1, echo_rsp(1))
-    release(c)
-    path = str(cap.write(tmp_path / "sinkbug2.pcap"))
+    path = _echo_associations(tmp_path / "sinkbug2.pcap", 40001)
     config = Config()
     metrics = MetricsStore(config.metrics)
     info = analyze_files([path], config, [metrics, AlwaysFails()], labels=metrics)

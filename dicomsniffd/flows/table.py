@@ -336,12 +336,15 @@ class FlowTable(Handshake, Reassembly, Timers, Leases, Stalls):
         if handler is not None:
             # Closed as seen so far, once, like any other end: else what it opened stays
             # open for good (the association in dicom_associations_active, the summary's
-            # record, the pipeline's reference to it). A close that fails too is counted.
-            try:
-                handler.close(HANDLER_FAILED, ts)
-            except Exception as exc2:
-                self.handler_errors += 1
-                log.debug("stream handler close failed: %r", exc2)
+            # record, the pipeline's reference to it).
+            self._close_handler(handler, HANDLER_FAILED, ts)
+
+    def _close_handler(self, handler: StreamHandler, how: str, ts: float) -> None:
+        try:
+            handler.close(how, ts)
+        except Exception as exc:
+            self.handler_errors += 1  # (a failing close is counted, not the flow again)
+            log.debug("stream handler close failed: %r", exc)
 
     def _connection_failure(self, flow: Flow, reason: str, ts: float) -> None:
         try:
@@ -363,11 +366,7 @@ class FlowTable(Handshake, Reassembly, Timers, Leases, Stalls):
         flow.state = S_CLOSED
         self._release(flow)
         if handler is not None:
-            try:
-                handler.close(how, ts)
-            except Exception as exc:
-                self.handler_errors += 1
-                log.debug("stream handler close failed: %r", exc)
+            self._close_handler(handler, how, ts)
         self._schedule(flow)
 
     def _release(self, flow: Flow) -> None:
