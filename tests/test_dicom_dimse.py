@@ -144,3 +144,26 @@ def test_command_shape_leaves_out_only_what_decoding_does_not_read():
     assert command_shape(twice) is None
     assert command_shape(short[:-3]) is None  # the last element overruns the bytes
     assert command_shape(b"\x08\x00" + short[2:]) is None  # not group 0000
+
+
+def test_command_shape_leaves_out_the_requested_instance_too():
+    """N-ACTION-RQs naming other instances (Requested SOP Instance UID) share a shape that
+    holds no instance UID, and decode alike when UIDs are not kept; a Requested and an
+    Affected instance element may both be cut, each once."""
+
+    def n_action(instance: str, affected: str | None = None) -> bytes:
+        fields = dict(RequestedSOPClassUID="1.2.840.10008.1.20.1", CommandField=0x0130,
+                      MessageID=7, CommandDataSetType=0x0101)  # fmt: skip
+        if affected is not None:
+            fields["AffectedSOPInstanceUID"] = affected
+        return _encode(**fields, RequestedSOPInstanceUID=instance)
+
+    a, b = n_action("1.2.826.0.1.3680043.2.1"), n_action("1.2.826.0.1.3680043.2.99999")
+    assert command_shape(a) == command_shape(b) is not None
+    assert b"3680043" not in command_shape(a)
+    assert decode_command(a) == decode_command(b)
+    assert decode_command(a, keep_instance_uids=True) != decode_command(b, keep_instance_uids=True)
+    both = n_action("1.2.3.4", affected="1.2.3.5")
+    assert b"1.2.3" not in command_shape(both)
+    # what is left is what decoding reads, so the same shape means the same Command
+    assert command_shape(both) == command_shape(a) and decode_command(both) == decode_command(a)

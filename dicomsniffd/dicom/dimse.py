@@ -108,19 +108,24 @@ _SOP_CLASS_TEXT_ENTRIES = 1024
 _GROUP_LENGTH_HEADER = b"\x00\x00\x00\x00\x04\x00\x00\x00"
 
 
+_INSTANCE_ELEMENTS = {0x1000: 1, 0x1001: 2}  # Affected / Requested SOP Instance UID
+
+
 def command_shape(data: bytes) -> bytes | None:
     """What ``decode_command(data)`` reads of a command set that names an instance, when
-    instance UIDs are not kept: the bytes without the Affected SOP Instance UID element
-    and without the CommandGroupLength value (its length is still tested), neither of
-    which is read then. A C-STORE's command sets differ by little else, so they can share
-    a memo entry (transactions.py). None when there is no such element, or the bytes do
-    not walk as well-formed group 0000 elements (decode_command then says why)."""
+    instance UIDs are not kept: the bytes without the Affected and Requested SOP Instance
+    UID elements and without the CommandGroupLength value (its length is still tested),
+    none of which is read then. A C-STORE's command sets differ by little else, so they
+    can share a memo entry (transactions.py), and no instance UID stays in a memo key.
+    None when there is no such element, or the bytes do not walk as well-formed group
+    0000 elements (decode_command then says why)."""
     end = len(data)
     if end < 12 or data[:8] != _GROUP_LENGTH_HEADER:
         return None
     unpack = _ELEMENT_HEADER.unpack_from
     pos = 12
-    cut = cut_end = 0
+    seen = 0
+    cuts: list[tuple[int, int]] = []
     while pos < end:
         if end - pos < 8:
             return None
@@ -128,14 +133,25 @@ def command_shape(data: bytes) -> bytes | None:
         after = pos + 8 + length
         if group or after > end:
             return None
-        if elem == 0x1000:
-            if cut:  # twice: no shape, the plain memo
+        if elem == 0x1000 or elem == 0x1001:  # (compares: no call per element)
+            bit = _INSTANCE_ELEMENTS[elem]
+            if seen & bit:  # twice: no shape, the plain memo
                 return None
-            cut, cut_end = pos, after
+            seen |= bit
+            cuts.append((pos, after))
         pos = after
-    if not cut:
+    if not cuts:
         return None
-    return data[:8] + data[12:cut] + data[cut_end:]
+    if len(cuts) == 1:  # (the usual case: a C-STORE's Affected SOP Instance UID)
+        cut, cut_end = cuts[0]
+        return data[:8] + data[12:cut] + data[cut_end:]
+    parts = [data[:8]]
+    start = 12
+    for cut, cut_end in cuts:
+        parts.append(data[start:cut])
+        start = cut_end
+    parts.append(data[start:])
+    return b"".join(parts)
 
 
 def decode_command(data: bytes, keep_instance_uids: bool = False) -> Command:
