@@ -105,7 +105,7 @@ _ELEMENT_HEADER_US = struct.Struct("<HHIH")
 _SOP_CLASS_TEXT: dict[bytes, str] = {}
 _SOP_CLASS_TEXT_ENTRIES = 1024
 # (0000,0000) UL, length 4: the first element of a command set (PS3.7 E.1)
-_GROUP_LENGTH_HEADER = b"\x00\x00\x00\x00\x04\x00\x00\x00"
+COMMAND_SET_START = b"\x00\x00\x00\x00\x04\x00\x00\x00"
 
 
 _INSTANCE_ELEMENTS = {0x1000: 1, 0x1001: 2}  # Affected / Requested SOP Instance UID
@@ -120,7 +120,7 @@ def command_shape(data: bytes) -> bytes | None:
     None when there is no such element, or the bytes do not walk as well-formed group
     0000 elements (decode_command then says why)."""
     end = len(data)
-    if end < 12 or data[:8] != _GROUP_LENGTH_HEADER:
+    if end < 12 or data[:8] != COMMAND_SET_START:
         return None
     unpack = _ELEMENT_HEADER.unpack_from
     pos = 12

@@ -10,7 +10,15 @@ dataset PDVs arrive as lengths.
 
 from __future__ import annotations
 
-from .dimse import C_CANCEL, Command, CommandSetError, command_shape, decode_command, status_class
+from .dimse import (
+    C_CANCEL,
+    COMMAND_SET_START,
+    Command,
+    CommandSetError,
+    command_shape,
+    decode_command,
+    status_class,
+)
 from .events import (
     ACCEPTOR,
     REQUESTOR,
@@ -22,7 +30,6 @@ from .events import (
 from .problems import BAD_COMMAND_SET, COMMAND_TOO_LARGE, DUPLICATE_MESSAGE_ID, TOO_MANY_PENDING
 from .roles import CERTAIN, Roles
 
-_COMMAND_SET_START = b"\x00\x00\x00\x00\x04\x00\x00\x00"  # (0000,0000) UL, length 4
 # The command set memo (``DimseTransactions.command_memo``): a C-ECHO or C-FIND, and their
 # responses, are byte-identical in every association of a peer (message ID 1, the same
 # SOP class), about 60 % of the commands of short associations (many-flows benchmark),
@@ -203,7 +210,7 @@ class DimseTransactions:
         key = (d, ctx)
         msgs = self.messages
         m = msgs.get(key)
-        if m is not None and m.broken and data.startswith(_COMMAND_SET_START):
+        if m is not None and m.broken and data.startswith(COMMAND_SET_START):
             # A broken (over-cap) command whose last fragment never came: a fragment that
             # starts like a new command set (CommandGroupLength, length 4) ends it.
             m = None

@@ -47,8 +47,9 @@ from dicomsniffd.flows.state import (
 )
 from dicomsniffd.flows.timers import Timers
 
-# The close() reason of a handler that raised (its flow is ignored from then on); the
-# DICOM core ends such an association as "closed", like any close it cannot explain.
+# The close() reason of a handler that raised (its flow is ignored from then on): the
+# DICOM core ends such an association as "capture-ended" (we stopped watching, no peer is
+# to blame; dicom/conversation.py OBSERVER_FAILED_HOW), TLS counts no outcome.
 HANDLER_FAILED = "handler-failed"
 
 # The logger keeps the name of the module the table used to be (log configuration).

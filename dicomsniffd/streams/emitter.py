@@ -51,11 +51,6 @@ class Emitter:
             labels.server_label if labels is not None else _same_server
         )
 
-    def event(self, event: Any, ctx: FlowContext) -> None:
-        calls = self.routes.get(type(event))
-        for call in calls if calls is not None else self.route(type(event)):
-            call(event, ctx)
-
     def route(self, cls: type) -> tuple[Callable[[Any, Any], None], ...]:
         """The calls an event of exact type ``cls`` takes, in sink order: a sink that can say
         which of its handlers takes the type (``handler_for``, sinks.dispatch.EventSink) is
